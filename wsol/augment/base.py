@@ -1,0 +1,185 @@
+"""Mixer interface and registry for batch-level mixed-sample data augmentation (MSDA).
+
+Every mixer takes a batch of images ``(B, C, H, W)`` and one-hot / multi-hot targets ``(B, K)`` and
+returns a :class:`MixOutput`. Mixing happens on the images' device; random numbers come from a CPU
+``torch.Generator`` seeded from ``seed`` so that a given seed reproduces the same sequence of mixes.
+
+Conventions (methods spec §14):
+
+* ``lam`` is the fraction of image a actually kept *after* clipping (CutMix/ResizeMix: the area,
+  FMix: the binarised mask mean, HMix: exact, GMix: the mask mean).
+* Targets are mixed linearly, ``lam * t_a + (1 - lam) * t_b``; this is exact for soft-target CE and
+  for BCE (linear in the target), so multi-hot targets need no clipping.
+* Pairing is either a random permutation (``"permute"``, the MixUp/CutMix/FMix references; it can
+  pair a sample with itself) or the reversed batch (``"flip"``, timm / HMix-GMix).
+* Boxes and masks in the batch are **not** mixed: in WSOL they are evaluation-only annotations, and
+  mixing is applied during training only. The returned ``mask`` tells which pixels came from which
+  image, should a loss need it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+from torch import Tensor
+
+__all__ = ["MixOutput", "Mixer", "create_mixer", "list_mixers", "register_mixer"]
+
+
+@dataclass
+class MixOutput:
+    """Result of a mixer call.
+
+    Attributes:
+        images: ``(B, C, H, W)`` mixed images.
+        targets: ``(B, K)`` mixed soft targets, ``lam * t_a + (1 - lam) * t_b``.
+        lam: ``(B,)`` fraction of image a actually kept (after clipping), per sample.
+        index: ``(B,)`` long, the partner ``b`` of each sample ``a``.
+        mask: ``(B, 1, H, W)`` float in [0, 1], the weight of image a per pixel (None for MixUp).
+    """
+
+    images: Tensor
+    targets: Tensor
+    lam: Tensor
+    index: Tensor
+    mask: Tensor | None
+
+
+class Mixer:
+    """Base class of the mixers: sampling, pairing and the unmixed fallback.
+
+    Subclasses implement :meth:`mix`. Plain class (not an ``nn.Module``) so that LightningCLI can
+    build it from YAML via ``class_path``.
+
+    Args:
+        alpha: Concentration of the Beta(alpha, alpha) distribution of lambda.
+        prob: Probability of mixing a batch; otherwise the batch is returned unmixed.
+        pairing: ``"permute"`` (random permutation) or ``"flip"`` (reversed batch).
+        seed: Seed of the CPU generator; None draws a seed from torch's global RNG.
+    """
+
+    def __init__(
+        self,
+        alpha: float = 1.0,
+        prob: float = 1.0,
+        pairing: Literal["permute", "flip"] = "permute",
+        seed: int | None = None,
+    ) -> None:
+        if alpha <= 0:
+            raise ValueError(f"alpha must be > 0, got {alpha}")
+        if not 0.0 <= prob <= 1.0:
+            raise ValueError(f"prob must be in [0, 1], got {prob}")
+        if pairing not in ("permute", "flip"):
+            raise ValueError(f"pairing must be 'permute' or 'flip', got {pairing!r}")
+        self.alpha = float(alpha)
+        self.prob = float(prob)
+        self.pairing = pairing
+        self.seed = seed
+        self.generator = torch.Generator()
+        if seed is None:
+            self.generator.seed()
+        else:
+            self.generator.manual_seed(int(seed))
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(alpha={self.alpha}, prob={self.prob}, "
+            f"pairing={self.pairing!r}, seed={self.seed})"
+        )
+
+    # -- random helpers (all on the CPU generator) -------------------------------------------
+    def uniform(self, low: float = 0.0, high: float = 1.0) -> float:
+        """One draw from U(low, high)."""
+        return low + (high - low) * torch.rand((), generator=self.generator).item()
+
+    def sample_beta(self, a: float | None = None, b: float | None = None) -> float:
+        """One draw from Beta(a, b) (defaults: Beta(alpha, alpha)) using the seeded generator."""
+        a = self.alpha if a is None else a
+        b = self.alpha if b is None else b
+        # torch's Beta/Gamma samplers take no generator, so the draw goes through a NumPy generator
+        # seeded from ours: the torch generator stays the single source of state.
+        seed = int(torch.randint(0, 2**62, (), generator=self.generator).item())
+        return float(np.random.default_rng(seed).beta(a, b))
+
+    def pair_index(self, batch_size: int) -> Tensor:
+        """Partner of each sample: a random permutation or the reversed batch."""
+        if self.pairing == "flip":
+            return torch.arange(batch_size - 1, -1, -1)
+        return torch.randperm(batch_size, generator=self.generator)
+
+    # -- interface ---------------------------------------------------------------------------
+    def __call__(self, images: Tensor, targets: Tensor) -> MixOutput:
+        """Mix a batch with probability ``prob``.
+
+        Args:
+            images: ``(B, C, H, W)`` float images.
+            targets: ``(B, K)`` float one-hot / multi-hot (or already soft) targets.
+
+        Returns:
+            The mixed batch; with probability ``1 - prob`` the batch unchanged with ``lam = 1``,
+            ``index = arange(B)`` and ``mask = None``.
+        """
+        if images.ndim != 4 or targets.ndim != 2 or images.shape[0] != targets.shape[0]:
+            raise ValueError(
+                f"expected images (B, C, H, W) and targets (B, K), got {tuple(images.shape)} "
+                f"and {tuple(targets.shape)}"
+            )
+        b = images.shape[0]
+        do_mix = self.prob >= 1.0 or torch.rand((), generator=self.generator).item() < self.prob
+        if not do_mix or b < 2:
+            return MixOutput(
+                images=images,
+                targets=targets,
+                lam=torch.ones(b, device=images.device, dtype=images.dtype),
+                index=torch.arange(b, device=images.device),
+                mask=None,
+            )
+        index = self.pair_index(b).to(images.device)
+        with torch.no_grad():
+            out = self.mix(images, targets, index)
+        return out
+
+    def mix(self, images: Tensor, targets: Tensor, index: Tensor) -> MixOutput:
+        """Mix ``images`` with ``images[index]``; implemented by subclasses."""
+        raise NotImplementedError
+
+    @staticmethod
+    def mix_targets(targets: Tensor, index: Tensor, lam: Tensor) -> Tensor:
+        """``lam * t_a + (1 - lam) * t_b`` with a per-sample ``lam`` of shape (B,)."""
+        lam = lam.to(targets.dtype).unsqueeze(1)
+        return lam * targets + (1.0 - lam) * targets[index]
+
+
+_REGISTRY: dict[str, type[Mixer]] = {}
+
+
+def register_mixer(name: str) -> Callable[[type[Mixer]], type[Mixer]]:
+    """Class decorator registering a mixer under ``name``.
+
+    Raises:
+        ValueError: If ``name`` is already registered.
+    """
+
+    def deco(cls: type[Mixer]) -> type[Mixer]:
+        if name in _REGISTRY:
+            raise ValueError(f"mixer {name!r} is already registered ({_REGISTRY[name].__name__})")
+        _REGISTRY[name] = cls
+        return cls
+
+    return deco
+
+
+def create_mixer(name: str, **kwargs: object) -> Mixer:
+    """Build a registered mixer by name, e.g. ``create_mixer("cutmix", alpha=1.0, seed=0)``."""
+    if name not in _REGISTRY:
+        raise KeyError(f"unknown mixer {name!r}; available: {list_mixers()}")
+    return _REGISTRY[name](**kwargs)
+
+
+def list_mixers() -> list[str]:
+    """Sorted names of the registered mixers."""
+    return sorted(_REGISTRY)
