@@ -1,5 +1,30 @@
-"""Batch-level mixed-sample data augmentation (MixUp, CutMix, FMix, ResizeMix, HMix, GMix)."""
+"""Batch-level mixed-sample data augmentation (MixUp, CutMix, FMix, ResizeMix, HMix, GMix).
 
-from wsol.augment.base import Mixer, MixOutput, create_mixer, list_mixers, register_mixer
+Mixers run inside the LightningModule on the batch (not in the per-sample albumentations pipeline):
+``mixer(images, targets) -> MixOutput``. Build one by class or by name::
 
-__all__ = ["MixOutput", "Mixer", "create_mixer", "list_mixers", "register_mixer"]
+    mixer = CutMix(alpha=1.0, prob=0.5, seed=0)
+    mixer = create_mixer("fmix", decay_power=3.0)
+"""
+
+from wsol.augment.base import Mixer, MixOutput, Pairing, create_mixer, list_mixers, register_mixer
+from wsol.augment.cutmix import CutMix
+from wsol.augment.fmix import FMix
+from wsol.augment.hmix_gmix import GMix, HMix
+from wsol.augment.mixup import MixUp
+from wsol.augment.resizemix import ResizeMix
+
+__all__ = [
+    "CutMix",
+    "FMix",
+    "GMix",
+    "HMix",
+    "MixOutput",
+    "MixUp",
+    "Mixer",
+    "Pairing",
+    "ResizeMix",
+    "create_mixer",
+    "list_mixers",
+    "register_mixer",
+]

@@ -27,7 +27,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["MixOutput", "Mixer", "create_mixer", "list_mixers", "register_mixer"]
+__all__ = ["MixOutput", "Mixer", "Pairing", "create_mixer", "list_mixers", "register_mixer"]
+
+Pairing = Literal["permute", "flip"]
 
 
 @dataclass
@@ -66,7 +68,7 @@ class Mixer:
         self,
         alpha: float = 1.0,
         prob: float = 1.0,
-        pairing: Literal["permute", "flip"] = "permute",
+        pairing: Pairing = "permute",
         seed: int | None = None,
     ) -> None:
         if alpha <= 0:
