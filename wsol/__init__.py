@@ -1,0 +1,6 @@
+"""wsol: weakly supervised object localization and semantic segmentation."""
+
+from wsol.backbones import Backbone, create_backbone, list_backbones, register_backbone
+
+__all__ = ["Backbone", "create_backbone", "list_backbones", "register_backbone"]
+__version__ = "0.1.0"

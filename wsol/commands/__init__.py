@@ -1,0 +1,1 @@
+"""Subcommands of the ``wsol`` command line (see :mod:`wsol.cli`)."""

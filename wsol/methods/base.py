@@ -1,0 +1,256 @@
+"""The shared training system: backbone + CAM head, losses, optimizers and logging.
+
+Methods subclass :class:`WSOLModule` and override :meth:`WSOLModule.loss` (and, where the method
+changes the network, :meth:`WSOLModule.forward_with_cams`). Everything else — optimizers, the linear
+LR-scaling rule, L1/L2 penalties, label smoothing, mixing and the validation metrics — lives here once.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from wsol.augment.base import Mixer
+from wsol.backbones import Backbone, create_backbone
+from wsol.heads import CAMHead
+
+
+class WSOLModule(pl.LightningModule):
+    """A classifier whose class activation maps localize objects.
+
+    Args:
+        backbone: a registered backbone name (see :func:`wsol.backbones.list_backbones`) or a module
+            following the :class:`~wsol.backbones.Backbone` contract.
+        num_classes: number of classes K.
+        backbone_kwargs: options for the backbone builder (e.g. ``{"stem_stride": 1}``).
+        pretrained: load the backbone's pretrained weights.
+        multilabel: multi-hot targets with a sigmoid BCE loss instead of softmax cross-entropy.
+        mixer: batch-level mixed-sample augmentation applied to training batches (``wsol.augment``).
+        optimizer: ``"sgd"`` (momentum, nesterov off) or ``"adamw"``.
+        lr: base learning rate; with ``scale_lr`` it is given per 256 images.
+        scale_lr: linear scaling rule, ``lr * batch_size / 256`` (Goyal et al., 2017).
+        batch_size: batch size for the scaling rule; by default read from the datamodule.
+        momentum: SGD momentum (AdamW's beta1 is left at its default).
+        weight_decay: decoupled/coupled decay of the optimizer, on weights only (not biases or norms).
+        label_smoothing: epsilon of label smoothing, ``(1 - eps) * y + eps / K`` (``eps / 2`` for BCE).
+        l1: weight of an explicit ``sum |w|`` penalty added to the loss.
+        l2: weight of an explicit ``sum w^2`` penalty added to the loss.
+        lr_schedule: ``"cosine"`` (per step, to zero) or ``"constant"``.
+        warmup_epochs: linear warm-up length in epochs (may be fractional).
+        head_lr_mult: learning-rate multiplier of the CAM head (e.g. 10 on a pretrained backbone).
+        cam_curve_interval: threshold step of the validation localization metric.
+    """
+
+    def __init__(
+        self,
+        backbone: str | nn.Module = "resnet10",
+        num_classes: int = 10,
+        backbone_kwargs: dict[str, Any] | None = None,
+        pretrained: bool = False,
+        multilabel: bool = False,
+        mixer: Mixer | None = None,
+        optimizer: Literal["sgd", "adamw"] = "sgd",
+        lr: float = 0.1,
+        scale_lr: bool = True,
+        batch_size: int | None = None,
+        momentum: float = 0.9,
+        weight_decay: float = 1e-4,
+        label_smoothing: float = 0.0,
+        l1: float = 0.0,
+        l2: float = 0.0,
+        lr_schedule: Literal["cosine", "constant"] = "cosine",
+        warmup_epochs: float = 0.0,
+        head_lr_mult: float = 1.0,
+        cam_curve_interval: float = 0.01,
+    ) -> None:
+        super().__init__()
+        if optimizer not in ("sgd", "adamw"):
+            raise ValueError(f"optimizer must be 'sgd' or 'adamw', got {optimizer!r}")
+        if lr_schedule not in ("cosine", "constant"):
+            raise ValueError(f"lr_schedule must be 'cosine' or 'constant', got {lr_schedule!r}")
+        if not 0.0 <= label_smoothing < 1.0:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
+        # A backbone passed as a module is not serialisable as a hyper-parameter; its name is.
+        self.save_hyperparameters(ignore=["mixer"] + ([] if isinstance(backbone, str) else ["backbone"]))
+        if isinstance(backbone, str):
+            backbone = create_backbone(backbone, pretrained=pretrained, **(backbone_kwargs or {}))
+        for attr in ("out_channels", "stride"):
+            if not hasattr(backbone, attr):
+                raise ValueError(f"the backbone module must expose '{attr}' (see wsol.backbones.Backbone)")
+        self.backbone: Backbone = backbone
+        self.head = CAMHead(backbone.out_channels, num_classes)
+        self.mixer = mixer
+        self._val_loc = None  # built lazily: only single-label data with boxes needs it
+
+    # ----------------------------------------------------------------------------------- inference
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Backbone feature map ``(B, C, h, w)``."""
+        return self.backbone(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits ``(B, K)``."""
+        return self.head(self.features(x))
+
+    def forward_with_cams(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits ``(B, K)`` and every class's map ``(B, K, h, w)`` from one backbone pass."""
+        maps = self.head.class_maps(self.features(x))
+        return maps.mean(dim=(2, 3)), maps
+
+    def cams(self, x: torch.Tensor, classes: torch.Tensor | None = None) -> torch.Tensor:
+        """Raw class activation maps at feature resolution.
+
+        Args:
+            x: images ``(B, 3, H, W)``.
+            classes: ``(B,)`` class index per image, or ``None`` for all classes.
+
+        Returns:
+            ``(B, K, h, w)`` when ``classes`` is None, else ``(B, h, w)``.
+        """
+        maps = self.forward_with_cams(x)[1]
+        if classes is None:
+            return maps
+        classes = torch.as_tensor(classes, device=maps.device).long().reshape(-1)
+        if classes.numel() != maps.shape[0]:
+            raise ValueError(f"classes has {classes.numel()} entries for a batch of {maps.shape[0]} images")
+        if classes.min() < 0 or classes.max() >= maps.shape[1]:
+            raise ValueError(f"class indices must lie in [0, {maps.shape[1] - 1}], got {classes.tolist()}")
+        return maps[torch.arange(maps.shape[0], device=maps.device), classes]
+
+    # ------------------------------------------------------------------------------------- losses
+    def targets(self, batch: dict[str, Any]) -> torch.Tensor:
+        """One-hot or multi-hot float targets ``(B, K)`` of a batch."""
+        return batch["target"].float()
+
+    def smooth(self, targets: torch.Tensor) -> torch.Tensor:
+        """Label smoothing: ``(1 - eps) y + eps / K`` for softmax, ``(1 - eps) y + eps / 2`` for BCE."""
+        eps = self.hparams.label_smoothing
+        if eps == 0.0:
+            return targets
+        spread = 2 if self.hparams.multilabel else targets.shape[1]
+        return targets * (1.0 - eps) + eps / spread
+
+    def classification_loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Soft-target cross-entropy (single-label) or BCE (multi-label), with label smoothing."""
+        targets = self.smooth(targets)
+        if self.hparams.multilabel:
+            return F.binary_cross_entropy_with_logits(logits, targets)
+        return -(targets * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
+
+    def loss(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Training loss of a batch and its named terms (for logging). Methods override this."""
+        images, targets = batch["image"], self.targets(batch)
+        if self.mixer is not None:
+            mixed = self.mixer(images, targets)
+            images, targets = mixed.images, mixed.targets
+        cls = self.classification_loss(self(images), targets)
+        return cls, {"cls": cls}
+
+    def regularization(self) -> torch.Tensor:
+        """Explicit L1 / L2 penalties over weight tensors (biases and norm parameters excluded)."""
+        l1, l2 = self.hparams.l1, self.hparams.l2
+        total = torch.zeros((), device=self.device)
+        if l1 == 0.0 and l2 == 0.0:
+            return total
+        for p in self.parameters():
+            if p.requires_grad and p.ndim > 1:
+                if l1:
+                    total = total + l1 * p.abs().sum()
+                if l2:
+                    total = total + l2 * p.pow(2).sum()
+        return total
+
+    # ----------------------------------------------------------------------------------- training
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        loss, terms = self.loss(batch)
+        reg = self.regularization()
+        total = loss + reg
+        bs = batch["image"].shape[0]
+        self.log("train/loss", total, prog_bar=True, batch_size=bs)
+        for name, value in terms.items():
+            self.log(f"train/{name}", value, batch_size=bs)
+        if self.hparams.l1 or self.hparams.l2:
+            self.log("train/reg", reg, batch_size=bs)
+        return total
+
+    # --------------------------------------------------------------------------------- validation
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        images, targets = batch["image"], self.targets(batch)
+        bs = images.shape[0]
+        logits, maps = self.forward_with_cams(images)
+        self.log("val/loss", self.classification_loss(logits, targets), prog_bar=True, batch_size=bs)
+        if self.hparams.multilabel or "label" not in batch:
+            return
+        labels = batch["label"]
+        correct = logits.argmax(dim=1) == labels
+        self.log("val/top1_acc", correct.float().mean() * 100, prog_bar=True, batch_size=bs)
+        if batch.get("boxes") is not None:
+            from wsol.metrics import BoxLocalizationMetric, prepare_scoremaps
+
+            if self._val_loc is None:
+                self._val_loc = BoxLocalizationMetric(cam_curve_interval=self.hparams.cam_curve_interval)
+                self._val_loc.to(self.device)
+            gt_maps = maps[torch.arange(bs, device=maps.device), labels]
+            scoremaps = prepare_scoremaps(gt_maps.detach(), tuple(images.shape[-2:]))
+            self._val_loc.update(scoremaps, list(batch["boxes"]), correct)
+
+    def on_validation_epoch_end(self) -> None:
+        if self._val_loc is None or not self._val_loc.update_count:
+            return
+        for name, value in self._val_loc.compute().items():
+            self.log(f"val/{name}", value, prog_bar=name == "MaxBoxAccV2")
+        self._val_loc.reset()
+
+    # --------------------------------------------------------------------------------- optimizers
+    def effective_lr(self) -> float:
+        """The learning rate after the linear scaling rule."""
+        lr = self.hparams.lr
+        if not self.hparams.scale_lr:
+            return lr
+        batch_size = self.hparams.batch_size
+        if batch_size is None:
+            datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+            batch_size = getattr(datamodule, "batch_size", None)
+        if batch_size is None:
+            raise ValueError(
+                "scale_lr=True needs the batch size: pass batch_size= or use a datamodule with one"
+            )
+        return lr * batch_size / 256
+
+    def parameter_groups(self) -> list[dict[str, Any]]:
+        """Optimizer parameter groups: backbone and head, weights decayed, biases and norms not."""
+        lr, wd = self.effective_lr(), self.hparams.weight_decay
+        groups = []
+        for module, mult in ((self.backbone, 1.0), (self.head, self.hparams.head_lr_mult)):
+            params = [p for p in module.parameters() if p.requires_grad]
+            decay = [p for p in params if p.ndim > 1]
+            no_decay = [p for p in params if p.ndim <= 1]
+            groups.append({"params": decay, "lr": lr * mult, "weight_decay": wd})
+            groups.append({"params": no_decay, "lr": lr * mult, "weight_decay": 0.0})
+        return [g for g in groups if g["params"]]
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        groups = self.parameter_groups()
+        if self.hparams.optimizer == "sgd":
+            opt = torch.optim.SGD(groups, lr=groups[0]["lr"], momentum=self.hparams.momentum)
+        else:
+            opt = torch.optim.AdamW(groups, lr=groups[0]["lr"])
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        epochs = max(1, self.trainer.max_epochs or 1)
+        warmup = int(round(self.hparams.warmup_epochs * total / epochs))
+        cosine = self.hparams.lr_schedule == "cosine"
+
+        def factor(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / warmup
+            if not cosine:
+                return 1.0
+            progress = (step - warmup) / max(1, total - warmup)
+            return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
