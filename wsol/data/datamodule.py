@@ -88,9 +88,7 @@ class WSOLDataModule(pl.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if stage in (None, "fit") and self.train_set is None:
             ds = self._read("train", self.train_options)
-            ds.transform = TrainTransform(
-                self.image_size, ds.num_classes, self.train_scale, self.mean, self.std
-            )
+            ds.transform = TrainTransform(self.image_size, ds.num_classes, self.train_scale, self.mean, self.std)
             self.train_set = ds
         if self.val_set is None:
             self.val_set = self._eval_dataset()

@@ -46,17 +46,13 @@ class SampleDataset(Dataset):
 class ListDataset(SampleDataset):
     """Samples held in memory (generated data, small subsets)."""
 
-    def __init__(
-        self, samples: Sequence[Sample], class_names: Sequence[str], multilabel: bool = False
-    ) -> None:
+    def __init__(self, samples: Sequence[Sample], class_names: Sequence[str], multilabel: bool = False) -> None:
         self.samples = list(samples)
         self.class_names = tuple(class_names)
         self.multilabel = multilabel
         for s in self.samples:
             if max(s.labels) >= len(self.class_names):
-                raise ValueError(
-                    f"{s.image_id}: label {max(s.labels)} is not one of {len(self.class_names)} classes"
-                )
+                raise ValueError(f"{s.image_id}: label {max(s.labels)} is not one of {len(self.class_names)} classes")
 
     def __len__(self) -> int:
         return len(self.samples)

@@ -59,9 +59,7 @@ class SyntheticConfig:
         if self.image_size < 24:
             raise ValueError(f"image_size must be >= 24, got {self.image_size}")
         if not 0.05 <= self.min_scale <= self.max_scale <= 0.95:
-            raise ValueError(
-                f"need 0.05 <= min_scale <= max_scale <= 0.95, got {self.min_scale}, {self.max_scale}"
-            )
+            raise ValueError(f"need 0.05 <= min_scale <= max_scale <= 0.95, got {self.min_scale}, {self.max_scale}")
 
     def key(self) -> str:
         blob = json.dumps({**asdict(self), "version": _VERSION}, sort_keys=True)

@@ -102,14 +102,10 @@ class TinyImageNet(SampleDataset):
             raise FileNotFoundError(f"image not found: {path}")
         with Image.open(path) as im:
             image = np.asarray(im.convert("RGB"))
-        return Sample(
-            image=image, labels=(label,), boxes=box, image_id=f"{path.parent.parent.name}/{path.name}"
-        )
+        return Sample(image=image, labels=(label,), boxes=box, image_id=f"{path.parent.parent.name}/{path.name}")
 
 
 @register_reader("tiny_imagenet")
-def read_tiny_imagenet(
-    root: str | Path | None, split: str, limit_per_class: int | None = None
-) -> TinyImageNet:
+def read_tiny_imagenet(root: str | Path | None, split: str, limit_per_class: int | None = None) -> TinyImageNet:
     """Tiny ImageNet from ``root`` or ``$WSOL_DATA/tiny_imagenet_10``."""
     return TinyImageNet(resolve_root(root, "tiny_imagenet_10"), split, limit_per_class=limit_per_class)

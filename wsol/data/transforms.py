@@ -93,9 +93,7 @@ class TrainTransform:
         out = self.pipeline(**kwargs)
         new_boxes = np.asarray(out["bboxes"], dtype=np.float32).reshape(-1, 4)
         new_boxes[:, 2:] -= 1  # back to inclusive
-        return _output(
-            sample, out["image"], new_boxes, out.get("mask"), self.num_classes, self.mean, self.std
-        )
+        return _output(sample, out["image"], new_boxes, out.get("mask"), self.num_classes, self.mean, self.std)
 
 
 class EvalTransform:

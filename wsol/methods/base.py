@@ -216,9 +216,7 @@ class WSOLModule(pl.LightningModule):
             datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
             batch_size = getattr(datamodule, "batch_size", None)
         if batch_size is None:
-            raise ValueError(
-                "scale_lr=True needs the batch size: pass batch_size= or use a datamodule with one"
-            )
+            raise ValueError("scale_lr=True needs the batch size: pass batch_size= or use a datamodule with one")
         return lr * batch_size / 256
 
     def parameter_groups(self) -> list[dict[str, Any]]:
