@@ -259,9 +259,7 @@ def test_multilabel_targets(name) -> None:
     # Image 0 (classes 0, 1) is paired with image 3 (no class): both keep weight lam.
     assert out.targets[0, :2].tolist() == pytest.approx([out.lam[0].item()] * 2)
     # Images 1 and 2 share no class; image 1's class 1 gets lam, image 2's class 0 gets 1 - lam.
-    assert out.targets[1].tolist() == pytest.approx(
-        [1 - out.lam[1].item(), out.lam[1].item(), out.lam[1].item()]
-    )
+    assert out.targets[1].tolist() == pytest.approx([1 - out.lam[1].item(), out.lam[1].item(), out.lam[1].item()])
     both = torch.tensor([[1.0, 0.0]] * 2)  # a class present in both images stays 1
     torch.testing.assert_close(create_mixer(name, seed=0)(torch.randn(2, 3, 8, 8), both).targets, both)
 

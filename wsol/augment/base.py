@@ -89,8 +89,7 @@ class Mixer:
 
     def __repr__(self) -> str:
         return (
-            f"{type(self).__name__}(alpha={self.alpha}, prob={self.prob}, "
-            f"pairing={self.pairing!r}, seed={self.seed})"
+            f"{type(self).__name__}(alpha={self.alpha}, prob={self.prob}, pairing={self.pairing!r}, seed={self.seed})"
         )
 
     # -- random helpers (all on the CPU generator) -------------------------------------------
@@ -127,8 +126,7 @@ class Mixer:
         """
         if images.ndim != 4 or targets.ndim != 2 or images.shape[0] != targets.shape[0]:
             raise ValueError(
-                f"expected images (B, C, H, W) and targets (B, K), got {tuple(images.shape)} "
-                f"and {tuple(targets.shape)}"
+                f"expected images (B, C, H, W) and targets (B, K), got {tuple(images.shape)} and {tuple(targets.shape)}"
             )
         b = images.shape[0]
         do_mix = self.prob >= 1.0 or torch.rand((), generator=self.generator).item() < self.prob

@@ -62,9 +62,7 @@ class ResizeMix(Mixer):
         y1, y2, x1, x2 = box
         mixed = images.clone()
         if y2 > y1 and x2 > x1:
-            mixed[:, :, y1:y2, x1:x2] = F.interpolate(
-                images[index], size=(y2 - y1, x2 - x1), mode=self.interpolation
-            )
+            mixed[:, :, y1:y2, x1:x2] = F.interpolate(images[index], size=(y2 - y1, x2 - x1), mode=self.interpolation)
         lam = 1.0 - (y2 - y1) * (x2 - x1) / (h * w)
         lam_t = torch.full((b,), lam, device=images.device, dtype=images.dtype)
         mask = box_mask(b, h, w, box, images)
