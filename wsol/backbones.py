@@ -112,7 +112,10 @@ def _load_local(model: nn.Module, weights_path: str | Path, ignore_prefixes: tup
     state = torch.load(path, map_location="cpu", weights_only=True)
     if isinstance(state, dict) and "state_dict" in state:
         state = state["state_dict"]
-    result = model.load_state_dict(state, strict=False)
+    try:
+        result = model.load_state_dict(state, strict=False)
+    except RuntimeError as err:  # shape mismatches
+        raise ValueError(f"weights in {path} do not fit the backbone: {err}") from err
     missing = [k for k in result.missing_keys if not k.startswith(ignore_prefixes)]
     unexpected = [k for k in result.unexpected_keys if not k.startswith(ignore_prefixes)]
     if missing or unexpected:

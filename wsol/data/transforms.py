@@ -21,10 +21,11 @@ from PIL import Image
 
 from wsol.backbones import IMAGENET_MEAN, IMAGENET_STD
 from wsol.data.schema import Sample
+from wsol.metrics.boxes import resize_gt_boxes
 
 
 def _to_tensor(image: np.ndarray, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
-    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255.0)
+    x = torch.from_numpy(np.require(image, requirements=["C", "W"])).permute(2, 0, 1).float().div_(255.0)
     m = torch.tensor(mean).view(3, 1, 1)
     s = torch.tensor(std).view(3, 1, 1)
     return (x - m) / s
@@ -130,9 +131,7 @@ class EvalTransform:
             image = np.asarray(Image.fromarray(sample.image).resize((self.size, self.size), Image.BILINEAR))
         else:
             image = cv2.resize(sample.image, (self.size, self.size), interpolation=cv2.INTER_LINEAR)
-        # (c * size) / W, then truncation: the protocol's order of operations, bit for bit.
-        dims = np.array([width, height, width, height], dtype=np.float64)
-        boxes = np.floor(sample.boxes.astype(np.float64) * self.size / dims).astype(np.float32)
+        boxes = resize_gt_boxes(sample.boxes, (width, height), (self.size, self.size)).astype(np.float32)
         mask = None
         if sample.mask is not None:
             mask = self.mask_pipeline(image=sample.image, mask=sample.mask)["mask"]

@@ -1,0 +1,48 @@
+"""Shared fixtures: a private cache for generated data, tiny demo datamodules, the real-data folder."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+TINY_DEMO = {"train_per_class": 8, "val_per_class": 4, "image_size": 32, "num_classes": 3, "clutter": 2}
+
+
+def shared_data_root() -> Path:
+    """``$WSOL_DATA`` or the ``shared/data`` folder beside the repository."""
+    return Path(os.environ.get("WSOL_DATA", REPO.parent / "shared" / "data"))
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    # Generated demo data goes to a per-session folder, never the user's cache.
+    os.environ["WSOL_CACHE"] = str(tmp_path_factory.mktemp("wsol-cache"))
+    torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+@pytest.fixture
+def tiny_datamodule():
+    """A demo datamodule of 24 training and 12 validation 32 px images over 3 classes."""
+    from wsol.data import WSOLDataModule
+
+    return WSOLDataModule("synthetic", image_size=32, batch_size=4, train_options=TINY_DEMO, val_options=TINY_DEMO)
+
+
+@pytest.fixture
+def tiny_imagenet_root() -> Path:
+    root = shared_data_root() / "tiny_imagenet_10"
+    if not (root / "wnids.txt").is_file():
+        pytest.skip(f"real data absent: {root} (set WSOL_DATA to the folder holding tiny_imagenet_10/)")
+    return root
+
+
+@pytest.fixture
+def coco_mini_root() -> Path:
+    root = shared_data_root() / "coco_mini"
+    if not (root / "annotations").is_dir():
+        pytest.skip(f"real data absent: {root} (set WSOL_DATA to the folder holding coco_mini/)")
+    return root

@@ -1,0 +1,55 @@
+import json
+
+import pytest
+
+from wsol.backbones import list_backbones
+from wsol.cli import main
+
+
+def test_help_lists_subcommands(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    for name in ("quickstart", "backbones", "evaluate"):
+        assert name in out
+
+
+def test_backbones_prints_one_name_per_line(capsys):
+    assert main(["backbones"]) == 0
+    assert capsys.readouterr().out.split() == list_backbones()
+
+
+def test_missing_data_folder_is_reported_without_traceback(tmp_path, capsys):
+    code = main(["quickstart", "--out", str(tmp_path / "q"), "--data", str(tmp_path / "missing")])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "wsol quickstart: error:" in err and "missing" in err and "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_quickstart_end_to_end_tiny(tmp_path):
+    out = tmp_path / "q"
+    args = [
+        "quickstart",
+        "--out",
+        str(out),
+        "--epochs",
+        "1",
+        "--train-per-class",
+        "6",
+        "--val-per-class",
+        "3",
+        "--batch-size",
+        "8",
+    ]
+    assert main(args) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert 0.0 <= metrics["top1_acc"] <= 100.0
+    v2 = metrics["MaxBoxAccV2"]
+    assert set(v2["per_iou"]) == {"30", "50", "70"} or set(v2["per_iou"]) == {30, 50, 70}
+    assert v2["value"] == pytest.approx(sum(v2["per_iou"].values()) / 3)
+    assert 0.0 <= metrics["center_baseline_MaxBoxAccV2"]["value"] <= 100.0
+    assert metrics["num_val_images"] == 15
+    png = (out / "overlays.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000

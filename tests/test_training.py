@@ -1,0 +1,75 @@
+import pytest
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import EMAWeightAveraging, ModelCheckpoint
+
+from wsol.methods import CAM
+
+
+def _model(**kw):
+    return CAM(backbone="resnet10", backbone_kwargs={"stem_stride": 2, "width": 16}, num_classes=3, **kw)
+
+
+def _trainer(tmp_path, **kw):
+    defaults = dict(
+        accelerator="cpu",
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+    )
+    defaults.update(kw)
+    return pl.Trainer(**defaults)
+
+
+def test_fast_dev_run_on_demo_data(tiny_datamodule, tmp_path):
+    model = _model(label_smoothing=0.1, l1=1e-6, l2=1e-5, warmup_epochs=0.5)
+    before = [p.detach().clone() for p in model.parameters()]
+    trainer = _trainer(tmp_path, fast_dev_run=True)
+    trainer.fit(model, datamodule=tiny_datamodule)
+    metrics = trainer.callback_metrics
+    assert torch.isfinite(metrics["train/loss"])
+    assert 0.0 <= metrics["val/top1_acc"] <= 100.0
+    assert 0.0 <= metrics["val/MaxBoxAccV2"] <= 100.0
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
+def test_optimizers_and_schedules(tiny_datamodule, tmp_path, optimizer):
+    model = _model(optimizer=optimizer, lr_schedule="constant", lr=1e-3)
+    trainer = _trainer(tmp_path, fast_dev_run=True)
+    trainer.fit(model, datamodule=tiny_datamodule)
+    lr = trainer.optimizers[0].param_groups[0]["lr"]
+    assert lr == pytest.approx(1e-3 * 4 / 256)  # linear scaling with the datamodule's batch of 4
+
+
+def test_ema_callback_trains(tiny_datamodule, tmp_path):
+    model = _model()
+    trainer = _trainer(
+        tmp_path,
+        max_epochs=1,
+        limit_train_batches=3,
+        limit_val_batches=1,
+        callbacks=[EMAWeightAveraging(decay=0.9)],
+        enable_checkpointing=False,
+    )
+    trainer.fit(model, datamodule=tiny_datamodule)
+    assert torch.isfinite(trainer.callback_metrics["val/loss"])
+
+
+def test_checkpoint_resumes_where_it_stopped(tiny_datamodule, tmp_path):
+    ckpt = ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True)
+    first = _trainer(tmp_path, max_epochs=1, limit_train_batches=2, limit_val_batches=1, callbacks=[ckpt])
+    first.fit(_model(), datamodule=tiny_datamodule)
+    assert first.global_step == 2
+    second = _trainer(
+        tmp_path,
+        max_epochs=2,
+        limit_train_batches=2,
+        limit_val_batches=1,
+        callbacks=[ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True)],
+    )
+    second.fit(_model(), datamodule=tiny_datamodule, ckpt_path=tmp_path / "ckpt" / "last.ckpt")
+    assert second.global_step == 4  # continued, not restarted
+    restored = CAM.load_from_checkpoint(tmp_path / "ckpt" / "last.ckpt")
+    assert restored.hparams.num_classes == 3 and restored.hparams.backbone == "resnet10"
