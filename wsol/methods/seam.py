@@ -99,11 +99,14 @@ class SEAM(WSOLModule):
     by the classes present (a mixed target > 0), with background ``1 - max_c`` for ECR.
 
     The CAM head is a bias-free 1x1 conv after ``Dropout2d`` (SEAM's ``fc8``); its background slot is
-    never supervised in SEAM, so it is synthesised instead. The PCM sees detached features: the backbone's
-    output, or the outputs of ``pcm_layers``: names from ``backbone.named_modules()``, e.g. a ResNet's
-    layer2/layer3 (``["body.5", "body.6"]`` for the default stem), the closest to SEAM's conv4/conv5.
-    Inference maps (``cams``) are the PCM's, as in SEAM, unless ``cam_source="cam"``. SEAM's recipe: lr 0.01
-    at batch 8, weight decay 5e-4, poly schedule, BN frozen (``freeze_bn``) on a pretrained backbone.
+    never supervised in SEAM, so it is synthesised instead. Logits are the GAP of the raw CAM (the code pools
+    the map upsampled with ``align_corners=True``, which only reweights edge pixels). The PCM sees detached
+    features: the backbone's output, or the outputs of ``pcm_layers``: names from ``backbone.named_modules()``,
+    e.g. a ResNet's layer2/layer3 (``["body.5", "body.6"]`` for the default stem), the closest to SEAM's
+    conv4/conv5. Inference maps (``cams``) are the PCM's, as in SEAM, unless ``cam_source="cam"``.
+
+    SEAM's recipe: lr 0.01 at batch 8, weight decay 5e-4, poly schedule, BN frozen (``freeze_bn``) on a
+    pretrained backbone.
 
     Args:
         transform: the equivariance transform ``A``; ``rescale`` is SEAM's, the others are for ablation.
