@@ -1,0 +1,432 @@
+"""ONNX export of a CAM classifier: one graph with ``logits`` and normalised ``cams``.
+
+The graph takes ``images`` (float32 NCHW, already normalised with the sidecar's mean/std; the
+preprocessing stays in numpy so INT8 calibration and the device see the same inputs) and returns
+``logits (N, K)`` and ``cams (N, n, H, W)``: the class maps of the top-1 class (n = 1), of the top-k
+classes (n = k, ordered by logit) or of every class (n = K), bilinearly upsampled to the input size and
+min-max normalised per map. The batch axis is dynamic; the spatial size is fixed at export time.
+
+Exporters (torch 2.14): the dynamo exporter cannot emit opset 17 (it stops at 18), which is the ceiling
+of TensorRT 8.5 / JetPack 5, so ``exporter="auto"`` uses the TorchScript exporter for opset <= 17 and
+dynamo above; the legacy exporter mis-exports ReduceMean at opset >= 18 (pytorch/pytorch#104190).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import warnings
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+SIDECAR_VERSION = 1
+DEFAULT_EPS = 1e-5  # >= 1e-5 so the normalisation survives a TensorRT FP16 engine (min normal ~6e-5)
+
+
+def parse_cam_classes(spec: str) -> tuple[str, int | None]:
+    """Parse ``top1``, ``all`` or ``topk:K`` into ``(mode, k)`` (``k`` is None for ``all``).
+
+    Raises:
+        ValueError: for anything else, or K < 1.
+    """
+    spec = spec.strip().lower()
+    if spec == "top1":
+        return "top1", 1
+    if spec == "all":
+        return "all", None
+    if spec.startswith("topk:"):
+        try:
+            k = int(spec[len("topk:") :])
+        except ValueError:
+            k = 0
+        if k >= 1:
+            return ("top1", 1) if k == 1 else ("topk", k)
+    raise ValueError(f"cam classes must be 'top1', 'all' or 'topk:K' with K >= 1, got {spec!r}")
+
+
+class ExportWrapper(nn.Module):
+    """``images -> (logits, cams)`` around any module with ``forward_with_cams``; used only for export.
+
+    The map and image sizes are probed once at construction and used as Python constants, so both
+    exporters emit constant Reshape/Resize shapes and a fully static ``cams`` shape apart from the batch.
+
+    Args:
+        model: a module whose ``forward_with_cams(images)`` returns ``(logits (N, K), maps (N, K, h, w))``
+            (every :class:`~wsol.methods.WSOLModule`); it is put in eval mode.
+        cam_classes: ``top1``, ``topk:K`` or ``all``.
+        image_size: ``(H, W)`` of the exported input.
+        eps: added to ``max - min`` in the per-map normalisation so flat maps stay finite.
+
+    Raises:
+        ValueError: if the model lacks ``forward_with_cams`` or its maps and logits disagree on K.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        cam_classes: str = "top1",
+        image_size: tuple[int, int] = (224, 224),
+        eps: float = DEFAULT_EPS,
+    ) -> None:
+        super().__init__()
+        if not hasattr(model, "forward_with_cams"):
+            raise ValueError("the model must define forward_with_cams(images) -> (logits, maps)")
+        self.model = model.eval()
+        self.mode, k = parse_cam_classes(cam_classes)
+        self.image_size = (int(image_size[0]), int(image_size[1]))
+        self.eps = float(eps)
+        with torch.no_grad():
+            logits, maps = model.forward_with_cams(torch.zeros(1, 3, *self.image_size))
+        if maps.ndim != 4 or maps.shape[1] != logits.shape[1]:
+            raise ValueError(
+                f"forward_with_cams returned logits {tuple(logits.shape)} and maps {tuple(maps.shape)}; "
+                "the export needs one map per logit"
+            )
+        self.num_classes, self.map_size = int(maps.shape[1]), (int(maps.shape[2]), int(maps.shape[3]))
+        self.num_cams = self.num_classes if k is None else min(k, self.num_classes)
+        self.eval()
+
+    def train(self, mode: bool = True) -> ExportWrapper:
+        """Stay in eval mode: the legacy exporter restores the wrapper's mode after tracing, which would
+        otherwise flip BatchNorm and dropout of the wrapped model back to training."""
+        return super().train(False)
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits, maps = self.model.forward_with_cams(images)
+        (h, w), n = self.map_size, self.num_cams
+        if self.mode == "all":
+            selected = maps
+        else:
+            idx = logits.argmax(dim=1, keepdim=True) if n == 1 else logits.topk(n, dim=1).indices
+            # A one-hot MatMul selects the maps without Gather/Expand over dynamic shapes, which
+            # TensorRT handles less gracefully than a batched MatMul.
+            classes = torch.arange(self.num_classes, device=maps.device)
+            onehot = (idx.unsqueeze(2) == classes).to(maps.dtype)
+            flat_maps = maps.reshape(-1, self.num_classes, h * w)
+            selected = torch.matmul(onehot, flat_maps).reshape(-1, n, h, w)
+        up = F.interpolate(selected, size=self.image_size, mode="bilinear", align_corners=False)
+        flat = up.reshape(-1, n, self.image_size[0] * self.image_size[1])
+        lo = flat.amin(dim=2, keepdim=True)
+        hi = flat.amax(dim=2, keepdim=True)
+        cams = ((flat - lo) / (hi - lo + self.eps)).reshape(-1, n, *self.image_size)
+        return logits, cams
+
+
+# ------------------------------------------------------------------------------------------ models
+def load_checkpoint_model(path: str | Path, method: str = "CAM") -> tuple[nn.Module, list[str] | None]:
+    """Load a Lightning checkpoint of a :mod:`wsol.methods` class on CPU.
+
+    Pretrained backbone weights are never fetched: the checkpoint holds every weight.
+
+    Args:
+        path: the ``.ckpt`` file.
+        method: the class name in :mod:`wsol.methods` (case-insensitive), e.g. ``CAM`` or ``SEAM``.
+
+    Returns:
+        The model in eval mode and the class names stored in the checkpoint, if any.
+
+    Raises:
+        FileNotFoundError: if ``path`` does not exist.
+        KeyError: for an unknown method name.
+        ValueError: if the checkpoint was trained with a backbone module rather than a name.
+    """
+    import wsol.methods as methods
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    classes = {name.lower(): getattr(methods, name) for name in methods.__all__}
+    if method.lower() not in classes:
+        raise KeyError(f"unknown method {method!r}; known: {', '.join(sorted(methods.__all__))}")
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    hparams = ckpt.get("hyper_parameters", {})
+    if "backbone" not in hparams:
+        raise ValueError(
+            f"{path.name} was trained with a backbone module, not a registered name; rebuild the model in "
+            "Python and call wsol.export.export_onnx on it"
+        )
+    model = classes[method.lower()].load_from_checkpoint(path, map_location="cpu", pretrained=False)
+    names = hparams.get("class_names") or ckpt.get("datamodule_hyper_parameters", {}).get("class_names")
+    return model.eval(), (list(map(str, names)) if names else None)
+
+
+def build_backbone_model(
+    backbone: str,
+    pretrained: bool = False,
+    num_classes: int | None = None,
+    backbone_kwargs: dict[str, Any] | None = None,
+    seed: int = 0,
+) -> tuple[nn.Module, str]:
+    """A CAM classifier from a backbone name, for export and benchmarking without a trained checkpoint.
+
+    With pretrained weights that include a classifier (e.g. ImageNet's ``fc``) the CAM head is that
+    classifier; otherwise the head is randomly initialised (seeded) with ``num_classes`` outputs.
+
+    Returns:
+        The model in eval mode and the head's origin: ``"pretrained"`` or ``"random"``.
+
+    Raises:
+        ValueError: if ``num_classes`` contradicts the pretrained classifier.
+    """
+    from wsol.backbones import create_backbone
+    from wsol.methods import CAM
+
+    torch.manual_seed(seed)
+    body = create_backbone(backbone, pretrained=pretrained, **(backbone_kwargs or {}))
+    fc = body.classifier
+    if fc is not None and num_classes not in (None, fc.out_features):
+        raise ValueError(f"the pretrained classifier of {backbone} has {fc.out_features} classes, not {num_classes}")
+    model = CAM(backbone=body, num_classes=fc.out_features if fc is not None else (num_classes or 1000))
+    if fc is None:
+        return model.eval(), "random"
+    with torch.no_grad():
+        # By linearity, fc(GAP(f)) == GAP(conv1x1(f)) with the fc weights as 1x1 kernels.
+        model.head.weight.copy_(fc.weight.reshape(model.head.weight.shape))
+        model.head.bias.copy_(fc.bias if fc.bias is not None else torch.zeros_like(model.head.bias))
+    return model.eval(), "pretrained"
+
+
+def imagenet_class_names() -> list[str]:
+    """The 1000 ImageNet-1k category names in the standard index order (from torchvision, offline)."""
+    from torchvision.models import ResNet18_Weights
+
+    return list(ResNet18_Weights.IMAGENET1K_V1.meta["categories"])
+
+
+# ------------------------------------------------------------------------------------------ export
+@dataclass
+class ExportResult:
+    """What :func:`export_onnx` wrote and measured."""
+
+    path: Path
+    sidecar_path: Path
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def parity(self) -> dict[str, Any] | None:
+        return self.metadata.get("parity")
+
+
+def export_onnx(
+    model: nn.Module,
+    out: str | Path,
+    image_size: tuple[int, int] = (224, 224),
+    cam_classes: str = "top1",
+    opset: int = 17,
+    exporter: str = "auto",
+    mean: tuple[float, ...] | None = None,
+    std: tuple[float, ...] | None = None,
+    class_names: list[str] | None = None,
+    parity: bool = True,
+    parity_batches: tuple[int, ...] = (1, 3),
+    atol: float = 1e-4,
+    rtol: float = 1e-4,
+    extra_metadata: dict[str, Any] | None = None,
+) -> ExportResult:
+    """Export ``model`` to one ONNX graph with ``logits`` and ``cams``, check it and write its sidecar.
+
+    Writes exactly two files: ``out`` (self-contained, no external data) and ``out`` with a ``.json``
+    suffix (preprocessing, class names, opset, outputs, parity). The graph is validated with
+    ``onnx.checker`` (full check). The parity check runs the graph in onnxruntime (CPU) on seeded random
+    inputs at ``parity_batches`` (the export traces batch 2, so 1 and 3 exercise the dynamic axis) and
+    compares with PyTorch: ``|delta| <= atol + rtol * |reference|`` for logits and CAMs, and equal top-1.
+
+    Args:
+        model: a module with ``forward_with_cams`` (any :class:`~wsol.methods.WSOLModule`).
+        out: the ``.onnx`` path.
+        image_size: ``(H, W)`` of the input; the batch axis stays dynamic.
+        cam_classes: ``top1``, ``topk:K`` or ``all``.
+        opset: ONNX opset (17 for TensorRT 8.5 / JetPack 5; 18-20 for TensorRT 10).
+        exporter: ``auto`` (TorchScript for opset <= 17, dynamo above), ``torchscript`` or ``dynamo``.
+        mean: normalisation mean of the inputs (default: the backbone's).
+        std: normalisation std of the inputs (default: the backbone's).
+        class_names: names of the K classes (default: their indices).
+        parity: run the onnxruntime parity check.
+        parity_batches: batch sizes of the parity check.
+        atol: absolute tolerance of the parity check.
+        rtol: relative tolerance of the parity check.
+        extra_metadata: merged into the sidecar (e.g. the model's source).
+
+    Returns:
+        The written paths and the sidecar contents; ``result.parity["pass"]`` tells whether it matched.
+
+    Raises:
+        ValueError: for a bad path, opset/exporter combination or CAM-class spec.
+    """
+    import onnx
+
+    out = Path(out)
+    if out.suffix != ".onnx":
+        raise ValueError(f"the output path must end in .onnx, got {out}")
+    if exporter == "auto":
+        exporter = "torchscript" if opset <= 17 else "dynamo"
+    if exporter not in ("torchscript", "dynamo"):
+        raise ValueError(f"exporter must be auto, torchscript or dynamo, got {exporter!r}")
+    if exporter == "dynamo" and opset < 18:
+        raise ValueError(f"the dynamo exporter cannot emit opset {opset} (its minimum is 18); use torchscript")
+    if exporter == "torchscript" and not 11 <= opset <= 17:
+        raise ValueError(
+            f"the TorchScript exporter is used for opsets 11-17 only (at >= 18 it emits an invalid ReduceMean, "
+            f"pytorch/pytorch#104190); got {opset}, use dynamo"
+        )
+    wrapper = ExportWrapper(model, cam_classes, image_size)
+    backbone = getattr(model, "backbone", None)
+    mean = tuple(mean or getattr(backbone, "mean", None) or (0.485, 0.456, 0.406))
+    std = tuple(std or getattr(backbone, "std", None) or (0.229, 0.224, 0.225))
+    k, n = wrapper.num_classes, wrapper.num_cams
+    if class_names is not None and len(class_names) != k:
+        raise ValueError(f"{len(class_names)} class names for a model with {k} classes")
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    _run_exporter(wrapper, out, exporter, opset)
+    proto = onnx.load(str(out))
+    _set_output_shapes(proto, {"logits": ["batch", k], "cams": ["batch", n, *wrapper.image_size]})
+    onnx.save(proto, str(out))
+    export_seconds = time.perf_counter() - start
+    onnx.checker.check_model(str(out), full_check=True)
+
+    metadata: dict[str, Any] = {
+        "format": "wsol-onnx",
+        "version": SIDECAR_VERSION,
+        "model_file": out.name,
+        "sha256": hashlib.sha256(out.read_bytes()).hexdigest(),
+        "file_bytes": out.stat().st_size,
+        "opset": max(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")),
+        "exporter": exporter,
+        "export_seconds": round(export_seconds, 2),
+        "inputs": {"images": {"shape": ["batch", 3, *wrapper.image_size], "dtype": "float32", "layout": "NCHW"}},
+        "outputs": {
+            "logits": {"shape": ["batch", k], "dtype": "float32"},
+            "cams": {"shape": ["batch", n, *wrapper.image_size], "dtype": "float32", "range": [0.0, 1.0]},
+        },
+        "preprocessing": {
+            "size": list(wrapper.image_size),
+            "mean": list(mean),
+            "std": list(std),
+            "input_scale": 1 / 255,
+            "channel_order": "RGB",
+            "formula": "images = (rgb_uint8 / 255 - mean) / std, resized to size, NCHW float32",
+        },
+        "cams": {
+            "classes": wrapper.mode if wrapper.mode != "topk" else f"topk:{n}",
+            "order": "by descending logit" if wrapper.mode != "all" else "class index",
+            "upsampling": "bilinear, half_pixel (align_corners=False)",
+            "normalization": f"per map (x - min) / (max - min + {wrapper.eps:g})",
+        },
+        "num_classes": k,
+        "class_names": list(class_names) if class_names is not None else [str(i) for i in range(k)],
+        "op_histogram": dict(sorted(Counter(node.op_type for node in proto.graph.node).items())),
+        "versions": {"torch": torch.__version__, "onnx": onnx.__version__},
+    }
+    metadata.update(extra_metadata or {})
+    if parity:
+        metadata["parity"] = check_parity(wrapper, out, parity_batches, atol=atol, rtol=rtol)
+    sidecar = out.with_suffix(".json")
+    sidecar.write_text(json.dumps(metadata, indent=2) + "\n")
+    return ExportResult(out, sidecar, metadata)
+
+
+def _run_exporter(wrapper: ExportWrapper, out: Path, exporter: str, opset: int) -> None:
+    # Batch 2 at trace time: torch.export specialises a dimension traced at size 1.
+    example = torch.zeros(2, 3, *wrapper.image_size)
+    names = {"input_names": ["images"], "output_names": ["logits", "cams"]}
+    with warnings.catch_warnings(), torch.no_grad():
+        # The legacy exporter's deprecation notice and trace-time shape warnings are expected here: shapes
+        # other than the batch are deliberately constant.
+        warnings.simplefilter("ignore", category=DeprecationWarning)
+        warnings.simplefilter("ignore", category=torch.jit.TracerWarning)
+        warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export.*")
+        warnings.filterwarnings("ignore", message="Constant folding - Only steps=1")
+        if exporter == "torchscript":
+            torch.onnx.export(
+                wrapper,
+                (example,),
+                str(out),
+                opset_version=opset,
+                dynamo=False,
+                dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}, "cams": {0: "batch"}},
+                **names,
+            )
+        else:
+            program = torch.onnx.export(
+                wrapper,
+                (example,),
+                opset_version=opset,
+                dynamo=True,
+                dynamic_shapes={"images": {0: torch.export.Dim("batch", min=1)}},
+                verbose=False,
+                **names,
+            )
+            program.save(str(out), external_data=False)
+
+
+def _set_output_shapes(proto: Any, shapes: dict[str, list[int | str]]) -> None:
+    """Write the known output shapes (the TorchScript exporter leaves placeholder names for Reshape outputs)."""
+    for output in proto.graph.output:
+        if output.name not in shapes:
+            continue
+        dims = output.type.tensor_type.shape.dim
+        del dims[:]
+        for value in shapes[output.name]:
+            dim = dims.add()
+            if isinstance(value, str):
+                dim.dim_param = value
+            else:
+                dim.dim_value = int(value)
+
+
+def check_parity(
+    wrapper: ExportWrapper,
+    onnx_path: str | Path,
+    batches: tuple[int, ...] = (1, 3),
+    atol: float = 1e-4,
+    rtol: float = 1e-4,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Compare the ONNX graph in onnxruntime (CPU) with the PyTorch wrapper on seeded random inputs.
+
+    Returns:
+        ``logits_max_abs``, ``cams_max_abs``, ``cams_mean_abs``, ``top1_agree`` (fraction), the
+        tolerances, the batch sizes and ``pass``.
+    """
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(seed)
+    worst = {"logits": 0.0, "cams": 0.0}
+    cam_sum, cam_count, agree, total, within = 0.0, 0, 0, 0, True
+    for batch in batches:
+        images = rng.standard_normal((batch, 3, *wrapper.image_size), dtype=np.float32)
+        with torch.no_grad():
+            ref = [t.numpy() for t in wrapper(torch.from_numpy(images))]
+        got = session.run(["logits", "cams"], {"images": images})
+        for name, r, g in zip(("logits", "cams"), ref, got, strict=True):
+            if r.shape != g.shape:
+                raise ValueError(f"{name}: onnxruntime shape {g.shape} != PyTorch shape {r.shape} at batch {batch}")
+            diff = np.abs(g - r)
+            worst[name] = max(worst[name], float(diff.max()))
+            within &= bool(np.all(diff <= atol + rtol * np.abs(r)))
+        cam_diff = np.abs(got[1] - ref[1])
+        cam_sum, cam_count = cam_sum + float(cam_diff.sum()), cam_count + cam_diff.size
+        agree += int((got[0].argmax(1) == ref[0].argmax(1)).sum())
+        total += batch
+    result = {
+        "batches": list(batches),
+        "logits_max_abs": worst["logits"],
+        "cams_max_abs": worst["cams"],
+        "cams_mean_abs": cam_sum / max(cam_count, 1),
+        "top1_agree": agree / max(total, 1),
+        "atol": atol,
+        "rtol": rtol,
+    }
+    result["pass"] = within and agree == total
+    return result
