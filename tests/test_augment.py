@@ -250,6 +250,15 @@ def test_seeded_determinism_and_no_input_mutation(name) -> None:
     assert not torch.equal(other.images, create_mixer(name, seed=7)(images, targets).images)
 
 
+def test_unseeded_mixers_follow_the_global_seed() -> None:
+    images, targets = torch.randn(6, 3, 8, 8), one_hot(6, 3)
+    torch.manual_seed(123)
+    first = CutMix()(images, targets)
+    torch.manual_seed(123)
+    second = CutMix()(images, targets)
+    assert torch.equal(first.images, second.images) and torch.equal(first.index, second.index)
+
+
 @pytest.mark.parametrize("name", ALL)
 def test_multilabel_targets(name) -> None:
     targets = torch.tensor([[1.0, 1.0, 0.0], [0.0, 1.0, 1.0], [1.0, 0.0, 0.0], [0.0, 0.0, 0.0]])

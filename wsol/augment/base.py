@@ -82,10 +82,8 @@ class Mixer:
         self.pairing = pairing
         self.seed = seed
         self.generator = torch.Generator()
-        if seed is None:
-            self.generator.seed()
-        else:
-            self.generator.manual_seed(int(seed))
+        # Without a seed, draw one from torch's global RNG, so that ``pl.seed_everything`` still makes runs repeat.
+        self.generator.manual_seed(int(seed) if seed is not None else int(torch.randint(2**62, ()).item()))
 
     def __repr__(self) -> str:
         return (
