@@ -15,6 +15,7 @@ import sys
 _COMMANDS: tuple[str, ...] = (
     "quickstart",
     "backbones",
+    "train",
     "export",
 )
 

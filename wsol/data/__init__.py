@@ -1,6 +1,6 @@
 """Data layer: one sample schema, readers, albumentations pipelines, collate and datamodule."""
 
-from wsol.data import synthetic, tiny_imagenet  # noqa: F401  (registers the readers)
+from wsol.data import coco, folder, synthetic, tiny_imagenet, voc, wsoleval  # noqa: F401  (registers the readers)
 from wsol.data.collate import collate
 from wsol.data.datamodule import WSOLDataModule
 from wsol.data.datasets import (
