@@ -289,6 +289,7 @@ def export_onnx(
     start = time.perf_counter()
     _run_exporter(wrapper, out, exporter, opset)
     proto = onnx.load(str(out))
+    _inline_constant_identities(proto)
     _set_output_shapes(proto, {"logits": ["batch", k], "cams": ["batch", n, *wrapper.image_size]})
     onnx.save(proto, str(out))
     export_seconds = time.perf_counter() - start
@@ -367,6 +368,29 @@ def _run_exporter(wrapper: ExportWrapper, out: Path, exporter: str, opset: int) 
                 **names,
             )
             program.save(str(out), external_data=False)
+
+
+def _inline_constant_identities(proto: Any) -> None:
+    """Turn ``Identity(initializer)`` nodes into initializers.
+
+    The TorchScript exporter shares equal tensors (e.g. identical folded Conv biases) through Identity
+    nodes; as plain initializers they stay constants for the INT8 quantiser and TensorRT's parser.
+    """
+    import onnx
+
+    initializers = {t.name: t for t in proto.graph.initializer}
+    outputs = {o.name for o in proto.graph.output}
+    kept = []
+    for node in proto.graph.node:
+        if node.op_type == "Identity" and node.input[0] in initializers and node.output[0] not in outputs:
+            tensor = onnx.TensorProto()
+            tensor.CopyFrom(initializers[node.input[0]])
+            tensor.name = node.output[0]
+            proto.graph.initializer.append(tensor)
+        else:
+            kept.append(node)
+    del proto.graph.node[:]
+    proto.graph.node.extend(kept)
 
 
 def _set_output_shapes(proto: Any, shapes: dict[str, list[int | str]]) -> None:

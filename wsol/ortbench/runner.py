@@ -1,0 +1,437 @@
+"""The benchmark runner: sessions per execution provider, precision variants, timing, parity.
+
+Imports only the standard library, numpy and onnxruntime (``onnx`` as well for the FP16/INT8 variants
+on the CPU and CUDA providers), so it runs on a Jetson with the Jetson onnxruntime-gpu wheel and no torch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import env as envmod
+from . import jetson
+
+PROVIDERS = {
+    "cpu": "CPUExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "tensorrt": "TensorrtExecutionProvider",
+    "trt": "TensorrtExecutionProvider",
+}
+# Reduced-precision gates (spec proposal, random weights): CAM max |d|, IoU of CAM > 0.5 masks, top-1.
+GATES = {
+    "fp32": {"cam_max_abs": 1e-3, "cam_iou@0.5": 0.99, "top1_agree": 1.0},
+    "fp16": {"cam_max_abs": 1e-2, "cam_iou@0.5": 0.98, "top1_agree": 0.99},
+    "int8": {"cam_max_abs": None, "cam_iou@0.5": 0.9, "top1_agree": 0.95},
+}
+
+
+class ProviderError(ValueError):
+    """A requested execution provider is not available or was not applied to the session."""
+
+
+@dataclass
+class BenchOptions:
+    """What to measure; the CLI flags of ``wsol bench onnx`` map one-to-one onto these fields."""
+
+    model: str
+    providers: list[str] = field(default_factory=lambda: ["cpu"])
+    batch_sizes: list[int] = field(default_factory=lambda: [1, 8, 32])
+    fp16: bool = False
+    int8: bool = False
+    iters: int = 200
+    min_time_s: float = 10.0
+    max_time_s: float = 60.0
+    warmup_iters: int = 10
+    warmup_s: float = 2.0
+    threads: int | None = None
+    iobinding: bool = False
+    parity_images: int = 8
+    inputs: str | None = None
+    out_dir: str = "bench_results"
+    trt_cache_dir: str = "trt_cache"
+    rebuild_engines: bool = False
+    trt_workspace_gb: float = 2.0
+    allow_cpu_fallback: bool = False
+    jetson: str = "auto"
+    idle_s: float = 0.0
+    tegrastats_interval_ms: int = 100
+    seed: int = 0
+
+
+def resolve_providers(names: list[str], available: list[str]) -> list[tuple[str, str]]:
+    """Map ``cpu/cuda/tensorrt`` to EP names and fail unless each is compiled into this onnxruntime.
+
+    Raises:
+        ProviderError: naming the provider, what is available and where GPU builds come from.
+    """
+    out = []
+    for name in names:
+        key = name.strip().lower()
+        if key not in PROVIDERS:
+            raise ProviderError(f"unknown provider {name!r}; choose from cpu, cuda, tensorrt")
+        ep = PROVIDERS[key]
+        if ep not in available:
+            raise ProviderError(
+                f"requested provider {key!r} ({ep}) is not available in this onnxruntime build "
+                f"(available: {', '.join(available)}). Install onnxruntime-gpu on x86 GPUs, or the Jetson wheel "
+                "(see benchmarks/README.md), and never together with the CPU 'onnxruntime' package"
+            )
+        out.append(("tensorrt" if key == "trt" else key, ep))
+    return out
+
+
+def latency_stats(seconds: list[float], batch: int) -> dict[str, Any]:
+    """Latency percentiles in ms and throughput in images/s from per-run wall times."""
+    ms = np.asarray(seconds, dtype=np.float64) * 1e3
+    pct = np.percentile(ms, [50, 90, 95, 99])
+    return {
+        "latency_ms": {
+            "mean": float(ms.mean()),
+            "std": float(ms.std()),
+            "min": float(ms.min()),
+            "p50": float(pct[0]),
+            "p90": float(pct[1]),
+            "p95": float(pct[2]),
+            "p99": float(pct[3]),
+            "max": float(ms.max()),
+            "n": int(ms.size),
+        },
+        "throughput_ips": float(batch * ms.size / (ms.sum() / 1e3)),
+    }
+
+
+def compare_outputs(
+    ref: dict[str, np.ndarray], got: dict[str, np.ndarray], precision: str, threshold: float = 0.5
+) -> dict[str, Any]:
+    """Task-level agreement with the FP32 reference: top-1, logits and CAM |d|, IoU of CAM masks."""
+    out: dict[str, Any] = {}
+    if "logits" in ref:
+        out["logits_max_abs"] = float(np.abs(got["logits"] - ref["logits"]).max())
+        out["top1_agree"] = float((got["logits"].argmax(1) == ref["logits"].argmax(1)).mean())
+    if "cams" in ref:
+        diff = np.abs(got["cams"].astype(np.float32) - ref["cams"])
+        out["cam_max_abs"], out["cam_mean_abs"] = float(diff.max()), float(diff.mean())
+        a = (ref["cams"] > threshold).reshape(-1, ref["cams"].shape[-2] * ref["cams"].shape[-1])
+        b = (got["cams"] > threshold).reshape(a.shape)
+        inter, union = (a & b).sum(1), (a | b).sum(1)
+        out["cam_iou@0.5"] = float(np.where(union > 0, inter / np.maximum(union, 1), 1.0).mean())
+    gate = GATES[precision]
+    out["gate"] = {k: v for k, v in gate.items() if v is not None}
+    checks = [
+        out.get("cam_max_abs", 0.0) <= gate["cam_max_abs"] if gate["cam_max_abs"] is not None else True,
+        out.get("cam_iou@0.5", 1.0) >= gate["cam_iou@0.5"],
+        out.get("top1_agree", 1.0) >= gate["top1_agree"],
+    ]
+    out["pass"] = all(checks)
+    return out
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class Runner:
+    """Runs every (provider, precision, batch) configuration of :class:`BenchOptions`.
+
+    Args:
+        opts: the options.
+        log: receives one plain progress line per step (``print`` by default).
+    """
+
+    def __init__(self, opts: BenchOptions, log: Callable[[str], None] = print) -> None:
+        import onnxruntime as ort
+
+        self.ort, self.opts, self.log = ort, opts, log
+        self.model = Path(opts.model)
+        if not self.model.is_file():
+            raise FileNotFoundError(f"model not found: {self.model}")
+        if not opts.batch_sizes or min(opts.batch_sizes) < 1:
+            raise ValueError(f"batch sizes must be positive integers, got {opts.batch_sizes}")
+        self.providers = resolve_providers(opts.providers, list(ort.get_available_providers()))
+        sidecar = self.model.with_suffix(".json")
+        self.sidecar = json.loads(sidecar.read_text()) if sidecar.is_file() else {}
+        self.sha = _sha256(self.model)
+        self.on_jetson = jetson.is_jetson() if opts.jetson == "auto" else opts.jetson == "on"
+        self.out_dir = Path(opts.out_dir)
+        self.threads = opts.threads or os.cpu_count() or 1
+        self.env = envmod.environment(self.on_jetson)
+        self._variants: dict[str, Path] = {"fp32": self.model}
+        reference = self._session(self.model, "CPUExecutionProvider", {}, cpu_fallback=True)
+        inp = reference.get_inputs()[0]
+        self.input_name, self.output_names = inp.name, [o.name for o in reference.get_outputs()]
+        dims = list(inp.shape)
+        if not all(isinstance(d, int) for d in dims[1:]):
+            raise ValueError(f"input {inp.name} has dynamic non-batch dims {dims}; export with a fixed size")
+        if isinstance(dims[0], int) and set(opts.batch_sizes) != {dims[0]}:
+            raise ValueError(f"the model has a fixed batch of {dims[0]}; it cannot run batch sizes {opts.batch_sizes}")
+        self.sample_shape = tuple(dims[1:])
+        self.pool = self._input_pool()
+        self.reference = self._run_chunks(reference, self.pool, 8)
+
+    # ------------------------------------------------------------------------------- inputs, sessions
+    def _input_pool(self) -> np.ndarray:
+        """Parity/timing images: ``--inputs`` (npz with ``images``) or seeded N(0, 1) (normalised-like)."""
+        b_max = max(self.opts.batch_sizes)
+        count = max(b * math.ceil(self.opts.parity_images / b) for b in self.opts.batch_sizes)
+        count = max(count, b_max)
+        if self.opts.inputs:
+            with np.load(self.opts.inputs) as data:
+                images = np.asarray(data["images"], dtype=np.float32)
+            if images.shape[1:] != self.sample_shape:
+                raise ValueError(f"--inputs images have shape {images.shape[1:]}, the model wants {self.sample_shape}")
+            reps = math.ceil(count / len(images))
+            return np.ascontiguousarray(np.concatenate([images] * reps)[:count])
+        rng = np.random.default_rng(self.opts.seed)
+        return rng.standard_normal((count, *self.sample_shape), dtype=np.float32)
+
+    def _session(self, path: Path, ep: str, ep_options: dict[str, Any], cpu_fallback: bool) -> Any:
+        ort = self.ort
+        so = ort.SessionOptions()
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        so.inter_op_num_threads = 1
+        so.log_severity_level = 3
+        if ep == "CPUExecutionProvider":
+            so.intra_op_num_threads = self.threads
+        if not cpu_fallback:
+            # Otherwise single nodes may silently land on the CPU provider.
+            so.add_session_config_entry("session.disable_cpu_ep_fallback", "1")
+        chain: list[Any] = [(ep, ep_options)]
+        if ep == "TensorrtExecutionProvider":
+            chain.append(("CUDAExecutionProvider", {"device_id": 0}))
+        if ep != "CPUExecutionProvider":
+            chain.append("CPUExecutionProvider")
+        return ort.InferenceSession(str(path), sess_options=so, providers=chain)
+
+    def _run_chunks(self, session: Any, images: np.ndarray, chunk: int) -> dict[str, np.ndarray]:
+        outs = [session.run(None, {self.input_name: images[i : i + chunk]}) for i in range(0, len(images), chunk)]
+        names = self.output_names
+        merged = {n: np.concatenate([o[j] for o in outs]) for j, n in enumerate(names)}
+        if "logits" not in merged:  # a foreign model: treat the first output as logits
+            merged = {"logits": merged[names[0]]}
+        return {k: v for k, v in merged.items() if k in ("logits", "cams")}
+
+    def variant(self, precision: str, provider: str) -> Path:
+        """The model file a (precision, provider) pair runs; TensorRT runs FP16 from the FP32 graph."""
+        if precision == "fp32" or (precision == "fp16" and provider == "tensorrt"):
+            return self.model
+        if precision not in self._variants:
+            from .variants import make_fp16, make_int8
+
+            target = self.out_dir / "models" / f"{self.model.stem}.{precision}.onnx"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            self.log(f"[ortbench] building the {precision} variant -> {target}")
+            if precision == "fp16":
+                make_fp16(self.model, target)
+            else:
+                make_int8(self.model, target, self.pool, self.input_name)
+            self._variants[precision] = target
+        return self._variants[precision]
+
+    # ------------------------------------------------------------------------------------ measuring
+    def _trt_options(self, precision: str, batch: int, cache: Path) -> dict[str, Any]:
+        # One static profile per batch size: without explicit shapes the TensorRT EP rebuilds the engine
+        # whenever a new shape leaves the current range (microsoft/onnxruntime#3904).
+        shape = f"{self.input_name}:" + "x".join(str(d) for d in (batch, *self.sample_shape))
+        return {
+            "device_id": 0,
+            "trt_fp16_enable": precision == "fp16",
+            "trt_int8_enable": precision == "int8",
+            "trt_engine_cache_enable": True,
+            "trt_engine_cache_path": str(cache),
+            "trt_timing_cache_enable": True,
+            "trt_timing_cache_path": str(Path(self.opts.trt_cache_dir)),
+            "trt_max_workspace_size": int(self.opts.trt_workspace_gb * 2**30),
+            "trt_builder_optimization_level": 3,
+            "trt_profile_min_shapes": shape,
+            "trt_profile_opt_shapes": shape,
+            "trt_profile_max_shapes": shape,
+        }
+
+    def _start(self, path: Path, provider: str, ep: str, ep_options: dict[str, Any], feed: dict) -> tuple:
+        """Create a session, verify its provider, run it once; returns (session, load_s, first_run_s)."""
+        fallback = self.opts.allow_cpu_fallback or ep == "CPUExecutionProvider"
+        t0 = time.perf_counter()
+        try:
+            session = self._session(path, ep, ep_options, cpu_fallback=fallback)
+        except Exception as err:
+            if ep == "CPUExecutionProvider":
+                raise
+            hint = "" if fallback else " (if nodes were refused for the CPU, try --allow-cpu-fallback)"
+            raise ProviderError(f"creating a {provider} session failed: {err}{hint}") from err
+        load_s = time.perf_counter() - t0
+        applied = list(session.get_providers())
+        if applied[0] != ep:
+            # onnxruntime-gpu falls back to CPU silently when the CUDA/TensorRT libraries do not load.
+            raise ProviderError(
+                f"requested provider {provider!r} ({ep}) was not applied: the session runs on {applied}. "
+                "Check the CUDA/cuDNN/TensorRT libraries this onnxruntime build needs (its log says which failed)"
+            )
+        t0 = time.perf_counter()
+        session.run(None, feed)
+        return session, load_s, time.perf_counter() - t0
+
+    def _timed_loop(self, fn: Callable[[], Any]) -> tuple[list[float], float, str]:
+        opts = self.opts
+        warm_end = time.perf_counter() + opts.warmup_s
+        done = 0
+        while done < opts.warmup_iters or time.perf_counter() < warm_end:
+            fn()
+            done += 1
+        times: list[float] = []
+        start = time.perf_counter()
+        while True:
+            t0 = time.perf_counter()
+            fn()
+            t1 = time.perf_counter()
+            times.append(t1 - t0)
+            if len(times) >= opts.iters and t1 - start >= opts.min_time_s:
+                return times, t1 - start, "iterations"
+            if t1 - start >= opts.max_time_s:
+                return times, t1 - start, "max_time"
+
+    def _call(self, session: Any, x: np.ndarray, provider: str) -> tuple[Callable[[], Any], str]:
+        if not self.opts.iobinding:
+            feed = {self.input_name: x}
+            return (lambda: session.run(None, feed)), "end-to-end"
+        device = "cpu" if provider == "cpu" else "cuda"
+        binding = session.io_binding()
+        binding.bind_ortvalue_input(self.input_name, self.ort.OrtValue.ortvalue_from_numpy(x, device, 0))
+        for name in self.output_names:
+            binding.bind_output(name, device)
+
+        def run() -> None:
+            session.run_with_iobinding(binding)
+            binding.synchronize_outputs()
+
+        return run, "compute" if device != "cpu" else "end-to-end"
+
+    def measure(self, provider: str, ep: str, precision: str, batch: int, idle_mw: float | None = None) -> dict:
+        """Measure one configuration and return its record (see benchmarks/README.md for the fields)."""
+        path = self.variant(precision, provider)
+        x = np.ascontiguousarray(self.pool[:batch])
+        feed = {self.input_name: x}
+        ep_options: dict[str, Any] = {"device_id": 0} if provider == "cuda" else {}
+        cold = None
+        scoped = envmod.reset_peak_rss()
+        if provider == "tensorrt":
+            cache = Path(self.opts.trt_cache_dir) / self._cache_key(precision, batch)
+            cache.mkdir(parents=True, exist_ok=True)
+            ep_options = self._trt_options(precision, batch, cache)
+            if self.opts.rebuild_engines:
+                for stale in [*cache.glob("*.engine"), *cache.glob("*.profile")]:
+                    stale.unlink()
+            if not any(cache.glob("*.engine")):
+                session, load_s, first_s = self._start(path, provider, ep, ep_options, feed)
+                cold = {"load_s": load_s, "first_run_s": first_s, "engine_cache": "miss"}
+                del session
+        gpu_memory = envmod.GpuMemorySampler() if provider != "cpu" and not self.on_jetson else None
+        if gpu_memory is not None:
+            gpu_memory.__enter__()
+        try:
+            session, load_s, first_s = self._start(path, provider, ep, ep_options, feed)
+            fn, latency_kind = self._call(session, x, provider)
+            sampler = jetson.TegrastatsSampler(self.opts.tegrastats_interval_ms) if self.on_jetson else None
+            if sampler is not None:
+                sampler.__enter__()
+            try:
+                times, timed_s, stopped_by = self._timed_loop(fn)
+            finally:
+                if sampler is not None:
+                    sampler.__exit__(None, None, None)
+        finally:
+            if gpu_memory is not None:
+                gpu_memory.__exit__(None, None, None)
+        images = batch * math.ceil(self.opts.parity_images / batch)
+        got = self._run_chunks(session, self.pool[:images], batch)
+        parity = compare_outputs({k: v[:images] for k, v in self.reference.items()}, got, precision)
+        parity.update(reference="CPUExecutionProvider fp32", images=images)
+        record: dict[str, Any] = {
+            "model": self.model.stem,
+            "model_sha256": self.sha,
+            "cams": self.sidecar.get("cams", {}).get("classes"),
+            "opset": self.sidecar.get("opset"),
+            "provider": provider,
+            "precision": precision,
+            "batch": batch,
+            "input_shape": [batch, *self.sample_shape],
+            "model_file": path.name,
+            "iobinding": self.opts.iobinding,
+            "latency_kind": latency_kind,
+            "threads": self.threads if provider == "cpu" else None,
+            "providers_applied": list(session.get_providers()),
+            "ep_options": ep_options,
+            "cold_start": cold,
+            "start": {
+                "load_s": load_s,
+                "first_run_s": first_s,
+                "engine_cache": ("hit" if provider == "tensorrt" else None),
+            },
+            **latency_stats(times, batch),
+            "timed_s": timed_s,
+            "stopped_by": stopped_by,
+            "parity": parity,
+            "memory": {
+                "peak_rss_mb": round(envmod.peak_rss_mb(), 1),
+                "peak_rss_scope": "configuration" if scoped else "process",
+                "gpu_peak_mb": gpu_memory.peak_mb if gpu_memory is not None else None,
+            },
+            "power": None,
+            "env": self.env,
+        }
+        if precision == "int8" and path != self.model:
+            record["calibration"] = self.calibration_note
+        if sampler is not None:
+            record["power"] = jetson.summarize_power(
+                sampler.samples, batch * len(times), timed_s, idle_mw, self.opts.tegrastats_interval_ms
+            )
+            if sampler.error:
+                record["power"]["error"] = sampler.error
+        return record
+
+    def _cache_key(self, precision: str, batch: int) -> str:
+        trt = (self.env.get("tensorrt") or "unknown").replace("/", "_")
+        return f"{self.model.stem}-{self.sha[:12]}-{precision}-b{batch}-ort{self.ort.__version__}-trt{trt}"
+
+    @property
+    def calibration_note(self) -> str:
+        if self.opts.inputs:
+            return f"--inputs ({len(self.pool)} images)"
+        return f"random N(0,1) inputs ({len(self.pool)}): timing only, accuracy not representative"
+
+    def run(self, on_record: Callable[[dict], None] | None = None) -> list[dict]:
+        """Measure every configuration in order provider -> precision -> batch size."""
+        precisions = ["fp32"] + ["fp16"] * self.opts.fp16 + ["int8"] * self.opts.int8
+        idle = None
+        if self.on_jetson and self.opts.idle_s > 0:
+            idle = jetson.measure_idle_power(self.opts.idle_s, self.opts.tegrastats_interval_ms)
+        records = []
+        for provider, ep in self.providers:
+            for precision in precisions:
+                for batch in self.opts.batch_sizes:
+                    self.log(f"[ortbench] {provider} {precision} batch {batch} ...")
+                    record = self.measure(provider, ep, precision, batch, idle)
+                    lat = record["latency_ms"]
+                    self.log(
+                        f"[ortbench] {provider} {precision} batch {batch}: p50 {lat['p50']:.2f} ms, "
+                        f"p99 {lat['p99']:.2f} ms, {record['throughput_ips']:.1f} images/s, "
+                        f"parity {'pass' if record['parity']['pass'] else 'FAIL'}"
+                    )
+                    records.append(record)
+                    if on_record is not None:
+                        on_record(record)
+        return records
