@@ -22,6 +22,7 @@ import contextlib
 import io
 import json
 import math
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -147,7 +148,10 @@ class COCODataset(SampleDataset):
             if "segmentation" not in ann or not ann["segmentation"]:
                 continue
             value = IGNORE_INDEX if ann.get("iscrowd", 0) else index[ann["category_id"]] + 1
-            mask[self.coco.annToMask(ann) > 0] = value
+            with warnings.catch_warnings():  # pycocotools' NumPy 2 "copy keyword" notice, once per mask
+                warnings.filterwarnings("ignore", category=DeprecationWarning, module="pycocotools")
+                instance = self.coco.annToMask(ann)
+            mask[instance > 0] = value
         return mask
 
     def load(self, index: int) -> Sample:
