@@ -17,6 +17,7 @@ _COMMANDS: tuple[str, ...] = (
     "backbones",
     "train",
     "export",
+    "bench",
 )
 
 

@@ -85,10 +85,10 @@ def run_from_args(args: argparse.Namespace) -> int:
         ProviderError: (a ValueError) when a provider is unavailable or not applied.
     """
     opts = options_from_args(args)
+    runner = Runner(opts)  # validates model and providers before anything is written
     out = Path(opts.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     results = out / "results.jsonl"
-    runner = Runner(opts)  # validates model and providers before anything is written
     if not args.append:
         results.write_text("")
     try:
