@@ -9,6 +9,8 @@ CASES = {
     "resnet34": (512, 32),
     "resnet50": (2048, 32),
     "efficientnet_lite0": (1280, 32),
+    "vgg16": (1024, 16),
+    "inception_v3": (1024, 8),
 }
 
 
