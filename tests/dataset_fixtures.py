@@ -264,6 +264,7 @@ def write_tiny_imagenet(root: Path, seed: int = 0, per_class: int = 4) -> None:
     """Tiny ImageNet layout (wnids.txt, train/<wnid>/images + boxes, val/images + val_annotations.txt), 32 px."""
     rng = np.random.default_rng(seed)
     wnids = ["n00000001", "n00000002", "n00000003"]
+    root.mkdir(parents=True, exist_ok=True)
     (root / "wnids.txt").write_text("\n".join(wnids) + "\n")
     (root / "val" / "images").mkdir(parents=True, exist_ok=True)
     val_rows = []

@@ -44,17 +44,22 @@ class WSOLCLI(LightningCLI):
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
         kwargs.setdefault("seed_everything_default", 0)
         parser_kwargs = {"prog": "wsol train", "description": "Train a WSOL/WSSS model from a LightningCLI config."}
-        super().__init__(
-            WSOLModule,
-            WSOLDataModule,
-            subclass_mode_model=True,
-            subclass_mode_data=True,
-            auto_configure_optimizers=False,  # optimizers are the methods' (lr scaling, groups, schedules)
-            parser_kwargs=kwargs.pop("parser_kwargs", parser_kwargs),
-            args=args,
-            run=False,
-            **kwargs,
-        )
+        with warnings.catch_warnings():
+            # `wsol train ...` and tests pass argv as `args`; LightningCLI would warn that sys.argv differs.
+            warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
+            # jsonargparse >= 4.49 deprecates APIs that pytorch_lightning.cli calls; nothing a user can act on.
+            warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"pytorch_lightning\.cli")
+            super().__init__(
+                WSOLModule,
+                WSOLDataModule,
+                subclass_mode_model=True,
+                subclass_mode_data=True,
+                auto_configure_optimizers=False,  # optimizers are the methods' (lr scaling, groups, schedules)
+                parser_kwargs=kwargs.pop("parser_kwargs", parser_kwargs),
+                args=args,
+                run=False,
+                **kwargs,
+            )
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.link_arguments("data.num_classes", "model.init_args.num_classes", apply_on="instantiate")
@@ -64,9 +69,6 @@ class WSOLCLI(LightningCLI):
 
 def train(args: list[str] | None = None) -> WSOLCLI:
     """Build the CLI from ``args`` and fit; returns the CLI (its ``trainer`` holds the logged metrics)."""
-    with warnings.catch_warnings():
-        # `wsol train ...` passes its own argv tail as `args`; LightningCLI would warn that sys.argv differs.
-        warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
-        cli = WSOLCLI(args)
+    cli = WSOLCLI(args)
     cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=cli.config.get("ckpt_path"))
     return cli

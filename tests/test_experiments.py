@@ -1,0 +1,87 @@
+"""Every experiment YAML instantiates through the LightningCLI of ``wsol train`` and documents its row."""
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+from dataset_fixtures import write_tiny_imagenet, write_voc, write_wsoleval
+
+from wsol.backbones_wsoleval import VGG16CAM, InceptionV3CAM
+from wsol.data.voc import VOC_CLASSES
+from wsol.lightning_cli import WSOLCLI
+
+EXPERIMENTS = sorted((Path(__file__).resolve().parents[1] / "experiments").glob("*.yaml"))
+METHODS = {"cam": "CAM", "cutmix": "CAM", "seam": "SEAM", "mixup_cam": "MixUpCAM"}
+DATASETS = {"cub": "cub", "imagenet": "imagenet", "voc12": "voc", "tinyimagenet10": "tiny_imagenet"}
+
+
+def _fixture(dataset: str, root: Path) -> int:
+    """Write a tiny dataset of the YAML's layout; returns its number of classes."""
+    if dataset in ("cub", "imagenet"):
+        write_wsoleval(root, splits=("test",), per_class=1)
+        return 3
+    if dataset == "voc":
+        write_voc(root)
+        return len(VOC_CLASSES)
+    write_tiny_imagenet(root, per_class=1)
+    return 3
+
+
+def _split_name(path: Path) -> tuple[str, str, str]:
+    """``method_backbone_dataset`` with multi-word methods and backbones (mixup_cam, inception_v3)."""
+    stem = path.stem
+    method = next(m for m in sorted(METHODS, key=len, reverse=True) if stem.startswith(m + "_"))
+    dataset = stem.rsplit("_", 1)[1]
+    return method, stem[len(method) + 1 : -len(dataset) - 1], dataset
+
+
+def test_the_published_rows_all_have_a_config():
+    names = {p.stem for p in EXPERIMENTS}
+    expected = {f"cam_{b}_{d}" for b in ("vgg16", "inception_v3", "resnet50") for d in ("cub", "imagenet")}
+    expected |= {
+        "cutmix_resnet50_cub",
+        "seam_resnet50_voc12",
+        "mixup_cam_resnet50_voc12",
+        "cam_resnet10_tinyimagenet10",
+    }
+    assert names == expected
+
+
+@pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: p.stem)
+def test_header_names_paper_number_and_command(path):
+    text = path.read_text()
+    header = text.split("\nseed_everything:")[0]
+    assert all(line.startswith("#") for line in header.splitlines() if line.strip())
+    assert re.search(r"^# Paper: +\S", header, re.M) and re.search(r"^# Published: +\S", header, re.M)
+    assert f"# Command:   wsol train --config experiments/{path.name}\n" in header
+    if "tinyimagenet" not in path.stem:
+        assert re.search(r"\d\d\.\d", header.split("# Published:")[1].split("# Command:")[0])  # a number
+    config = yaml.safe_load(text)
+    assert "num_classes" not in config["model"]["init_args"]  # linked from the data, never written
+    assert config["data"]["init_args"]["root"] is None  # no machine paths: $WSOL_DATA/<folder>
+
+
+@pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: p.stem)
+def test_experiment_instantiates(path, tmp_path):
+    method, backbone, dataset = _split_name(path)
+    config = yaml.safe_load(path.read_text())
+    init = config["model"]["init_args"]
+    assert init["backbone"] == backbone and config["data"]["init_args"]["dataset"] == DATASETS[dataset]
+    num_classes = _fixture(DATASETS[dataset], tmp_path / "data")
+    args = ["--config", str(path), "--data.init_args.root", str(tmp_path / "data")]
+    args += ["--model.init_args.pretrained", "false", "--trainer.logger", "false"]
+    args += ["--trainer.default_root_dir", str(tmp_path / "runs"), "--data.init_args.num_workers", "0"]
+    cli = WSOLCLI(args)
+    model = cli.model
+    assert type(model).__name__ == METHODS[method]
+    assert model.hparams.num_classes == num_classes == model.head.weight.shape[0]
+    assert model.hparams.multilabel is (dataset == "voc12")
+    assert model.hparams.lr == init["lr"] and cli.trainer.max_epochs == config["trainer"]["max_epochs"]
+    expected_backbone = {"vgg16": VGG16CAM, "inception_v3": InceptionV3CAM}.get(backbone)
+    if expected_backbone is not None:
+        assert isinstance(model.backbone, expected_backbone)
+    if method == "cutmix":
+        assert type(model.mixer).__name__ == "CutMix" and model.mixer.alpha == 1.0 and model.mixer.prob == 1.0
+    if method == "mixup_cam":
+        assert type(model.mixer).__name__ == "MixUp" and model.mixer.alpha == 0.2
