@@ -1,0 +1,45 @@
+"""Post-hoc CAM methods: pure torch, batched, on the model's device, differentiable on request.
+
+>>> from wsol.cams import create_cam
+>>> maps, logits = create_cam("gradcam", model)(images, targets=labels)
+
+Registered: ``cam``, ``gradcam``, ``gradcampp``, ``xgradcam``, ``layercam``, ``scorecam``, ``eigencam``.
+"""
+
+from wsol.cams.base import (
+    ActivationHook,
+    CAMInputs,
+    CAMMethod,
+    CAMResult,
+    create_cam,
+    list_cams,
+    normalize_cams,
+    register_cam,
+)
+from wsol.cams.cam import CAM
+from wsol.cams.eigencam import EigenCAM
+from wsol.cams.gradient import GradCAM, GradCAMpp, LayerCAM, XGradCAM
+from wsol.cams.models import CAMModel, class_mapping, imagenet_class_indices, load_cam_model
+from wsol.cams.scorecam import ScoreCAM
+
+__all__ = [
+    "CAM",
+    "ActivationHook",
+    "CAMModel",
+    "CAMInputs",
+    "CAMMethod",
+    "CAMResult",
+    "EigenCAM",
+    "GradCAM",
+    "GradCAMpp",
+    "LayerCAM",
+    "ScoreCAM",
+    "XGradCAM",
+    "class_mapping",
+    "create_cam",
+    "imagenet_class_indices",
+    "list_cams",
+    "load_cam_model",
+    "normalize_cams",
+    "register_cam",
+]
