@@ -65,8 +65,8 @@ def parse_jetson_clocks(text: str) -> dict[str, Any]:
         elif line.startswith("EMC ") and freq:
             override = re.search(r"FreqOverride=(\d)", line)
             emc = {"cur": int(freq.group(3)), "override": bool(int(override.group(1))) if override else None}
-        elif line.startswith("Fan:"):
-            pwm = re.search(r"PWM=(\d+)", line)
+        elif line.lower().startswith("fan"):
+            pwm = re.search(r"pwm=(\d+)", line, flags=re.IGNORECASE)
             fan = int(pwm.group(1)) if pwm else None
     if not cpus and gpu is None:
         raise ValueError(f"not jetson_clocks --show output: {text[:80]!r}")
