@@ -218,3 +218,21 @@ def test_prepare_openimages_writes_mask_metadata(tmp_path):
     sample = ds.load(0)
     assert sample.image_id == "test/aa.jpg" and sample.labels == (0,)
     assert (sample.mask == 1).sum() == 64 and set(np.unique(sample.mask)) == {0, 1}
+
+
+def _script(name):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "datasets" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_prepare_cub_script_is_a_thin_wrapper(tmp_path, capsys):
+    write_cub_official(tmp_path / "CUB_200_2011")
+    assert _script("prepare_cub").main([str(tmp_path / "CUB_200_2011"), "--out", str(tmp_path / "meta")]) == 0
+    assert capsys.readouterr().out.strip() == "train: 6 images, test: 3 images"
+    assert md.read_image_ids(tmp_path / "meta" / "test" / "image_ids.txt")[0] == "001.Cat/cat_2.jpg"

@@ -1,0 +1,110 @@
+"""``wsol train --config``: a fast_dev_run on a generated fixture in every layout, and the CLI plumbing."""
+
+import math
+from pathlib import Path
+
+import pytest
+import yaml
+from dataset_fixtures import write_coco, write_folder, write_tiny_imagenet, write_voc, write_wsoleval
+
+from wsol.cli import main
+from wsol.lightning_cli import train
+
+EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
+
+
+def _write_layout(layout: str, root: Path) -> tuple[str, dict, int, bool]:
+    """Fixture of ``layout`` under ``root``: (reader name, datamodule overrides, classes, multilabel)."""
+    if layout in ("cub", "imagenet"):
+        write_wsoleval(root, splits=("train", "test"), per_class=2)
+        return layout, {"val_split": "test"}, 3, False
+    if layout == "openimages":
+        write_wsoleval(root, splits=("train", "test"), per_class=2, masks=True)
+        return layout, {"val_split": "test"}, 3, False
+    if layout == "voc":
+        write_voc(root)
+        return "voc", {}, 20, True
+    if layout == "coco":
+        write_coco(root, "train2017")
+        write_coco(root, "val2017", seed=1)
+        return "coco", {}, 3, True
+    if layout == "folder":
+        write_folder(root)
+        return "folder", {}, 3, False
+    write_tiny_imagenet(root, per_class=2)
+    return "tiny_imagenet", {}, 3, False
+
+
+def _config(tmp_path: Path, dataset: str, data: dict) -> Path:
+    config = {
+        "trainer": {"accelerator": "cpu", "logger": False, "enable_progress_bar": False,
+                    "enable_model_summary": False, "default_root_dir": str(tmp_path / "runs")},
+        "model": {"class_path": "wsol.methods.CAM", "init_args": {
+            "backbone": "resnet10", "backbone_kwargs": {"stem_stride": 2, "width": 8}, "lr": 0.1}},
+        "data": {"class_path": "wsol.data.WSOLDataModule", "init_args": {
+            "dataset": dataset, "root": str(tmp_path / "data"), "image_size": 32, "batch_size": 2, **data}},
+    }  # fmt: skip
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.mark.parametrize("layout", ["cub", "imagenet", "openimages", "voc", "coco", "folder", "tiny_imagenet"])
+def test_fast_dev_run_in_every_layout(layout, tmp_path):
+    dataset, data, num_classes, multilabel = _write_layout(layout, tmp_path / "data")
+    cli = train(["--config", str(_config(tmp_path, dataset, data)), "--trainer.fast_dev_run", "true"])
+    assert cli.trainer.state.finished and cli.trainer.global_step == 1
+    assert cli.model.hparams.num_classes == num_classes and cli.model.hparams.multilabel is multilabel
+    metrics = cli.trainer.callback_metrics
+    assert math.isfinite(float(metrics["train/loss"])) and math.isfinite(float(metrics["val/loss"]))
+    if not multilabel:  # single-label data with boxes: the localization metric ran on the validation batch
+        assert 0.0 <= float(metrics["val/MaxBoxAccV2"]) <= 100.0
+
+
+def test_wsol_train_command_runs_a_config(tmp_path, capsys):
+    dataset, data, _, _ = _write_layout("folder", tmp_path / "data")
+    config = _config(tmp_path, dataset, data)
+    assert main(["train", "--config", str(config), "--trainer.fast_dev_run", "true"]) == 0
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--help"])
+    assert exit_info.value.code == 0
+    assert "usage: wsol train" in capsys.readouterr().out
+
+
+def test_bad_option_is_reported_by_lightning_cli(tmp_path, capsys):
+    dataset, data, _, _ = _write_layout("folder", tmp_path / "data")
+    config = _config(tmp_path, dataset, data)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--config", str(config), "--model.init_args.no_such_option", "1"])
+    assert exit_info.value.code != 0
+    assert "no_such_option" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["seam_resnet50_voc12", "mixup_cam_resnet50_voc12"])
+def test_wsss_experiments_train_on_a_voc_fixture(name, tmp_path):
+    write_voc(tmp_path / "data")
+    # The shipped config with a tiny backbone, 32 px and the VOC train list instead of train_aug.
+    cli = train([
+        "--config", str(EXPERIMENTS / f"{name}.yaml"), "--trainer.fast_dev_run", "true",
+        "--trainer.logger", "false", "--trainer.default_root_dir", str(tmp_path / "runs"),
+        "--data.init_args.root", str(tmp_path / "data"), "--data.init_args.image_size", "64",
+        "--data.init_args.batch_size", "2", "--data.init_args.num_workers", "0",
+        "--data.init_args.train_options", "{}", "--model.init_args.pretrained", "false",
+        "--model.init_args.backbone", "resnet10", "--model.init_args.backbone_kwargs", '{"width": 8}',
+    ])  # fmt: skip
+    assert cli.trainer.state.finished and cli.model.hparams.multilabel is True
+    terms = {"seam_resnet50_voc12": ("train/er", "train/ecr"), "mixup_cam_resnet50_voc12": ("train/ent", "train/con")}
+    for key in ("train/loss", *terms[name]):
+        assert math.isfinite(float(cli.trainer.callback_metrics[key]))
+
+
+def test_small_data_experiment_trains_on_a_tiny_imagenet_fixture(tmp_path):
+    write_tiny_imagenet(tmp_path / "data", per_class=2)
+    cli = train([
+        "--config", str(EXPERIMENTS / "cam_resnet10_tinyimagenet10.yaml"), "--trainer.fast_dev_run", "true",
+        "--trainer.logger", "false", "--trainer.default_root_dir", str(tmp_path / "runs"),
+        "--data.init_args.root", str(tmp_path / "data"), "--data.init_args.image_size", "32",
+        "--data.init_args.batch_size", "4", "--data.init_args.num_workers", "0",
+    ])  # fmt: skip
+    assert cli.model.hparams.num_classes == 3
+    assert 0.0 <= float(cli.trainer.callback_metrics["val/top1_acc"]) <= 100.0
