@@ -200,6 +200,55 @@ def test_script_runs_without_torch_or_wsol(tiny_onnx: Path, tmp_path: Path) -> N
     assert proc.returncode == 2 and "requested provider 'cuda'" in proc.stderr
 
 
+class _FakeTensorRTSession:
+    """A CPU session that reports the TensorRT provider and writes an engine file, as the TRT EP would."""
+
+    def __init__(self, real, cache: Path) -> None:
+        self._real = real
+        (cache / "TensorrtExecutionProvider_TRTKernel_graph_main.engine").write_bytes(b"engine")
+
+    def get_providers(self) -> list[str]:
+        return ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+
+    def __getattr__(self, name: str):
+        return getattr(self._real, name)
+
+
+def test_tensorrt_engine_cache_cold_and_warm_start(tiny_onnx: Path, tmp_path: Path, monkeypatch) -> None:
+    import onnxruntime as ort
+
+    monkeypatch.setattr(ort, "get_available_providers", lambda: ["TensorrtExecutionProvider", "CPUExecutionProvider"])
+    real_session = Runner._session
+    created = []
+
+    def fake_session(self, path, ep, ep_options, cpu_fallback):
+        session = real_session(self, path, "CPUExecutionProvider", {}, True)
+        if ep != "TensorrtExecutionProvider":
+            return session
+        created.append((Path(path).name, dict(ep_options), cpu_fallback))
+        return _FakeTensorRTSession(session, Path(ep_options["trt_engine_cache_path"]))
+
+    monkeypatch.setattr(Runner, "_session", fake_session)
+    cache = tmp_path / "cache"
+    opts = quick(tiny_onnx, tmp_path / "res", providers=["tensorrt"], fp16=True, batch_sizes=[2])
+    opts.trt_cache_dir = str(cache)
+    fp32, fp16 = Runner(opts).run()
+    assert fp32["cold_start"]["engine_cache"] == "miss" and fp32["start"]["engine_cache"] == "hit"
+    assert fp16["model_file"] == "tiny.onnx"  # TensorRT builds FP16 from the FP32 graph
+    assert len(created) == 4  # cold + warm per precision
+    name, options, cpu_fallback = created[-1]
+    assert options["trt_fp16_enable"] and not options["trt_int8_enable"] and not cpu_fallback
+    assert options["trt_profile_min_shapes"] == options["trt_profile_max_shapes"] == "images:2x3x64x64"
+    assert options["trt_engine_cache_enable"] and Path(options["trt_engine_cache_path"]).parent == cache
+    assert "-fp16-b2-" in options["trt_engine_cache_path"]
+
+    again = Runner(opts).run()[0]  # engines cached: nothing to build
+    assert again["cold_start"] is None and again["start"]["engine_cache"] == "hit" and len(created) == 6
+    opts.rebuild_engines = True
+    rebuilt = Runner(opts).run()[0]
+    assert rebuilt["cold_start"]["engine_cache"] == "miss" and len(created) == 10
+
+
 # ------------------------------------------------------------------------------------- Jetson parts
 def test_parse_recorded_tegrastats_lines() -> None:
     agx = parse_tegrastats_line(TEGRA_AGX[0])
@@ -260,3 +309,4 @@ def test_jetson_run_records_power_mode_clocks_and_energy(tiny_onnx: Path, tmp_pa
     images = record["batch"] * record["latency_ms"]["n"]
     assert power["j_per_image"] == pytest.approx(22.561 * record["timed_s"] / images)
     assert power["j_per_image_above_idle"] == pytest.approx(0.0)
+    assert record["memory"]["system_ram_used_peak_mb"] == 5321

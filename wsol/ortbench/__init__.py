@@ -17,10 +17,12 @@ from .jetson import (
     parse_tegrastats_line,
     summarize_power,
 )
+from .metrics import GATES, compare_outputs, latency_stats
 from .report import latency_svg, summary_markdown
-from .runner import BenchOptions, ProviderError, Runner, compare_outputs, latency_stats, resolve_providers
+from .runner import BenchOptions, ProviderError, Runner, resolve_providers
 
 __all__ = [
+    "GATES",
     "BenchOptions",
     "ProviderError",
     "Runner",

@@ -20,18 +20,13 @@ import numpy as np
 
 from . import env as envmod
 from . import jetson
+from .metrics import compare_outputs, latency_stats
 
 PROVIDERS = {
     "cpu": "CPUExecutionProvider",
     "cuda": "CUDAExecutionProvider",
     "tensorrt": "TensorrtExecutionProvider",
     "trt": "TensorrtExecutionProvider",
-}
-# Reduced-precision gates (spec proposal, random weights): CAM max |d|, IoU of CAM > 0.5 masks, top-1.
-GATES = {
-    "fp32": {"cam_max_abs": 1e-3, "cam_iou@0.5": 0.99, "top1_agree": 1.0},
-    "fp16": {"cam_max_abs": 1e-2, "cam_iou@0.5": 0.98, "top1_agree": 0.99},
-    "int8": {"cam_max_abs": None, "cam_iou@0.5": 0.9, "top1_agree": 0.95},
 }
 
 
@@ -87,52 +82,6 @@ def resolve_providers(names: list[str], available: list[str]) -> list[tuple[str,
                 "(see benchmarks/README.md), and never together with the CPU 'onnxruntime' package"
             )
         out.append(("tensorrt" if key == "trt" else key, ep))
-    return out
-
-
-def latency_stats(seconds: list[float], batch: int) -> dict[str, Any]:
-    """Latency percentiles in ms and throughput in images/s from per-run wall times."""
-    ms = np.asarray(seconds, dtype=np.float64) * 1e3
-    pct = np.percentile(ms, [50, 90, 95, 99])
-    return {
-        "latency_ms": {
-            "mean": float(ms.mean()),
-            "std": float(ms.std()),
-            "min": float(ms.min()),
-            "p50": float(pct[0]),
-            "p90": float(pct[1]),
-            "p95": float(pct[2]),
-            "p99": float(pct[3]),
-            "max": float(ms.max()),
-            "n": int(ms.size),
-        },
-        "throughput_ips": float(batch * ms.size / (ms.sum() / 1e3)),
-    }
-
-
-def compare_outputs(
-    ref: dict[str, np.ndarray], got: dict[str, np.ndarray], precision: str, threshold: float = 0.5
-) -> dict[str, Any]:
-    """Task-level agreement with the FP32 reference: top-1, logits and CAM |d|, IoU of CAM masks."""
-    out: dict[str, Any] = {}
-    if "logits" in ref:
-        out["logits_max_abs"] = float(np.abs(got["logits"] - ref["logits"]).max())
-        out["top1_agree"] = float((got["logits"].argmax(1) == ref["logits"].argmax(1)).mean())
-    if "cams" in ref:
-        diff = np.abs(got["cams"].astype(np.float32) - ref["cams"])
-        out["cam_max_abs"], out["cam_mean_abs"] = float(diff.max()), float(diff.mean())
-        a = (ref["cams"] > threshold).reshape(-1, ref["cams"].shape[-2] * ref["cams"].shape[-1])
-        b = (got["cams"] > threshold).reshape(a.shape)
-        inter, union = (a & b).sum(1), (a | b).sum(1)
-        out["cam_iou@0.5"] = float(np.where(union > 0, inter / np.maximum(union, 1), 1.0).mean())
-    gate = GATES[precision]
-    out["gate"] = {k: v for k, v in gate.items() if v is not None}
-    checks = [
-        out.get("cam_max_abs", 0.0) <= gate["cam_max_abs"] if gate["cam_max_abs"] is not None else True,
-        out.get("cam_iou@0.5", 1.0) >= gate["cam_iou@0.5"],
-        out.get("top1_agree", 1.0) >= gate["top1_agree"],
-    ]
-    out["pass"] = all(checks)
     return out
 
 
@@ -326,7 +275,7 @@ class Runner:
         x = np.ascontiguousarray(self.pool[:batch])
         feed = {self.input_name: x}
         ep_options: dict[str, Any] = {"device_id": 0} if provider == "cuda" else {}
-        cold = None
+        cold = cache_state = None
         scoped = envmod.reset_peak_rss()
         if provider == "tensorrt":
             cache = Path(self.opts.trt_cache_dir) / self._cache_key(precision, batch)
@@ -339,6 +288,8 @@ class Runner:
                 session, load_s, first_s = self._start(path, provider, ep, ep_options, feed)
                 cold = {"load_s": load_s, "first_run_s": first_s, "engine_cache": "miss"}
                 del session
+            # The timed session should load what the cold one built; "miss" means caching did not work.
+            cache_state = "hit" if any(cache.glob("*.engine")) else "miss"
         gpu_memory = envmod.GpuMemorySampler() if provider != "cpu" and not self.on_jetson else None
         if gpu_memory is not None:
             gpu_memory.__enter__()
@@ -379,7 +330,7 @@ class Runner:
             "start": {
                 "load_s": load_s,
                 "first_run_s": first_s,
-                "engine_cache": ("hit" if provider == "tensorrt" else None),
+                "engine_cache": cache_state,
             },
             **latency_stats(times, batch),
             "timed_s": timed_s,
@@ -389,6 +340,10 @@ class Runner:
                 "peak_rss_mb": round(envmod.peak_rss_mb(), 1),
                 "peak_rss_scope": "configuration" if scoped else "process",
                 "gpu_peak_mb": gpu_memory.peak_mb if gpu_memory is not None else None,
+                # Jetson: CPU and GPU share RAM; tegrastats' system-wide figure is the one that counts.
+                "system_ram_used_peak_mb": max((s["ram_used_mb"] or 0 for s in sampler.samples), default=None)
+                if sampler is not None
+                else None,
             },
             "power": None,
             "env": self.env,
