@@ -31,6 +31,7 @@ from wsol.ortbench import (
     summarize_power,
 )
 from wsol.ortbench.cli import main as ortbench_main
+from wsol.ortbench.runner import ort_version
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -241,6 +242,15 @@ def test_tensorrt_engine_cache_cold_and_warm_start(tiny_onnx: Path, tmp_path: Pa
     assert options["trt_profile_min_shapes"] == options["trt_profile_max_shapes"] == "images:2x3x64x64"
     assert options["trt_engine_cache_enable"] and Path(options["trt_engine_cache_path"]).parent == cache
     assert "-fp16-b2-" in options["trt_engine_cache_path"]
+
+    assert options["trt_timing_cache_path"] == str(cache)  # onnxruntime >= 1.17
+
+    # onnxruntime 1.14 (JetPack 5 wheels) knows neither explicit profiles nor the timing-cache path.
+    with monkeypatch.context() as patch:
+        patch.setattr(ort, "__version__", "1.14.1")
+        old_options = Runner(opts)._trt_options("fp32", 2, cache)
+    assert "trt_profile_min_shapes" not in old_options and "trt_timing_cache_path" not in old_options
+    assert ort_version("1.16.3") == (1, 16) and ort_version("1.32.0+cu126") == (1, 32)
 
     again = Runner(opts).run()[0]  # engines cached: nothing to build
     assert again["cold_start"] is None and again["start"]["engine_cache"] == "hit" and len(created) == 6

@@ -30,6 +30,12 @@ PROVIDERS = {
 }
 
 
+def ort_version(text: str) -> tuple[int, int]:
+    """``"1.16.3"`` -> ``(1, 16)``; unparsable parts count as 0."""
+    parts = (text.split("+")[0].split(".") + ["0", "0"])[:2]
+    return tuple(int(p) if p.isdigit() else 0 for p in parts)  # type: ignore[return-value]
+
+
 class ProviderError(ValueError):
     """A requested execution provider is not available or was not applied to the session."""
 
@@ -193,23 +199,28 @@ class Runner:
 
     # ------------------------------------------------------------------------------------ measuring
     def _trt_options(self, precision: str, batch: int, cache: Path) -> dict[str, Any]:
-        # One static profile per batch size: without explicit shapes the TensorRT EP rebuilds the engine
-        # whenever a new shape leaves the current range (microsoft/onnxruntime#3904).
-        shape = f"{self.input_name}:" + "x".join(str(d) for d in (batch, *self.sample_shape))
-        return {
+        """TensorRT EP options; options newer than the installed onnxruntime are left out, because an
+        unknown option makes onnxruntime drop the whole provider (and fall back to CUDA)."""
+        version = ort_version(self.ort.__version__)
+        options: dict[str, Any] = {
             "device_id": 0,
             "trt_fp16_enable": precision == "fp16",
             "trt_int8_enable": precision == "int8",
             "trt_engine_cache_enable": True,
             "trt_engine_cache_path": str(cache),
             "trt_timing_cache_enable": True,
-            "trt_timing_cache_path": str(Path(self.opts.trt_cache_dir)),
             "trt_max_workspace_size": int(self.opts.trt_workspace_gb * 2**30),
-            "trt_builder_optimization_level": 3,
-            "trt_profile_min_shapes": shape,
-            "trt_profile_opt_shapes": shape,
-            "trt_profile_max_shapes": shape,
         }
+        if version >= (1, 15):
+            # One static profile per batch size: without explicit shapes the TensorRT EP rebuilds the
+            # engine whenever a new shape leaves the current range (microsoft/onnxruntime#3904).
+            shape = f"{self.input_name}:" + "x".join(str(d) for d in (batch, *self.sample_shape))
+            options.update(trt_profile_min_shapes=shape, trt_profile_opt_shapes=shape, trt_profile_max_shapes=shape)
+            options["trt_builder_optimization_level"] = 3
+        if version >= (1, 17):
+            # Kernel timings are model-independent: one cache at the root serves every engine.
+            options["trt_timing_cache_path"] = str(Path(self.opts.trt_cache_dir))
+        return options
 
     def _start(self, path: Path, provider: str, ep: str, ep_options: dict[str, Any], feed: dict) -> tuple:
         """Create a session, verify its provider, run it once; returns (session, load_s, first_run_s)."""
@@ -228,7 +239,8 @@ class Runner:
             # onnxruntime-gpu falls back to CPU silently when the CUDA/TensorRT libraries do not load.
             raise ProviderError(
                 f"requested provider {provider!r} ({ep}) was not applied: the session runs on {applied}. "
-                "Check the CUDA/cuDNN/TensorRT libraries this onnxruntime build needs (its log says which failed)"
+                "onnxruntime's log above says why: usually CUDA/cuDNN/TensorRT libraries that do not load, or an "
+                "EP option this onnxruntime version does not know"
             )
         t0 = time.perf_counter()
         session.run(None, feed)
