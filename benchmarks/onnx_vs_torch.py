@@ -3,7 +3,8 @@
 Both sides compute ``ExportWrapper`` (backbone, CAM head, top-1 map selection, bilinear upsampling to the
 input size, min-max normalisation). Rounds interleave the two engines, alternating which goes first, so
 background load on a shared machine hits both alike; the median per engine and batch size is reported
-with the ratio ORT / torch (< 1: ORT is faster). Target: <= 0.75x for resnet18 + top-1 CAMs.
+with the ratio ORT / torch (< 1: ORT is faster), and the ratio of the minima. Target: <= 0.75x for
+resnet18 + top-1 CAMs.
 
     python benchmarks/onnx_vs_torch.py --backbone resnet18 --batch-sizes 1,8 --rounds 20
 """
@@ -87,13 +88,18 @@ def main() -> None:
     rows = []
     setup = f"{args.backbone} + {args.cam_classes} CAMs, {args.num_classes} classes, {size[0]} px"
     print(f"\n{setup}, opset {meta['opset']} ({meta['exporter']}), {threads} threads, median of {args.rounds} rounds")
-    print("| batch | torch eager ms | ORT CPU ms | ORT / torch | ORT images/s |")
-    print("|---|---|---|---|---|")
+    print("| batch | torch eager ms | ORT CPU ms | ORT / torch | ORT images/s | ORT / torch of the minima |")
+    print("|---|---|---|---|---|---|")
     for b in batches:
         t_ms = statistics.median(times[("torch", b)]) * 1e3
         o_ms = statistics.median(times[("ort", b)]) * 1e3
-        rows.append({"batch": b, "torch_ms": t_ms, "ort_ms": o_ms, "ratio": o_ms / t_ms, "ort_ips": b / o_ms * 1e3})
-        print(f"| {b} | {t_ms:.1f} | {o_ms:.1f} | {o_ms / t_ms:.2f}x | {b / o_ms * 1e3:.1f} |")
+        # The minima are the least disturbed by other processes on a shared machine.
+        min_ratio = min(times[("ort", b)]) / min(times[("torch", b)])
+        rows.append(
+            {"batch": b, "torch_ms": t_ms, "ort_ms": o_ms, "ratio": o_ms / t_ms, "ratio_of_minima": min_ratio,
+             "ort_ips": b / o_ms * 1e3}
+        )  # fmt: skip
+        print(f"| {b} | {t_ms:.1f} | {o_ms:.1f} | {o_ms / t_ms:.2f}x | {b / o_ms * 1e3:.1f} | {min_ratio:.2f}x |")
     print("target: ORT / torch <= 0.75x (reference measurement: 0.68x)")
     if args.json:
         meta_out = {"backbone": args.backbone, "num_classes": args.num_classes, "image_size": args.image_size,
