@@ -164,6 +164,7 @@ def _is_mask_file(path: Path) -> bool:
 
 
 def _line_with(path: Path, text: str) -> int:
+    """Line number of the first record of ``path`` with a field equal to ``text`` (0 if none)."""
     for number, line in enumerate(path.read_text().splitlines(), start=1):
         if text in line.split(","):
             return number
@@ -181,6 +182,7 @@ def _reader(folder: str, default_classes: int | None) -> Callable[..., WSOLEvalD
         mask_root: str | Path | None = None,
         check_images: bool = True,
     ) -> WSOLEvalDataset:
+        """A split of ``root`` (or ``$WSOL_DATA/<folder>``); the options are :class:`WSOLEvalDataset`'s."""
         base = resolve_root(root, folder)
         names_file = Path(metadata if metadata is not None else base / "metadata") / "class_names.txt"
         if num_classes is None and not names_file.is_file():
