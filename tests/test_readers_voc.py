@@ -95,3 +95,11 @@ def test_train_aug_lines_in_psa_format_are_accepted(tmp_path):
     (seg / "train_aug.txt").write_text("/JPEGImages/2008_000001.jpg /SegmentationClassAug/2008_000001.png\n")
     ds = read_dataset("voc", tmp_path / "VOC2012", "train_aug")
     assert len(ds) == 1 and ds.load(0).image_id == "2008_000001"
+
+
+def test_voc_image_without_objects_is_an_error(tmp_path):
+    write_voc(tmp_path / "VOC2012")
+    xml = tmp_path / "VOC2012" / "Annotations" / "2008_000002.xml"
+    xml.write_text(xml.read_text().split("  <object>")[0] + "</annotation>\n")
+    with pytest.raises(ValueError, match=r"2008_000002.xml: no <object>"):
+        read_dataset("voc", tmp_path / "VOC2012", "train")

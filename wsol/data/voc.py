@@ -140,7 +140,8 @@ class VOCDataset(SampleDataset):
             ``train_options: {image_set: train_aug}`` trains on SBD-augmented data).
         split_file: explicit split list, overriding ``split`` and ``image_set``.
         masks: load segmentation masks when a mask file exists.
-        difficult: keep objects marked difficult (labels and boxes).
+        difficult: keep objects marked difficult (labels and boxes); with False, images whose objects are
+            all difficult are left out.
 
     Raises:
         ValueError: ``file:line`` of an unknown class, a malformed box or a box outside its image.
@@ -198,8 +199,10 @@ class VOCDataset(SampleDataset):
                         f"{width}x{height} image"
                     )
                 boxes.append((x0, y0, x1, y1))
-            if not labels:
-                raise ValueError(f"{xml}: no (non-difficult) object, so {image_id!r} has no image-level label")
+            if not ann.objects:
+                raise ValueError(f"{xml}: no <object>, so {image_id!r} has no image-level label")
+            if not labels:  # every object is difficult and difficult=False: nothing to learn from
+                continue
             box_array = np.asarray(boxes, np.float32).reshape(-1, 4)
             self.items.append((image_id, tuple(sorted(labels)), box_array, (width, height)))
 
