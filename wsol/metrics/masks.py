@@ -19,6 +19,7 @@ __all__ = [
     "pixel_curves",
     "pxap_bin_edges",
     "pxap_bin_index",
+    "pxap_from_curves",
     "pxap_from_histograms",
     "score_histograms",
 ]
@@ -134,11 +135,15 @@ def pixel_curves(gt_true: np.ndarray, gt_false: np.ndarray, edges: np.ndarray) -
 
 
 def pxap_from_histograms(gt_true: np.ndarray, gt_false: np.ndarray, edges: np.ndarray) -> float:
-    """PxAP: the non-interpolated step AP over the pooled pixel histograms, in percent.
+    """PxAP in percent from the pooled pixel histograms (see :func:`pxap_from_curves`)."""
+    return pxap_from_curves(pixel_curves(gt_true, gt_false, edges))
+
+
+def pxap_from_curves(curves: PixelCurves) -> float:
+    """PxAP: the non-interpolated step AP, in percent.
 
     ``100 * sum_{j >= 1, tp_j + fp_j > 0} precision_j * (recall_j - recall_{j-1})``, the same float64
     operations in the same order as the reference, so the value matches to the last digit.
     """
-    curves = pixel_curves(gt_true, gt_false, edges)
     valid = (curves.tp + curves.fp)[1:] > 0
     return float((curves.precision[1:] * np.diff(curves.recall))[valid].sum() * 100)

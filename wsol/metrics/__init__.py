@@ -1,0 +1,86 @@
+"""Evaluation metrics for WSOL (box and mask) and WSSS (segmentation), reproducing the reference numbers.
+
+Pure functions and streaming accumulators (no file I/O, no printing); the semantics follow
+``../shared/specs/wsol-eval-protocol.md`` (clovaai/wsolevaluation), and every extension (Top-1 Loc,
+MaxPIoU, the WSSS metrics) is labelled as such.
+"""
+
+from wsol.metrics.accumulators import (
+    BoxAccumulator,
+    BoxModeResult,
+    BoxResult,
+    MaskAccumulator,
+    MaskResult,
+    Top1Result,
+)
+from wsol.metrics.boxes import (
+    best_box_ious,
+    box_iou_inclusive,
+    boxes_from_scoremap,
+    check_boxes,
+    integer_thresholds,
+    resize_gt_boxes,
+)
+from wsol.metrics.masks import (
+    PixelCurves,
+    pixel_curves,
+    pxap_bin_edges,
+    pxap_bin_index,
+    pxap_from_curves,
+    pxap_from_histograms,
+    score_histograms,
+)
+from wsol.metrics.scoremaps import (
+    cam_thresholds,
+    check_scoremaps,
+    normalize_scoremap,
+    prepare_scoremaps,
+    prepare_scoremaps_numpy,
+    quantize_scoremap,
+)
+from wsol.metrics.segmentation import (
+    BackgroundThresholdSweep,
+    ConfusionMatrix,
+    SegmentationResult,
+    confusion_matrix,
+    labels_from_scores,
+    segmentation_scores,
+)
+from wsol.metrics.torchmetrics_wrappers import BoxLocalizationMetric, PxAPMetric, SegmentationMetric
+
+__all__ = [
+    "BackgroundThresholdSweep",
+    "BoxAccumulator",
+    "BoxLocalizationMetric",
+    "BoxModeResult",
+    "BoxResult",
+    "MaskAccumulator",
+    "MaskResult",
+    "ConfusionMatrix",
+    "PixelCurves",
+    "PxAPMetric",
+    "SegmentationMetric",
+    "SegmentationResult",
+    "Top1Result",
+    "best_box_ious",
+    "box_iou_inclusive",
+    "boxes_from_scoremap",
+    "cam_thresholds",
+    "check_boxes",
+    "check_scoremaps",
+    "confusion_matrix",
+    "integer_thresholds",
+    "labels_from_scores",
+    "normalize_scoremap",
+    "pixel_curves",
+    "prepare_scoremaps",
+    "prepare_scoremaps_numpy",
+    "pxap_bin_edges",
+    "pxap_bin_index",
+    "pxap_from_curves",
+    "pxap_from_histograms",
+    "quantize_scoremap",
+    "resize_gt_boxes",
+    "score_histograms",
+    "segmentation_scores",
+]
