@@ -166,7 +166,8 @@ def prepare_openimages(
     """Write mask metadata for one Open Images split in the reference's format.
 
     Keeps images whose instance masks (``MaskPath, ImageID, LabelName`` columns of the official
-    ``*-annotations-object-segmentation.csv``) all belong to one of the listed classes. Each image gets an
+    ``*-annotations-object-segmentation.csv``) all belong to one of the listed classes and whose image file
+    exists (the CSV covers the whole split; a local download may hold a subset). Each image gets an
     all-zero ignore PNG under ``<root>/ignore/<split>/`` (the reference needs one per image, issue #33).
 
     Args:
