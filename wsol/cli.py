@@ -18,6 +18,8 @@ _COMMANDS: tuple[str, ...] = (
     "train",
     "export",
     "bench",
+    "cams",
+    "leaderboard",
 )
 
 

@@ -1,0 +1,116 @@
+"""Cost of each CAM method relative to a plain forward pass, measured in one run (CPU by default).
+
+Baseline: ``model(images)`` under ``torch.inference_mode()``. Each method's time is end-to-end: the
+hooked forward, the maps of the GT class, and upsampling + min-max to the input size
+(``normalize_cams``), as the peers' figures in the peers spec were measured. Extra rows: CAM for
+every class (``(B, K, h, w)`` at feature resolution: all 1000 maps at 224 px would be 6.4 GB) and
+Grad-CAM in differentiable mode (full autograd graph). Variants are interleaved round by round so
+background load hits them alike; median and min ratios are printed. Score-CAM needs one masked forward
+per channel, so it is timed on ``--scorecam-images`` images against a forward of the same batch.
+
+For scale, in the peers spec on this kind of machine (resnet18, batch 32, 224 px): torch-cam's CAM
+1.00-1.02x, pytorch-grad-cam's GradCAM 2.9-3.4x.
+
+    python benchmarks/cam_overhead.py --model resnet18 --batch-size 32 --rounds 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from wsol.cams import create_cam, normalize_cams
+
+
+def build_model(name: str) -> nn.Module:
+    """``resnet18`` (torchvision, random weights, as in the peers' measurement) or a wsol backbone name."""
+    if name == "resnet18":
+        import torchvision
+
+        return torchvision.models.resnet18().eval()
+    from wsol.cams import load_cam_model
+
+    return load_cam_model(backbone=name, pretrained=name == "efficientnet_lite0", num_classes=1000).module
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="resnet18", help="resnet18 (torchvision) or a wsol backbone name")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--image-size", type=int, default=224)
+    parser.add_argument("--rounds", type=int, default=5, help="timed rounds (one call per variant each)")
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--scorecam-images", type=int, default=1, help="images for the Score-CAM row (0: skip)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    model = build_model(args.model)
+    b, s = args.batch_size, args.image_size
+    images = torch.randn(b, 3, s, s)
+    with torch.no_grad():
+        labels = torch.randint(model(images[:1]).shape[1], (b,))
+
+    def forward(x: torch.Tensor) -> Callable[[], object]:
+        def run() -> object:
+            with torch.inference_mode():
+                return model(x)
+
+        return run
+
+    def method(name: str, targets: object = None, differentiable: bool = False, upsample: bool = True, x=images):
+        extractor = create_cam(name, model)
+        targets = labels[: len(x)] if targets is None else targets
+
+        def run() -> object:
+            maps = extractor(x, targets, differentiable=differentiable).maps
+            return normalize_cams(maps, size=(s, s)) if upsample else maps
+
+        return run
+
+    variants: dict[str, Callable[[], object]] = {"forward (inference_mode)": forward(images)}
+    for name in ("cam", "gradcam", "gradcampp", "xgradcam", "layercam", "eigencam"):
+        variants[name] = method(name)
+    variants["cam, all classes (B,K,h,w)"] = method("cam", targets="all", upsample=False)
+    variants["gradcam, differentiable"] = method("gradcam", differentiable=True)
+    times = time_interleaved(variants, args.warmup, args.rounds)
+
+    base, base_min = statistics.median(times["forward (inference_mode)"]), min(times["forward (inference_mode)"])
+    print(
+        f"model={args.model} batch={b} size={s} rounds={args.rounds} threads={torch.get_num_threads()} "
+        "(CPU shared: compare ratios within this run, not across runs)"
+    )
+    print(f"{'variant':<30} {'median s':>9} {'ratio':>7} {'min ratio':>9}  runs")
+    for name, runs in times.items():
+        med = statistics.median(runs)
+        runs_text = " / ".join(f"{t:.3f}" for t in runs)
+        print(f"{name:<30} {med:9.3f} {med / base:7.2f} {min(runs) / base_min:9.2f}  {runs_text}")
+
+    if args.scorecam_images:
+        x = images[: args.scorecam_images]
+        few = time_interleaved({"forward": forward(x), "scorecam": method("scorecam", x=x)}, 1, 1)
+        ratio = few["scorecam"][0] / few["forward"][0]
+        print(f"scorecam on {len(x)} image(s): {few['scorecam'][0]:.2f} s, {ratio:.0f}x a forward of the same batch")
+
+
+def time_interleaved(variants: dict[str, Callable[[], object]], warmup: int, rounds: int) -> dict[str, list[float]]:
+    """Seconds per call of each variant, round-robin so that drifting background load is shared."""
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    for round_ in range(warmup + rounds):
+        for name, fn in variants.items():
+            t0 = time.perf_counter()
+            fn()
+            elapsed = time.perf_counter() - t0
+            if round_ >= warmup:
+                times[name].append(elapsed)
+    return times
+
+
+if __name__ == "__main__":
+    main()

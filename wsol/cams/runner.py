@@ -1,0 +1,170 @@
+"""Running CAM methods over a dataset under the evaluation protocol (shared by ``wsol cams``/``leaderboard``).
+
+Protocol (``wsol-eval-protocol`` spec §1): images squashed to ``size x size`` (PIL bilinear as the
+reference's torchvision ``Resize``, or OpenCV), the map of the GT class (GT-known), float64 bicubic
+upsampling to ``size x size`` and per-image min-max (:func:`wsol.metrics.prepare_scoremaps`).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from wsol.cams.base import CAMMethod
+from wsol.cams.models import CAMModel, class_mapping
+from wsol.data import EvalTransform, SampleDataset, collate, list_readers, read_dataset
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """A dataset to run on: reader name, root (``None``: the reader's default), split and reader options."""
+
+    reader: str
+    root: str | None = None
+    split: str = "val"
+    options: tuple[tuple[str, Any], ...] = ()
+
+    @property
+    def label(self) -> str:
+        return self.reader if self.root is None else f"{self.reader}:{Path(self.root).name}"
+
+    def open(self) -> SampleDataset:
+        return read_dataset(self.reader, self.root, self.split, **dict(self.options))
+
+
+def parse_data_spec(text: str, split: str = "val", options: dict[str, Any] | None = None) -> DataSpec:
+    """``NAME`` (a registered reader, default root), ``NAME=PATH``, or a folder whose layout is recognised.
+
+    A folder holding ``wnids.txt`` is Tiny ImageNet; one holding ``metadata/`` is reference metadata
+    (``wsoleval``).
+
+    Raises:
+        ValueError: for a folder of unknown layout or an unknown reader name.
+    """
+    opts = tuple(sorted((options or {}).items()))
+    if "=" in text:
+        reader, root = text.split("=", 1)
+        if reader not in list_readers():
+            raise ValueError(f"unknown dataset reader {reader!r} in --data; registered: {', '.join(list_readers())}")
+        return DataSpec(reader, root, split, opts)
+    if text in list_readers():
+        return DataSpec(text, None, split, opts)
+    path = Path(text)
+    if not path.is_dir():
+        raise FileNotFoundError(f"--data {text!r} is neither a registered dataset name nor a folder")
+    if (path / "wnids.txt").is_file():
+        return DataSpec("tiny_imagenet", text, split, opts)
+    if (path / "metadata").is_dir():
+        return DataSpec("wsoleval", text, split, opts)
+    raise ValueError(f"cannot tell the layout of {path}; pass NAME=PATH with NAME one of {', '.join(list_readers())}")
+
+
+class _WithOriginals:
+    """The protocol transform plus what the metadata needs in original pixels (boxes, mask)."""
+
+    def __init__(self, transform: EvalTransform) -> None:
+        self.transform = transform
+
+    def __call__(self, sample: Any) -> dict[str, Any]:
+        out = self.transform(sample)
+        out["orig_boxes"] = np.asarray(sample.boxes, dtype=np.float64).reshape(-1, 4)
+        out["orig_mask"] = sample.mask
+        return out
+
+
+def _collate(items: list[dict[str, Any]]) -> dict[str, Any]:
+    batch = collate(items)
+    batch["orig_boxes"] = [it["orig_boxes"] for it in items]
+    batch["orig_mask"] = [it["orig_mask"] for it in items]
+    return batch
+
+
+def protocol_loader(
+    dataset: SampleDataset,
+    model: CAMModel,
+    image_size: int = 224,
+    resize: Literal["pil", "cv2"] = "pil",
+    batch_size: int = 32,
+    limit: int | None = None,
+) -> DataLoader:
+    """Batches of squashed, normalised images with GT boxes in score-map pixels (and originals).
+
+    Raises:
+        ValueError: for multi-label data (the protocol scores one GT class per image).
+    """
+    if dataset.multilabel:
+        raise ValueError("CAM scoring follows the single-label protocol (one GT class per image); got multi-label data")
+    dataset.transform = _WithOriginals(EvalTransform(image_size, dataset.num_classes, resize, model.mean, model.std))
+    if limit is not None:
+        dataset = torch.utils.data.Subset(dataset, range(min(limit, len(dataset))))
+    return DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=_collate)
+
+
+@dataclass
+class ScoredBatch:
+    """One batch's protocol score maps and what scoring them needs."""
+
+    batch: dict[str, Any]
+    scoremaps: np.ndarray  # (B, S, S) float64 in [0, 1]
+    correct: np.ndarray  # (B,) top-1 prediction == GT class
+    seconds: float  # the method's time for the batch (maps + protocol upsampling)
+
+
+def score_batch(
+    method: CAMMethod,
+    batch: dict[str, Any],
+    class_map: torch.Tensor,
+    image_size: int,
+    targets: Literal["gt", "top1"] = "gt",
+) -> ScoredBatch:
+    """The GT class's (or the top-1 class's) map of every image of ``batch`` as a protocol score map."""
+    from wsol.metrics import prepare_scoremaps
+
+    labels = class_map[batch["label"]]
+    start = time.perf_counter()
+    result = method(batch["image"], labels if targets == "gt" else None)
+    scoremaps = prepare_scoremaps(result.maps, (image_size, image_size)).cpu().numpy()
+    seconds = time.perf_counter() - start
+    correct = (result.logits.argmax(dim=1).cpu() == labels).numpy()
+    return ScoredBatch(batch, scoremaps, correct, seconds)
+
+
+def score_batches(
+    method: CAMMethod,
+    loader: DataLoader,
+    class_map: torch.Tensor,
+    image_size: int,
+    targets: Literal["gt", "top1"] = "gt",
+) -> Iterator[ScoredBatch]:
+    """:func:`score_batch` over every batch of ``loader``."""
+    for batch in loader:
+        yield score_batch(method, batch, class_map, image_size, targets)
+
+
+def dataset_class_map(dataset: SampleDataset, model: CAMModel) -> torch.Tensor:
+    """Model class index of each dataset class (see :func:`wsol.cams.models.class_mapping`)."""
+    return class_mapping(dataset, model.num_classes)
+
+
+def write_json(path: str | Path, payload: dict[str, Any]) -> Path:
+    """Write ``payload`` as indented JSON (NumPy scalars and arrays converted)."""
+
+    def default(value: Any) -> Any:
+        if isinstance(value, np.generic):
+            return value.item()
+        if isinstance(value, np.ndarray):
+            return value.tolist()
+        raise TypeError(f"cannot serialise {type(value).__name__}")
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload, indent=2, default=default))
+    return path

@@ -1,0 +1,153 @@
+"""``wsol cams``: write protocol score maps of a CAM method, plus the metadata ``wsol evaluate`` reads."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+
+def add_model_arguments(p: argparse.ArgumentParser, several: bool = False) -> None:
+    """Model options shared with ``wsol leaderboard`` (``several``: comma-separated lists)."""
+    if several:
+        p.add_argument("--backbones", default="", help="comma-separated backbone names (see 'wsol backbones')")
+        p.add_argument("--checkpoints", default="", help="comma-separated Lightning checkpoints of wsol.methods")
+    else:
+        src = p.add_mutually_exclusive_group(required=True)
+        src.add_argument("--checkpoint", help="a Lightning checkpoint of a wsol.methods class")
+        src.add_argument("--backbone", help="a registered backbone name (see 'wsol backbones') or timm:<model>")
+    p.add_argument("--checkpoint-class", default="CAM", help="wsol.methods class of the checkpoint(s) (default: CAM)")
+    p.add_argument("--pretrained", action="store_true", help="load the backbone's pretrained weights and classifier")
+    p.add_argument("--num-classes", type=int, default=None, help="classes of a random head (default: the dataset's)")
+    p.add_argument("--backbone-kwargs", default=None, help="JSON options of the backbone, e.g. '{\"last_stride\": 1}'")
+    p.add_argument("--seed", type=int, default=0, help="seed of a random head (default: %(default)s)")
+
+
+def add_data_arguments(p: argparse.ArgumentParser, several: bool = False) -> None:
+    """Data and protocol options shared with ``wsol leaderboard``."""
+    p.add_argument(
+        "--data",
+        required=True,
+        help=(
+            "dataset: a reader name ('synthetic', 'tiny_imagenet' from $WSOL_DATA, ...), NAME=PATH, or a "
+            "Tiny ImageNet / reference-metadata folder" + (" (comma-separated for several)" if several else "")
+        ),
+    )
+    p.add_argument("--split", default="val", help="split to read (default: %(default)s)")
+    p.add_argument("--data-options", default=None, help="JSON options of the reader, e.g. '{\"val_per_class\": 4}'")
+    p.add_argument("--image-size", type=int, default=224, help="squash size and score-map size (default: 224)")
+    p.add_argument("--resize", choices=("pil", "cv2"), default="pil", help="bilinear resize of the images (default)")
+    p.add_argument("--batch-size", type=int, default=32, help="images per batch (default: %(default)s)")
+    p.add_argument("--limit", type=int, default=None, help="only the first N images (for a quick look)")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "cams",
+        help="write score maps of a CAM method in the reference layout, for 'wsol evaluate'",
+        description=(
+            "Run a post-hoc CAM method over a dataset under the reference protocol (images squashed to "
+            "SIZE x SIZE, the GT class's map, float64 bicubic upsampling, per-image min-max) and write "
+            "OUT/scoremaps/<image_id>.npy, the metadata OUT/metadata/{image_ids,class_labels,image_sizes,"
+            "localization}.txt, OUT/class_names.txt and OUT/cams.json. Score them with: wsol evaluate "
+            "--metadata OUT/metadata --scoremaps OUT/scoremaps"
+        ),
+    )
+    add_model_arguments(p)
+    p.add_argument("--method", required=True, help="cam, gradcam, gradcampp, xgradcam, layercam, scorecam or eigencam")
+    p.add_argument("--target-layer", default=None, help="dotted layer name (default: the last feature map)")
+    add_data_arguments(p)
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--targets", choices=("gt", "top1"), default="gt", help="map of the GT class (protocol) or top-1")
+    p.add_argument("--dtype", choices=("float64", "float32"), default="float64", help="score-map dtype (default)")
+    p.set_defaults(func=run)
+
+
+def parse_json_option(text: str | None, flag: str) -> dict:
+    """A JSON object given on the command line, or ``{}``."""
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{flag} must be a JSON object: {err}") from err
+    if not isinstance(value, dict):
+        raise ValueError(f"{flag} must be a JSON object, got {text!r}")
+    return value
+
+
+def run(args: argparse.Namespace) -> int:
+    import numpy as np
+    import torch
+    from tqdm.auto import tqdm
+
+    from wsol.cams import create_cam, load_cam_model
+    from wsol.cams.runner import dataset_class_map, parse_data_spec, protocol_loader, score_batches, write_json
+    from wsol.data.wsoleval_metadata import MetadataRecord, write_metadata
+
+    start = time.perf_counter()
+    spec = parse_data_spec(args.data, args.split, parse_json_option(args.data_options, "--data-options"))
+    dataset = spec.open()
+    model = load_cam_model(
+        checkpoint=args.checkpoint,
+        backbone=args.backbone,
+        pretrained=args.pretrained,
+        checkpoint_class=args.checkpoint_class,
+        num_classes=args.num_classes or (None if args.pretrained else dataset.num_classes),
+        backbone_kwargs=parse_json_option(args.backbone_kwargs, "--backbone-kwargs"),
+        seed=args.seed,
+    )
+    class_map = dataset_class_map(dataset, model)
+    loader = protocol_loader(dataset, model, args.image_size, args.resize, args.batch_size, args.limit)
+    method = create_cam(args.method, model.module, target_layer=args.target_layer)
+    out = Path(args.out)
+    maps_dir = out / "scoremaps"
+    records, seconds, correct = [], 0.0, 0
+    for scored in tqdm(
+        score_batches(method, loader, class_map, args.image_size, args.targets),
+        total=len(loader),
+        desc=f"cams {args.method}",
+    ):
+        batch = scored.batch
+        seconds += scored.seconds
+        correct += int(scored.correct.sum())
+        for i, image_id in enumerate(batch["image_id"]):
+            path = maps_dir / f"{image_id}.npy"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            np.save(path, scored.scoremaps[i].astype(args.dtype))
+            width, height = (int(v) for v in batch["orig_size"][i])
+            records.append(
+                MetadataRecord(image_id, int(batch["label"][i]), (width, height), batch["orig_boxes"][i].tolist())
+            )
+    if not records:
+        raise ValueError("the dataset yielded no images")
+    write_metadata(out / "metadata", records, class_names=list(dataset.class_names))
+    info = {
+        "method": args.method,
+        "model": model.label,
+        "head": model.head,
+        "data": spec.label,
+        "split": args.split,
+        "num_images": len(records),
+        "targets": args.targets,
+        "protocol": {
+            "image_size": args.image_size,
+            "resize": args.resize,
+            "mean": model.mean,
+            "std": model.std,
+            "upsampling": "bicubic float64, then per-image min-max",
+            "dtype": args.dtype,
+        },
+        "top1_acc": 100.0 * correct / len(records),
+        "seconds_per_image": seconds / len(records),
+        "total_seconds": time.perf_counter() - start,
+        "torch_threads": torch.get_num_threads(),
+    }
+    write_json(out / "cams.json", info)
+    print(
+        f"wrote {len(records)} score maps to {maps_dir} ({info['seconds_per_image'] * 1e3:.1f} ms/image), "
+        f"metadata to {out / 'metadata'}\n"
+        f"score them with: wsol evaluate --metadata {out / 'metadata'} --scoremaps {maps_dir}"
+    )
+    return 0
