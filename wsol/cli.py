@@ -18,6 +18,7 @@ _COMMANDS: tuple[str, ...] = (
     "train",
     "export",
     "bench",
+    "evaluate",
     "cams",
     "leaderboard",
 )

@@ -1,0 +1,116 @@
+"""``wsol evaluate``: score anyone's CAMs with the WSOL protocol (MaxBoxAcc, MaxBoxAccV2, PxAP)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "evaluate",
+        help="score CAMs with the WSOL protocol: MaxBoxAcc, MaxBoxAccV2, Top-1 Loc, PxAP (reference-exact)",
+        description=(
+            "Score score maps exactly as clovaai/wsolevaluation does (same numbers, every curve point). "
+            "Input is either the reference's layout (--metadata split folder with image_ids.txt, "
+            "class_labels.txt, image_sizes.txt, localization.txt, and --scoremaps with <image_id>.npy files) "
+            "or one --npz with the keys cams, gt_boxes_flat, gt_box_counts[, image_sizes, gt_masks, cls_correct]. "
+            "Score maps must be float arrays in [0, 1]; constant or all-NaN maps count as all-zero maps."
+        ),
+    )
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--metadata", type=Path, metavar="DIR", help="metadata split folder (reference layout)")
+    source.add_argument("--npz", type=Path, metavar="FILE", help="one .npz with cams and GT (reference cases)")
+    p.add_argument("--scoremaps", type=Path, metavar="DIR", help="folder of <image_id>.npy score maps (with --metadata)")
+    p.add_argument(
+        "--mask-root", type=Path, metavar="DIR", help="folder mask paths are relative to (default: the metadata folder)"
+    )
+    p.add_argument(
+        "--predictions", type=Path, metavar="FILE", help="image_id,predicted_label lines, for Top-1 Loc (--metadata)"
+    )
+    p.add_argument(
+        "--cam-curve-interval",
+        type=float,
+        default=0.001,
+        metavar="Δ",
+        help="threshold grid step: 0.001 as in the papers (default) or 0.01 as in the reference's CLI",
+    )
+    p.add_argument("--iou-thresholds", default="30,50,70", metavar="LIST", help="IoU thresholds in percent")
+    p.add_argument("--metrics", default=None, metavar="LIST", help="boxes,masks (default: what the GT allows)")
+    p.add_argument("--workers", type=int, default=1, metavar="N", help="processes to spread the images over")
+    p.add_argument("--out", type=Path, metavar="FILE.json", help="write all results and curves as JSON")
+    p.add_argument("--plots", type=Path, metavar="DIR", help="write box_accuracy.png and pixel_pr.png here")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def _ints(text: str, what: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError as err:
+        raise ValueError(f"{what} must be comma-separated integers, got {text!r}") from err
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+    import sys
+
+    from wsol.evaluation import MetadataSource, NpzSource, evaluate
+    from wsol.evaluation.plots import plot_box_accuracy, plot_pixel_pr
+
+    if args.metadata is not None:
+        if args.scoremaps is None:
+            raise ValueError("--metadata needs --scoremaps (the folder of <image_id>.npy score maps)")
+        source = MetadataSource(args.metadata, args.scoremaps, args.mask_root, args.predictions)
+    else:
+        if args.scoremaps is not None or args.predictions is not None or args.mask_root is not None:
+            raise ValueError("--scoremaps, --mask-root and --predictions go with --metadata, not --npz")
+        source = NpzSource(args.npz)
+    if args.workers < 1:
+        raise ValueError(f"--workers must be >= 1, got {args.workers}")
+    metrics = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
+    result = evaluate(
+        source,
+        metrics=metrics,
+        cam_curve_interval=args.cam_curve_interval,
+        iou_thresholds=_ints(args.iou_thresholds, "--iou-thresholds"),
+        workers=args.workers,
+        progress=not args.no_progress,
+    )
+
+    if result.degenerate:
+        shown = ", ".join(repr(i) for i in result.degenerate[:5]) + (", ..." if len(result.degenerate) > 5 else "")
+        print(
+            f"wsol evaluate: warning: {len(result.degenerate)} score map(s) constant or all-NaN, evaluated as "
+            f"all-zero maps (protocol §1.4): {shown}",
+            file=sys.stderr,
+        )
+    print(f"{len(source)} images, cam_curve_interval {args.cam_curve_interval:g}")
+    if result.boxes is not None:
+        for name, mode in result.boxes.modes.items():
+            per_iou = ", ".join(f"IoU{t} {v:.2f} (τ={mode.best_cam_threshold[t]:.3f})" for t, v in mode.per_iou.items())
+            print(f"{name:12s} {mode.value:7.2f}   {per_iou}")
+            if mode.top1 is not None:
+                print(f"{'  Top-1 Loc':12s} {mode.top1_value:7.2f}   (wsol extension)")
+    if result.masks is not None:
+        print(f"{'PxAP':12s} {result.masks.pxap:7.2f}")
+        print(f"{'MaxPIoU':12s} {result.masks.piou:7.2f}   at score >= {result.masks.piou_threshold:g} (wsol extension)")
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result.to_dict(), indent=1, allow_nan=False, default=_json_default))
+        print(f"results: {args.out}")
+    if args.plots is not None:
+        args.plots.mkdir(parents=True, exist_ok=True)
+        if result.boxes is not None:
+            print(f"plot: {plot_box_accuracy(result.boxes, args.plots / 'box_accuracy.png')}")
+        if result.masks is not None:
+            print(f"plot: {plot_pixel_pr(result.masks, args.plots / 'pixel_pr.png')}")
+    return 0
+
+
+def _json_default(value: object) -> object:
+    import numpy as np
+
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")

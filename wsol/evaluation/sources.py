@@ -1,0 +1,275 @@
+"""Inputs of ``wsol evaluate``: the reference's metadata layout with ``.npy`` score maps, or one ``.npz``.
+
+A source lists image ids and loads, per image, a validated float score map, its GT boxes in score-map
+pixels and/or its GT mask (0 background, 1 object, 255 ignore), and whether its top-1 class is right.
+Sources are small, picklable descriptions (paths and parsed text) so that worker processes rebuild what
+they need themselves.
+
+Bad input raises ``ValueError`` or ``FileNotFoundError`` naming the image id and the file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from wsol.data import wsoleval_metadata as md
+from wsol.data._io import resize_nearest
+from wsol.metrics import resize_gt_boxes
+
+__all__ = ["ImageInput", "MetadataSource", "NpzSource", "Source", "prepare_loaded_scoremap"]
+
+
+@dataclass
+class ImageInput:
+    """What the evaluator needs for one image.
+
+    Attributes:
+        image_id: The image id.
+        scoremap: ``(H, W)`` float map in [0, 1].
+        boxes: ``(k, 4)`` int64 GT boxes in score-map pixels, or None.
+        mask: ``(H, W)`` uint8 GT mask (0/1/255), or None.
+        cls_correct: Whether the top-1 class is right, or None when unknown.
+        degenerate: The map was constant or all-NaN and is evaluated as all zeros (protocol §1.4).
+    """
+
+    image_id: str
+    scoremap: np.ndarray
+    boxes: np.ndarray | None = None
+    mask: np.ndarray | None = None
+    cls_correct: bool | None = None
+    degenerate: bool = False
+
+
+def prepare_loaded_scoremap(scoremap: np.ndarray, image_id: str, where: str) -> tuple[np.ndarray, bool]:
+    """Validate a loaded score map; constant and all-NaN maps become all zeros (protocol §1.4).
+
+    Returns:
+        The map and whether it was such a degenerate map.
+
+    Raises:
+        ValueError: Not 2-D, not a float array, some (not all) NaN, or values outside [0, 1].
+    """
+    if scoremap.ndim != 2:
+        raise ValueError(f"score map of {image_id!r} ({where}) must be 2-D, got shape {scoremap.shape}")
+    if scoremap.dtype.kind != "f":
+        raise ValueError(f"score map of {image_id!r} ({where}) must hold floats in [0, 1], got dtype {scoremap.dtype}")
+    nan = np.isnan(scoremap)
+    if nan.all():
+        return np.zeros(scoremap.shape, np.float64), True
+    if nan.any():
+        raise ValueError(f"score map of {image_id!r} ({where}) contains {int(nan.sum())} NaN values")
+    low, high = float(scoremap.min()), float(scoremap.max())
+    if low < 0 or high > 1:
+        raise ValueError(f"score map of {image_id!r} ({where}) has values outside [0, 1] (min {low:g}, max {high:g})")
+    if low == high:
+        return np.zeros(scoremap.shape, np.float64), True
+    return scoremap, False
+
+
+class Source:
+    """Base class: ``image_ids``, ``has_boxes``, ``has_masks``, ``has_classes`` and ``load(i)``."""
+
+    image_ids: list[str]
+    has_boxes: bool
+    has_masks: bool
+    has_classes: bool
+
+    def __len__(self) -> int:
+        return len(self.image_ids)
+
+    def load(self, index: int, boxes: bool = True, masks: bool = True) -> ImageInput:
+        """Load image ``index`` (boxes and/or masks only when asked for)."""
+        raise NotImplementedError
+
+    def describe(self) -> dict:
+        """JSON-ready description of where the inputs came from."""
+        raise NotImplementedError
+
+
+def _read_gray(path: Path, image_id: str, what: str) -> np.ndarray:
+    # cv2.imread(GRAYSCALE), as the reference's load_mask_image: palette PNGs are read as gray levels.
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} of {image_id!r} not found: {path}")
+    image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+    if image is None:
+        raise ValueError(f"{what} of {image_id!r} could not be decoded: {path}")
+    return image
+
+
+@dataclass
+class MetadataSource(Source):
+    """A metadata split folder (``image_ids.txt``, ``class_labels.txt``, ``image_sizes.txt``,
+    ``localization.txt``) plus a folder of ``<image_id>.npy`` score maps.
+
+    Args:
+        metadata: The split folder.
+        scoremaps: Folder of score maps named ``<image_id>.npy`` (e.g. ``x.jpg.npy``, reference issue #32).
+        mask_root: Folder the mask paths of a mask ``localization.txt`` are relative to (default: the
+            metadata folder).
+        predictions: Optional ``image_id,predicted_label`` file for Top-1 Loc.
+    """
+
+    metadata: Path
+    scoremaps: Path
+    mask_root: Path | None = None
+    predictions: Path | None = None
+    image_ids: list[str] = field(init=False)
+    boxes: dict[str, list] = field(init=False, default_factory=dict)
+    sizes: dict[str, tuple[int, int]] = field(init=False, default_factory=dict)
+    mask_paths: dict[str, list[str]] = field(init=False, default_factory=dict)
+    ignore_paths: dict[str, str] = field(init=False, default_factory=dict)
+    correct: dict[str, bool] = field(init=False, default_factory=dict)
+    shape: tuple[int, ...] = field(init=False, default=())
+
+    def __post_init__(self) -> None:
+        self.metadata, self.scoremaps = Path(self.metadata), Path(self.scoremaps)
+        if not self.metadata.is_dir():
+            raise FileNotFoundError(f"metadata folder not found: {self.metadata}")
+        if not self.scoremaps.is_dir():
+            raise FileNotFoundError(f"score-map folder not found: {self.scoremaps}")
+        self.mask_root = Path(self.mask_root) if self.mask_root is not None else self.metadata
+        self.image_ids = md.read_image_ids(self.metadata / "image_ids.txt")
+        loc = self.metadata / "localization.txt"
+        if not loc.is_file():
+            raise FileNotFoundError(f"metadata file not found: {loc}")
+        first = next((line for line in loc.read_text().splitlines() if line.strip()), "")
+        if first.count(",") == 2:  # image_id,mask_path,ignore_path
+            self.mask_paths, self.ignore_paths = md.read_mask_paths(loc)
+            self._same_ids(self.mask_paths, loc)
+        else:
+            self.sizes = md.read_image_sizes(self.metadata / "image_sizes.txt")
+            self._same_ids(self.sizes, self.metadata / "image_sizes.txt")
+            self.boxes = md.read_localization(loc, self.sizes)
+            self._same_ids(self.boxes, loc)
+        self.has_boxes, self.has_masks = bool(self.boxes), bool(self.mask_paths)
+        self.has_classes = self.predictions is not None
+        if self.predictions is not None:
+            labels = md.read_class_labels(self.metadata / "class_labels.txt")
+            self._same_ids(labels, self.metadata / "class_labels.txt")
+            predicted = md.read_class_labels(self.predictions)
+            self._same_ids(predicted, Path(self.predictions))
+            self.correct = {i: predicted[i] == labels[i] for i in self.image_ids}
+        # Every map must have the first one's shape (GT boxes and masks are mapped onto it).
+        if self.image_ids:
+            self.shape = self._read(0).shape
+
+    def _read(self, index: int) -> np.ndarray:
+        image_id = self.image_ids[index]
+        path = self.scoremaps / f"{image_id}.npy"
+        if not path.is_file():
+            raise FileNotFoundError(f"score map of {image_id!r} not found: {path}")
+        try:
+            return np.load(path, mmap_mode="r", allow_pickle=False)
+        except ValueError as err:
+            raise ValueError(f"score map of {image_id!r} could not be read: {path}: {err}") from err
+
+    def _same_ids(self, table: dict, path: Path) -> None:
+        missing = [i for i in self.image_ids if i not in table]
+        extra = [i for i in table if i not in set(self.image_ids)]
+        if missing:
+            raise ValueError(f"{path}: no entry for image {missing[0]!r} of image_ids.txt ({len(missing)} missing)")
+        if extra:
+            raise ValueError(f"{path}: image {extra[0]!r} is not in image_ids.txt ({len(extra)} unknown ids)")
+
+    def load(self, index: int, boxes: bool = True, masks: bool = True) -> ImageInput:
+        image_id = self.image_ids[index]
+        path = self.scoremaps / f"{image_id}.npy"
+        raw = np.asarray(self._read(index))
+        if raw.shape != self.shape:
+            first = self.image_ids[0]
+            raise ValueError(f"score map of {image_id!r} ({path}) has shape {raw.shape}, but {first!r} has {self.shape}")
+        scoremap, degenerate = prepare_loaded_scoremap(raw, image_id, str(path))
+        item = ImageInput(image_id, scoremap, degenerate=degenerate, cls_correct=self.correct.get(image_id))
+        height, width = scoremap.shape
+        if boxes and self.has_boxes:
+            item.boxes = resize_gt_boxes(np.asarray(self.boxes[image_id]), self.sizes[image_id], (width, height))
+        if masks and self.has_masks:
+            item.mask = self._mask(image_id, (width, height))
+        return item
+
+    def _mask(self, image_id: str, size: tuple[int, int]) -> np.ndarray:
+        """Union of the instance masks (nearest-resized, ``> 0.5``), ignore = ignore box minus object."""
+        foreground = np.zeros(size[::-1], bool)
+        for rel in self.mask_paths[image_id]:
+            foreground |= resize_nearest(_read_gray(self.mask_root / rel, image_id, "mask"), size) > 0
+        mask = foreground.astype(np.uint8)
+        ignore_rel = self.ignore_paths.get(image_id, "")
+        if ignore_rel:  # no ignore file simply means no ignore region (the reference crashes, issue #33)
+            ignore = resize_nearest(_read_gray(self.mask_root / ignore_rel, image_id, "ignore mask"), size) > 0
+            mask[ignore & ~foreground] = 255
+        return mask
+
+    def describe(self) -> dict:
+        return {"metadata": str(self.metadata), "scoremaps": str(self.scoremaps)}
+
+
+@dataclass
+class NpzSource(Source):
+    """One ``.npz`` with the keys of the reference cases: ``cams``, ``gt_boxes_flat`` + ``gt_box_counts``
+    (boxes), optional ``image_sizes`` (then boxes are in original-image pixels), ``gt_masks`` and
+    ``cls_correct``; image ids are the indices unless an ``image_ids`` array is present."""
+
+    path: Path
+    image_ids: list[str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.path = Path(self.path)
+        if not self.path.is_file():
+            raise FileNotFoundError(f"npz file not found: {self.path}")
+        with np.load(self.path, allow_pickle=False) as data:
+            keys = set(data.files)
+            if "cams" not in keys:
+                raise KeyError(f"{self.path}: no 'cams' array (keys: {sorted(keys)})")
+            n = len(data["cams"]) if data["cams"].ndim == 3 else -1
+            if n < 0:
+                raise ValueError(f"{self.path}: 'cams' must be (N, H, W), got shape {data['cams'].shape}")
+            self.image_ids = [str(i) for i in data["image_ids"]] if "image_ids" in keys else [str(i) for i in range(n)]
+            self.has_boxes = "gt_boxes_flat" in keys and "gt_box_counts" in keys
+            self.has_masks = "gt_masks" in keys
+            self.has_classes = "cls_correct" in keys
+            for key, shape in (("gt_box_counts", (n,)), ("image_sizes", (n, 2)), ("cls_correct", (n,))):
+                if key in keys and data[key].shape != shape:
+                    raise ValueError(f"{self.path}: '{key}' must have shape {shape}, got {data[key].shape}")
+            if self.has_boxes and data["gt_box_counts"].sum() != len(data["gt_boxes_flat"]):
+                raise ValueError(f"{self.path}: gt_box_counts sums to {data['gt_box_counts'].sum()} but there are "
+                                 f"{len(data['gt_boxes_flat'])} rows in gt_boxes_flat")
+            if self.has_masks and data["gt_masks"].shape != data["cams"].shape:
+                raise ValueError(f"{self.path}: gt_masks {data['gt_masks'].shape} != cams {data['cams'].shape}")
+        self._data: dict[str, np.ndarray] | None = None
+
+    def __getstate__(self) -> dict:
+        # Workers reload the arrays themselves instead of receiving them pickled.
+        return {k: v for k, v in self.__dict__.items() if k not in ("_data", "_starts")} | {"_data": None}
+
+    def _arrays(self) -> dict[str, np.ndarray]:
+        if self._data is None:
+            with np.load(self.path, allow_pickle=False) as data:
+                self._data = {k: data[k] for k in data.files}
+            if self.has_boxes:
+                counts = self._data["gt_box_counts"]
+                self._starts = np.concatenate([[0], np.cumsum(counts)])
+        return self._data
+
+    def load(self, index: int, boxes: bool = True, masks: bool = True) -> ImageInput:
+        data = self._arrays()
+        image_id = self.image_ids[index]
+        where = f"{self.path}[cams][{index}]"
+        scoremap, degenerate = prepare_loaded_scoremap(data["cams"][index], image_id, where)
+        correct = bool(data["cls_correct"][index]) if self.has_classes else None
+        item = ImageInput(image_id, scoremap, degenerate=degenerate, cls_correct=correct)
+        if boxes and self.has_boxes:
+            rows = data["gt_boxes_flat"][self._starts[index] : self._starts[index + 1]]
+            if "image_sizes" in data:
+                height, width = scoremap.shape
+                rows = resize_gt_boxes(rows, tuple(int(v) for v in data["image_sizes"][index]), (width, height))
+            item.boxes = np.asarray(rows)
+        if masks and self.has_masks:
+            item.mask = data["gt_masks"][index]
+        return item
+
+    def describe(self) -> dict:
+        return {"npz": str(self.path)}
