@@ -21,7 +21,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--metadata", type=Path, metavar="DIR", help="metadata split folder (reference layout)")
     source.add_argument("--npz", type=Path, metavar="FILE", help="one .npz with cams and GT (reference cases)")
-    p.add_argument("--scoremaps", type=Path, metavar="DIR", help="folder of <image_id>.npy score maps (with --metadata)")
+    p.add_argument(
+        "--scoremaps", type=Path, metavar="DIR", help="folder of <image_id>.npy score maps (with --metadata)"
+    )
     p.add_argument(
         "--mask-root", type=Path, metavar="DIR", help="folder mask paths are relative to (default: the metadata folder)"
     )
@@ -94,7 +96,9 @@ def run(args: argparse.Namespace) -> int:
                 print(f"{'  Top-1 Loc':12s} {mode.top1_value:7.2f}   (wsol extension)")
     if result.masks is not None:
         print(f"{'PxAP':12s} {result.masks.pxap:7.2f}")
-        print(f"{'MaxPIoU':12s} {result.masks.piou:7.2f}   at score >= {result.masks.piou_threshold:g} (wsol extension)")
+        print(
+            f"{'MaxPIoU':12s} {result.masks.piou:7.2f}   at score >= {result.masks.piou_threshold:g} (wsol extension)"
+        )
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(result.to_dict(), indent=1, allow_nan=False, default=_json_default))

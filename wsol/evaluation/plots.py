@@ -46,7 +46,12 @@ def plot_pixel_pr(result: MaskResult, path: str | Path) -> Path:
     valid = (curves.tp + curves.fp) > 0
     ax.step(curves.recall[valid], curves.precision[valid], where="post", label=f"PxAP = {result.pxap:.2f}")
     best = int(np.nanargmax(np.nan_to_num(curves.iou, nan=-1.0)))
-    ax.plot(curves.recall[best], curves.precision[best], "o", label=f"MaxPIoU = {result.piou:.2f} at {result.piou_threshold:g}")
+    ax.plot(
+        curves.recall[best],
+        curves.precision[best],
+        "o",
+        label=f"MaxPIoU = {result.piou:.2f} at {result.piou_threshold:g}",
+    )
     ax.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02))
     ax.set_title(f"Pixel precision-recall (n = {result.n_images})")
     ax.grid(alpha=0.3)

@@ -128,7 +128,9 @@ def evaluate(
         raise ValueError("the source has neither GT boxes nor GT masks")
     if len(source) == 0:
         raise ValueError("the source lists no image")
-    config = _Config("boxes" in metrics, "masks" in metrics, cam_curve_interval, tuple(iou_thresholds), tuple(box_modes))
+    config = _Config(
+        "boxes" in metrics, "masks" in metrics, cam_curve_interval, tuple(iou_thresholds), tuple(box_modes)
+    )
     # Fail on bad settings before any work is spread out.
     _run_chunk(source, [], config)
 

@@ -181,7 +181,9 @@ class MetadataSource(Source):
         raw = np.asarray(self._read(index))
         if raw.shape != self.shape:
             first = self.image_ids[0]
-            raise ValueError(f"score map of {image_id!r} ({path}) has shape {raw.shape}, but {first!r} has {self.shape}")
+            raise ValueError(
+                f"score map of {image_id!r} ({path}) has shape {raw.shape}, but {first!r} has {self.shape}"
+            )
         scoremap, degenerate = prepare_loaded_scoremap(raw, image_id, str(path))
         item = ImageInput(image_id, scoremap, degenerate=degenerate, cls_correct=self.correct.get(image_id))
         height, width = scoremap.shape
@@ -235,8 +237,10 @@ class NpzSource(Source):
                 if key in keys and data[key].shape != shape:
                     raise ValueError(f"{self.path}: '{key}' must have shape {shape}, got {data[key].shape}")
             if self.has_boxes and data["gt_box_counts"].sum() != len(data["gt_boxes_flat"]):
-                raise ValueError(f"{self.path}: gt_box_counts sums to {data['gt_box_counts'].sum()} but there are "
-                                 f"{len(data['gt_boxes_flat'])} rows in gt_boxes_flat")
+                raise ValueError(
+                    f"{self.path}: gt_box_counts sums to {data['gt_box_counts'].sum()} but there are "
+                    f"{len(data['gt_boxes_flat'])} rows in gt_boxes_flat"
+                )
             if self.has_masks and data["gt_masks"].shape != data["cams"].shape:
                 raise ValueError(f"{self.path}: gt_masks {data['gt_masks'].shape} != cams {data['cams'].shape}")
         self._data: dict[str, np.ndarray] | None = None

@@ -290,7 +290,7 @@ class MaskResult:
             "curves": {
                 "PxAP_hist": {"gt_true": self.gt_true.tolist(), "gt_false": self.gt_false.tolist()},
                 "pixel_thresholds": self.curves.thresholds.tolist(),
-                "precision": np.where(valid, self.curves.precision, np.nan).tolist(),
+                "precision": [float(p) if ok else None for p, ok in zip(self.curves.precision, valid, strict=True)],
                 "recall": self.curves.recall.tolist(),
             },
         }
