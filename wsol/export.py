@@ -83,8 +83,9 @@ class ExportWrapper(nn.Module):
         self.mode, k = parse_cam_classes(cam_classes)
         self.image_size = (int(image_size[0]), int(image_size[1]))
         self.eps = float(eps)
+        self.device = next((p.device for p in model.parameters()), torch.device("cpu"))
         with torch.no_grad():
-            logits, maps = model.forward_with_cams(torch.zeros(1, 3, *self.image_size))
+            logits, maps = model.forward_with_cams(torch.zeros(1, 3, *self.image_size, device=self.device))
         if maps.ndim != 4 or maps.shape[1] != logits.shape[1]:
             raise ValueError(
                 f"forward_with_cams returned logits {tuple(logits.shape)} and maps {tuple(maps.shape)}; "
@@ -338,7 +339,7 @@ def export_onnx(
 
 def _run_exporter(wrapper: ExportWrapper, out: Path, exporter: str, opset: int) -> None:
     # Batch 2 at trace time: torch.export specialises a dimension traced at size 1.
-    example = torch.zeros(2, 3, *wrapper.image_size)
+    example = torch.zeros(2, 3, *wrapper.image_size, device=wrapper.device)
     names = {"input_names": ["images"], "output_names": ["logits", "cams"]}
     with warnings.catch_warnings(), torch.no_grad():
         # The legacy exporter's deprecation notice and trace-time shape warnings are expected here: shapes
@@ -431,7 +432,7 @@ def check_parity(
     for batch in batches:
         images = rng.standard_normal((batch, 3, *wrapper.image_size), dtype=np.float32)
         with torch.no_grad():
-            ref = [t.numpy() for t in wrapper(torch.from_numpy(images))]
+            ref = [t.cpu().numpy() for t in wrapper(torch.from_numpy(images).to(wrapper.device))]
         got = session.run(["logits", "cams"], {"images": images})
         for name, r, g in zip(("logits", "cams"), ref, got, strict=True):
             if r.shape != g.shape:
