@@ -19,6 +19,7 @@ _COMMANDS: tuple[str, ...] = (
     "export",
     "bench",
     "evaluate",
+    "pseudo-masks",
     "cams",
     "leaderboard",
 )
