@@ -115,6 +115,7 @@ class ScoredBatch:
     batch: dict[str, Any]
     scoremaps: np.ndarray  # (B, S, S) float64 in [0, 1]
     correct: np.ndarray  # (B,) top-1 prediction == GT class
+    predicted: np.ndarray  # (B,) top-1 class index of the model
     seconds: float  # the method's time for the batch (maps + protocol upsampling)
 
 
@@ -133,8 +134,8 @@ def score_batch(
     result = method(batch["image"], labels if targets == "gt" else None)
     scoremaps = prepare_scoremaps(result.maps, (image_size, image_size)).cpu().numpy()
     seconds = time.perf_counter() - start
-    correct = (result.logits.argmax(dim=1).cpu() == labels).numpy()
-    return ScoredBatch(batch, scoremaps, correct, seconds)
+    predicted = result.logits.argmax(dim=1).cpu()
+    return ScoredBatch(batch, scoremaps, (predicted == labels).numpy(), predicted.numpy(), seconds)
 
 
 def score_batches(

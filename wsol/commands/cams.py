@@ -50,8 +50,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "Run a post-hoc CAM method over a dataset under the reference protocol (images squashed to "
             "SIZE x SIZE, the GT class's map, float64 bicubic upsampling, per-image min-max) and write "
             "OUT/scoremaps/<image_id>.npy, the metadata OUT/metadata/{image_ids,class_labels,image_sizes,"
-            "localization}.txt, OUT/class_names.txt and OUT/cams.json. Score them with: wsol evaluate "
-            "--metadata OUT/metadata --scoremaps OUT/scoremaps"
+            "localization}.txt, the model's top-1 classes OUT/predictions.txt, OUT/class_names.txt and "
+            "OUT/cams.json. Score them with: wsol evaluate --metadata OUT/metadata --scoremaps "
+            "OUT/scoremaps --predictions OUT/predictions.txt"
         ),
     )
     add_model_arguments(p)
@@ -61,6 +62,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--targets", choices=("gt", "top1"), default="gt", help="map of the GT class (protocol) or top-1")
     p.add_argument("--dtype", choices=("float64", "float32"), default="float64", help="score-map dtype (default)")
+    p.add_argument(
+        "--gt",
+        choices=("boxes", "masks"),
+        default="boxes",
+        help="what localization.txt holds: boxes (default) or mask PNGs written under OUT/metadata/masks (PxAP)",
+    )
     p.set_defaults(func=run)
 
 
@@ -103,12 +110,11 @@ def run(args: argparse.Namespace) -> int:
     method = create_cam(args.method, model.module, target_layer=args.target_layer)
     out = Path(args.out)
     maps_dir = out / "scoremaps"
-    records, seconds, correct = [], 0.0, 0
-    for scored in tqdm(
-        score_batches(method, loader, class_map, args.image_size, args.targets),
-        total=len(loader),
-        desc=f"cams {args.method}",
-    ):
+    # Top-1 classes in dataset indices; a model class outside the dataset (ImageNet) becomes "other" (K).
+    to_dataset = {int(m): d for d, m in enumerate(class_map.tolist())}
+    records, predictions, seconds, correct = [], [], 0.0, 0
+    scored_batches = score_batches(method, loader, class_map, args.image_size, args.targets)
+    for scored in tqdm(scored_batches, total=len(loader), desc=f"cams {args.method}"):
         batch = scored.batch
         seconds += scored.seconds
         correct += int(scored.correct.sum())
@@ -116,13 +122,17 @@ def run(args: argparse.Namespace) -> int:
             path = maps_dir / f"{image_id}.npy"
             path.parent.mkdir(parents=True, exist_ok=True)
             np.save(path, scored.scoremaps[i].astype(args.dtype))
+            label = int(batch["label"][i])
             width, height = (int(v) for v in batch["orig_size"][i])
-            records.append(
-                MetadataRecord(image_id, int(batch["label"][i]), (width, height), batch["orig_boxes"][i].tolist())
-            )
+            record = MetadataRecord(image_id, label, (width, height), batch["orig_boxes"][i].tolist())
+            if args.gt == "masks":
+                record.masks, record.ignore = _write_masks(out / "metadata", image_id, batch["orig_mask"][i], label)
+            records.append(record)
+            predictions.append(f"{image_id},{to_dataset.get(int(scored.predicted[i]), len(class_map))}\n")
     if not records:
         raise ValueError("the dataset yielded no images")
     write_metadata(out / "metadata", records, class_names=list(dataset.class_names))
+    (out / "predictions.txt").write_text("".join(predictions))
     info = {
         "method": args.method,
         "model": model.label,
@@ -148,6 +158,24 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"wrote {len(records)} score maps to {maps_dir} ({info['seconds_per_image'] * 1e3:.1f} ms/image), "
         f"metadata to {out / 'metadata'}\n"
-        f"score them with: wsol evaluate --metadata {out / 'metadata'} --scoremaps {maps_dir}"
+        f"score them with: wsol evaluate --metadata {out / 'metadata'} --scoremaps {maps_dir} "
+        f"--predictions {out / 'predictions.txt'}"
     )
     return 0
+
+
+def _write_masks(metadata: Path, image_id: str, mask, label: int) -> tuple[list[str], str]:
+    """The GT class's mask (and the ignore region, if any) as 0/255 PNGs; paths relative to ``metadata``."""
+    import cv2
+    import numpy as np
+
+    if mask is None:
+        raise ValueError(f"--gt masks needs masks, but {image_id!r} has none")
+    rel = Path("masks") / f"{image_id}.png"
+    (metadata / rel).parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(metadata / rel), np.where(mask == label + 1, 255, 0).astype(np.uint8))
+    ignore = ""
+    if (mask == 255).any():
+        ignore = str(Path("masks") / f"{image_id}.ignore.png")
+        cv2.imwrite(str(metadata / ignore), np.where(mask == 255, 255, 0).astype(np.uint8))
+    return [str(rel)], ignore

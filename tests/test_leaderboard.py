@@ -1,0 +1,115 @@
+"""``wsol cams`` (scored by ``wsol evaluate``) and ``wsol leaderboard`` on a tiny generated set."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from wsol.cams import class_mapping, imagenet_class_indices
+from wsol.cams.runner import parse_data_spec
+from wsol.cli import main
+
+DATA_OPTIONS = json.dumps({"train_per_class": 2, "val_per_class": 4, "image_size": 32, "num_classes": 3, "clutter": 2})
+MODEL = ["--backbone-kwargs", json.dumps({"width": 8}), "--seed", "3"]
+COMMON = ["--data", "synthetic", "--data-options", DATA_OPTIONS, "--image-size", "64"]
+
+
+def _evaluate(tmp_path: Path, run: Path, *extra: str) -> dict:
+    out = tmp_path / f"{run.name}_eval.json"
+    args = ["evaluate", "--metadata", str(run / "metadata"), "--scoremaps", str(run / "scoremaps")]
+    assert main([*args, *extra, "--out", str(out), "--no-progress"]) == 0
+    return json.loads(out.read_text())
+
+
+@pytest.fixture(scope="module")
+def board(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("board")
+    methods = "cam,gradcam,gradcampp,xgradcam,layercam,scorecam,eigencam"
+    argv = ["leaderboard", "--methods", methods, "--backbones", "resnet10", *MODEL, *COMMON, "--out", str(out)]
+    assert main([*argv, "--overlay-images", "3"]) == 0
+    return out
+
+
+def test_leaderboard_writes_tables_and_pictures(board: Path) -> None:
+    rows = list(csv.DictReader((board / "leaderboard.csv").open()))
+    assert [r["method"] for r in rows] and len(rows) == 7
+    assert {r["method"] for r in rows} == {
+        "cam",
+        "gradcam",
+        "gradcampp",
+        "xgradcam",
+        "layercam",
+        "scorecam",
+        "eigencam",
+    }
+    scores = [float(r["MaxBoxAccV2"]) for r in rows]
+    assert scores == sorted(scores, reverse=True)  # ranked
+    for r in rows:
+        ious = [float(r[f"IoU{t}"]) for t in (30, 50, 70)]
+        assert float(r["MaxBoxAccV2"]) == pytest.approx(np.mean(ious))
+        assert ious[0] >= ious[1] >= ious[2]
+        assert 0 <= float(r["PxAP"]) <= 100 and float(r["seconds_per_image"]) > 0
+        assert int(r["num_images"]) == 12 and r["model"] == "resnet10" and r["dataset"] == "synthetic"
+    entries = json.loads((board / "leaderboard.json").read_text())["entries"]
+    curves = entries[0]["boxes"]["curves"]["MaxBoxAccV2"]["50"]
+    assert len(curves) == 1000 and max(curves) == pytest.approx(entries[0]["IoU50"])
+    md = (board / "leaderboard.md").read_text()
+    assert "| 1 | synthetic | resnet10 |" in md and "scorecam" in md and "curves__resnet10__synthetic.png" in md
+    for picture in ("curves__resnet10__synthetic.png", "overlays__resnet10__synthetic.png"):
+        assert (board / picture).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_cams_output_is_scored_by_evaluate_like_the_leaderboard(tmp_path: Path, board: Path) -> None:
+    run = tmp_path / "gradcampp"
+    argv = ["cams", "--backbone", "resnet10", *MODEL, "--method", "gradcampp", *COMMON, "--out", str(run)]
+    assert main(argv) == 0
+    ids = (run / "metadata" / "image_ids.txt").read_text().split()
+    assert len(ids) == 12 and (run / "class_names.txt").read_text().split() == ["disc", "square", "triangle"]
+    first = np.load(run / "scoremaps" / f"{ids[0]}.npy")
+    assert first.shape == (64, 64) and first.dtype == np.float64 and first.min() == 0 and first.max() == 1
+    scored = _evaluate(tmp_path, run, "--predictions", str(run / "predictions.txt"))
+    row = next(e for e in json.loads((board / "leaderboard.json").read_text())["entries"] if e["method"] == "gradcampp")
+    assert scored["MaxBoxAccV2"]["value"] == pytest.approx(row["MaxBoxAccV2"], abs=1e-9)
+    assert scored["MaxBoxAcc"]["value"] == pytest.approx(row["MaxBoxAcc"], abs=1e-9)
+    assert scored["Top1Loc"]["MaxBoxAccV2"]["value"] == pytest.approx(row["Top1Loc"], abs=1e-9)
+    info = json.loads((run / "cams.json").read_text())
+    assert info["num_images"] == 12 and info["top1_acc"] == pytest.approx(row["top1_acc"])
+
+
+def test_cams_mask_metadata_gives_the_leaderboard_pxap(tmp_path: Path, board: Path) -> None:
+    run = tmp_path / "cam_masks"
+    argv = ["cams", "--backbone", "resnet10", *MODEL, "--method", "cam", *COMMON, "--out", str(run), "--gt", "masks"]
+    assert main([*argv, "--dtype", "float32"]) == 0
+    first = (run / "metadata" / "localization.txt").read_text().splitlines()[0].split(",")
+    assert first[1].startswith("masks/") and (run / "metadata" / first[1]).is_file()
+    scored = _evaluate(tmp_path, run)
+    row = next(e for e in json.loads((board / "leaderboard.json").read_text())["entries"] if e["method"] == "cam")
+    # float32 storage may move a pixel across a 1e-3 bin edge, hence the tolerance.
+    assert scored["PxAP"]["value"] == pytest.approx(row["PxAP"], abs=0.05)
+
+
+def test_cams_reports_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    argv = ["cams", "--backbone", "resnet10", *MODEL, *COMMON, "--out", str(tmp_path)]
+    assert main([*argv, "--method", "nope"]) == 2
+    assert "unknown CAM method 'nope'" in capsys.readouterr().err
+    assert main(["cams", "--backbone", "resnet10", "--method", "cam", "--data", str(tmp_path), "--out", "x"]) == 2
+    assert "cannot tell the layout" in capsys.readouterr().err
+
+
+def test_imagenet_class_mapping(tiny_imagenet_root: Path) -> None:
+    assert imagenet_class_indices(["n01443537", "n01882714", "n02099601", "n07753592"]) == [1, 105, 207, 954]
+    with pytest.raises(KeyError, match="n00000000"):
+        imagenet_class_indices(["n00000000"])
+    spec = parse_data_spec(str(tiny_imagenet_root))
+    assert spec.reader == "tiny_imagenet"
+    dataset = spec.open()
+    expected = [1, 105, 207, 281, 291, 301, 323, 386, 779, 954]
+    assert sorted(class_mapping(dataset, 1000).tolist()) == expected
+    assert torch.equal(class_mapping(dataset, 10), torch.arange(10))
+    with pytest.raises(ValueError, match="cannot be matched|can be matched"):
+        class_mapping(dataset, 7)
