@@ -18,6 +18,7 @@ from torch import nn
 from wsol.augment.base import Mixer
 from wsol.backbones import Backbone, create_backbone
 from wsol.heads import CAMHead
+from wsol.metrics import BoxLocalizationMetric, prepare_scoremaps
 
 
 class WSOLModule(pl.LightningModule):
@@ -85,7 +86,8 @@ class WSOLModule(pl.LightningModule):
         self.backbone: Backbone = backbone
         self.head = CAMHead(backbone.out_channels, num_classes)
         self.mixer = mixer
-        self._val_loc = None  # built lazily: only single-label data with boxes needs it
+        # Streaming MaxBoxAcc state (fixed size, summed across DDP ranks); fed by single-label data with boxes.
+        self.val_localization = BoxLocalizationMetric(cam_curve_interval=cam_curve_interval)
 
     # ----------------------------------------------------------------------------------- inference
     def features(self, x: torch.Tensor) -> torch.Tensor:
@@ -189,21 +191,16 @@ class WSOLModule(pl.LightningModule):
         correct = logits.argmax(dim=1) == labels
         self.log("val/top1_acc", correct.float().mean() * 100, prog_bar=True, batch_size=bs)
         if batch.get("boxes") is not None:
-            from wsol.metrics import BoxLocalizationMetric, prepare_scoremaps
-
-            if self._val_loc is None:
-                self._val_loc = BoxLocalizationMetric(cam_curve_interval=self.hparams.cam_curve_interval)
-                self._val_loc.to(self.device)
             gt_maps = maps[torch.arange(bs, device=maps.device), labels]
             scoremaps = prepare_scoremaps(gt_maps.detach(), tuple(images.shape[-2:]))
-            self._val_loc.update(scoremaps, list(batch["boxes"]), correct)
+            self.val_localization.update(scoremaps, list(batch["boxes"]), correct)
 
     def on_validation_epoch_end(self) -> None:
-        if self._val_loc is None or not self._val_loc.update_count:
+        if not self.val_localization.update_count:
             return
-        for name, value in self._val_loc.compute().items():
+        for name, value in self.val_localization.compute().items():
             self.log(f"val/{name}", value, prog_bar=name == "MaxBoxAccV2")
-        self._val_loc.reset()
+        self.val_localization.reset()
 
     # --------------------------------------------------------------------------------- optimizers
     def effective_lr(self) -> float:
