@@ -116,5 +116,9 @@ def test_real_models_maps_and_pcm_source():
         assert torch.allclose(cam_function(cam, "auto")(x)[1], cam.forward_with_cams(x)[1])
         _, maps = multiscale_cams(cam_function(cam), x, (0.5, 1.0), flip=True, out_size=(40, 36))
     assert maps.shape == (3, 40, 36) and torch.isfinite(maps).all()
+    # Upsampling only the selected classes gives exactly those classes' maps.
+    with torch.no_grad():
+        picked = multiscale_cams(cam_function(cam), x, (0.5, 1.0), True, (40, 36), select=lambda lg: [2, 0])[1]
+    assert picked.shape == (2, 40, 36) and torch.allclose(picked, maps[[2, 0]], atol=1e-6)
     with pytest.raises(ValueError, match="SEAM"):
         cam_function(cam, "pcm")

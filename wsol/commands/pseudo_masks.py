@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -108,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
         dataset,
         args.out,
         config,
-        source={"checkpoint": str(args.checkpoint), "method": method, "data": args.data, "split": args.split},
+        source={"checkpoint": Path(args.checkpoint).name, "method": method, "data": args.data, "split": args.split},
         grid_images=args.grid,
         limit=args.limit,
     )

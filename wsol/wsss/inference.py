@@ -83,6 +83,7 @@ def multiscale_cams(
     scales: Sequence[float] = SEAM_SCALES,
     flip: bool = True,
     out_size: tuple[int, int] | None = None,
+    select: Callable[[Tensor], Tensor] | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Average of one image's maps over scales and horizontal flips, at the output size.
 
@@ -94,9 +95,13 @@ def multiscale_cams(
         scales: input scales relative to ``(H, W)``; each pass sees ``round(H * s) x round(W * s)``.
         flip: add a horizontally flipped pass per scale (flipped back before averaging).
         out_size: ``(height, width)`` of the maps, by default ``(H, W)``.
+        select: maps the mean logits ``(K,)`` to the indices of the classes whose maps are wanted (all when
+            None). Only those are upsampled, which matters with many classes at full image size (COCO's 80
+            at 640 px would be ~130 MB per pass).
 
     Returns:
-        Mean logits ``(K,)`` over the passes and mean maps ``(K, *out_size)`` (not normalised).
+        Mean logits ``(K,)`` over the passes and mean maps ``(k, *out_size)`` of the selected classes (not
+        normalised).
     """
     if image.ndim == 3:
         image = image[None]
@@ -106,22 +111,24 @@ def multiscale_cams(
         raise ValueError(f"scales must be positive and non-empty, got {tuple(scales)}")
     height, width = image.shape[-2:]
     out_size = (height, width) if out_size is None else tuple(out_size)
-    logits_sum, maps_sum, passes = None, None, 0
+    passes: list[tuple[Tensor, Tensor]] = []
     for s in scales:
         size = (max(1, round(height * s)), max(1, round(width * s)))
         x = image
         if size != (height, width):
             # Antialiasing on downscaling, as the PIL resize of the reference code does.
             x = F.interpolate(image, size, mode="bilinear", align_corners=False, antialias=s < 1)
-        batch = torch.cat([x, x.flip(-1)]) if flip else x
-        logits, maps = cam_fn(batch)
-        maps = F.interpolate(maps.float(), out_size, mode="bilinear", align_corners=False)
+        passes.append(cam_fn(torch.cat([x, x.flip(-1)]) if flip else x))
+    logits = torch.cat([p[0].float() for p in passes]).mean(0)
+    classes = slice(None) if select is None else torch.as_tensor(select(logits), device=logits.device).long()
+    total, count = None, 0
+    for _, maps in passes:
+        maps = F.interpolate(maps[:, classes].float(), out_size, mode="bilinear", align_corners=False)
         if flip:
             maps = torch.stack([maps[0], maps[1].flip(-1)])
-        logits_sum = logits.float().sum(0) + (0 if logits_sum is None else logits_sum)
-        maps_sum = maps.sum(0) + (0 if maps_sum is None else maps_sum)
-        passes += batch.shape[0]
-    return logits_sum / passes, maps_sum / passes
+        total = maps.sum(0) if total is None else total + maps.sum(0)
+        count += maps.shape[0]
+    return logits, total / count
 
 
 def normalize_cams(maps: Tensor) -> Tensor:

@@ -84,6 +84,14 @@ class PseudoMaskConfig:
             raise ValueError(f"base_size must be >= 1, got {self.base_size}")
         if self.sweep is not None and len(self.sweep) == 0:
             raise ValueError("a sweep needs at least one threshold")
+        if self.ignore_threshold is not None:
+            # Checked up front: the masks are written after the maps, which may take hours.
+            lowest = self.bg_threshold if self.sweep is None else min(self.sweep)
+            if self.ignore_threshold >= lowest:
+                raise ValueError(
+                    f"ignore_threshold ({self.ignore_threshold}) must be below the background threshold"
+                    f"{'' if self.sweep is None else ' (every swept one)'}, {lowest}"
+                )
 
     def cam_settings(self) -> dict[str, Any]:
         """The settings that determine the stored maps (a resumed run must match them)."""
@@ -170,11 +178,16 @@ def _compute_maps(
     height, width = sample.image.shape[:2]
     factor = 1.0 if config.base_size is None else config.base_size / max(height, width)
     x = _to_input(sample.image, model.backbone.mean, model.backbone.std, device)
-    logits, maps = multiscale_cams(cam_fn, x, [s * factor for s in config.scales], config.flip, (height, width))
     gt = sample.labels if config.labels == "gt" else None
-    present = present_classes(logits, gt, bool(model.hparams.get("multilabel", False)), config.class_threshold)
-    classes = present.nonzero().flatten()
-    norm = normalize_cams(maps[classes])  # absent classes are zeroed in SEAM, i.e. never compete
+    multilabel = bool(model.hparams.get("multilabel", False))
+
+    def select(logits: torch.Tensor) -> torch.Tensor:
+        return present_classes(logits, gt, multilabel, config.class_threshold).nonzero().flatten()
+
+    scales = [s * factor for s in config.scales]
+    logits, maps = multiscale_cams(cam_fn, x, scales, config.flip, (height, width), select=select)
+    classes = select(logits)
+    norm = normalize_cams(maps)  # absent classes are zeroed in SEAM, i.e. never compete
     return {
         "maps": norm.half().cpu().numpy(),
         "classes": classes.cpu().numpy().astype(np.int16),
