@@ -11,6 +11,7 @@ import pytorch_lightning as pl
 import torch
 
 from wsol.cli import main
+from wsol.commands.pseudo_masks import parse_scales, parse_sweep
 from wsol.data import WSOLDataModule, read_dataset
 from wsol.methods import CAM, SEAM
 from wsol.wsss import PseudoMaskConfig, generate_pseudo_masks, load_label_png, load_wsss_model
@@ -140,6 +141,35 @@ def test_cli_writes_masks_and_reports_errors(demo_checkpoint, tmp_path, capsys):
     assert "PCM refinement needs a SEAM model" in capsys.readouterr().err
     assert main(args[:-2] + ["--scales", "0,1"]) == 2
     assert "--scales" in capsys.readouterr().err
+
+
+def test_predicted_labels_choose_the_competing_class(demo_checkpoint, tmp_path):
+    model, _ = load_wsss_model(demo_checkpoint)
+    dataset = read_dataset("synthetic", None, "train", **DEMO)
+    config = PseudoMaskConfig(scales=(1.0,), labels="pred", bg_threshold=0.3)
+    generate_pseudo_masks(model, dataset, tmp_path, config, limit=6, grid_images=0, progress=False)
+    for i in range(6):
+        stored = np.load(tmp_path / "cams" / "train" / f"{i:05d}.npz")
+        top = int(stored["logits"].argmax())  # single-label model: the softmax top-1
+        assert stored["classes"].tolist() == [top]
+        assert set(np.unique(load_label_png(tmp_path / "masks" / "train" / f"{i:05d}.png"))) <= {0, top + 1}
+
+
+def test_settings_are_checked_before_any_work():
+    assert parse_scales("0.5, 1,2") == (0.5, 1.0, 2.0)
+    sweep = parse_sweep("0:0.6:0.01")
+    assert len(sweep) == 60 and sweep[0] == 0.0 and sweep[-1] == 0.59 and sweep[26] == 0.26
+    assert parse_sweep("0.1:0.3:0.1") == (0.1, 0.2)
+    for bad in ("0.5", "0:1", "1:0:0.1", "0:1:0"):
+        with pytest.raises(ValueError, match="--sweep"):
+            parse_sweep(bad)
+    with pytest.raises(ValueError, match="--scales"):
+        parse_scales("1,-2")
+    with pytest.raises(ValueError, match="below the background threshold"):
+        PseudoMaskConfig(bg_threshold=0.3, ignore_threshold=0.3)
+    with pytest.raises(ValueError, match="every swept one"):
+        PseudoMaskConfig(sweep=(0.0, 0.1), ignore_threshold=0.05)
+    assert PseudoMaskConfig(sweep=(0.2, 0.3), ignore_threshold=0.05).ignore_threshold == 0.05
 
 
 def test_seam_checkpoint_is_detected_and_refined_by_its_pcm(tmp_path, one_thread):
