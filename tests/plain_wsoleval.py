@@ -95,7 +95,8 @@ def plain_pxap(gt_true: np.ndarray, gt_false: np.ndarray) -> float:
     num_gt_true = gt_true.sum()
     tp = gt_true[::-1].cumsum()
     fp = gt_false[::-1].cumsum()
-    precision = tp / (tp + fp)
+    with np.errstate(invalid="ignore"):  # 0 / 0 where nothing is predicted; masked out below
+        precision = tp / (tp + fp)
     recall = tp / num_gt_true
     valid = (tp + fp) > 0
     auc = (precision[1:] * np.diff(recall))[valid[1:]].sum()
