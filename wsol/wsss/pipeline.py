@@ -56,7 +56,8 @@ class PseudoMaskConfig:
     Args:
         scales: input scales of the multi-scale passes.
         flip: add a flipped pass per scale.
-        refine: ``"pcm"``, ``"none"`` or ``"auto"`` (PCM for a SEAM model), see :func:`cam_function`.
+        refine: ``"pcm"``, ``"none"`` or ``"auto"`` (PCM for a SEAM model), see :func:`cam_function`. The PCM's
+            affinity is ``(hw)^2`` per pass, so large scales of large images need ``base_size`` or much memory.
         labels: ``"gt"`` keeps the image's GT classes (SEAM's train-set protocol); ``"pred"`` the predicted.
         class_threshold: sigmoid threshold of predicted classes for a multi-label model.
         base_size: resize each image so its longer side is this many pixels before scaling (None: as is).
