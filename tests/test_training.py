@@ -73,3 +73,35 @@ def test_checkpoint_resumes_where_it_stopped(tiny_datamodule, tmp_path):
     assert second.global_step == 4  # continued, not restarted
     restored = CAM.load_from_checkpoint(tmp_path / "ckpt" / "last.ckpt")
     assert restored.hparams.num_classes == 3 and restored.hparams.backbone == "resnet10"
+
+
+def test_load_checkpoint_rebuilds_the_method_class(tiny_datamodule, tmp_path):
+    from wsol.methods import SEAM, checkpoint_method, load_checkpoint
+
+    trainer = _trainer(
+        tmp_path,
+        max_epochs=1,
+        limit_train_batches=1,
+        limit_val_batches=0,
+        callbacks=[ModelCheckpoint(dirpath=tmp_path / "c", save_last=True)],
+    )
+    model = SEAM(backbone="resnet10", backbone_kwargs={"stem_stride": 2, "width": 16}, num_classes=3)
+    trainer.fit(model, datamodule=tiny_datamodule)
+    path = tmp_path / "c" / "last.ckpt"
+    assert checkpoint_method(path) == "wsol.methods.seam.SEAM"
+    restored = load_checkpoint(path)
+    assert type(restored) is SEAM and not restored.training
+    x = torch.randn(2, 3, 32, 32)
+    model.eval()
+    with torch.no_grad():
+        assert torch.allclose(restored(x), model(x), atol=1e-5)
+
+
+def test_load_checkpoint_rejects_foreign_files(tmp_path):
+    from wsol.methods import load_checkpoint
+
+    torch.save({"state_dict": {}}, tmp_path / "other.ckpt")
+    with pytest.raises(ValueError, match="not written by a wsol method"):
+        load_checkpoint(tmp_path / "other.ckpt")
+    with pytest.raises(FileNotFoundError, match="nope.ckpt"):
+        load_checkpoint(tmp_path / "nope.ckpt")

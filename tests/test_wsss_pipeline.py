@@ -13,8 +13,8 @@ import torch
 from wsol.cli import main
 from wsol.commands.pseudo_masks import parse_scales, parse_sweep
 from wsol.data import WSOLDataModule, read_dataset
-from wsol.methods import CAM, SEAM
-from wsol.wsss import PseudoMaskConfig, generate_pseudo_masks, load_label_png, load_wsss_model
+from wsol.methods import CAM, SEAM, load_checkpoint
+from wsol.wsss import PseudoMaskConfig, generate_pseudo_masks, load_label_png
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:pycocotools")
 
@@ -53,8 +53,8 @@ def demo_checkpoint(tmp_path_factory, one_thread):
 
 
 def test_demo_pseudo_masks_beat_all_background(demo_checkpoint, tmp_path):
-    model, method = load_wsss_model(demo_checkpoint)
-    assert method == "CAM"
+    model = load_checkpoint(demo_checkpoint)
+    assert type(model) is CAM
     dataset = read_dataset("synthetic", None, "train", **DEMO)
     sweep = tuple(np.round(np.arange(0.0, 0.9, 0.05), 2))
     run = generate_pseudo_masks(model, dataset, tmp_path, PseudoMaskConfig(scales=(1.0, 1.5), sweep=sweep))
@@ -98,7 +98,7 @@ class _Interrupting:
 
 
 def test_interrupted_run_resumes_without_rewriting(demo_checkpoint, tmp_path):
-    model, _ = load_wsss_model(demo_checkpoint)
+    model = load_checkpoint(demo_checkpoint)
     dataset = read_dataset("synthetic", None, "train", **DEMO)
     config = PseudoMaskConfig(scales=(1.0,), bg_threshold=0.4)
     with pytest.raises(KeyboardInterrupt):
@@ -144,7 +144,7 @@ def test_cli_writes_masks_and_reports_errors(demo_checkpoint, tmp_path, capsys):
 
 
 def test_predicted_labels_choose_the_competing_class(demo_checkpoint, tmp_path):
-    model, _ = load_wsss_model(demo_checkpoint)
+    model = load_checkpoint(demo_checkpoint)
     dataset = read_dataset("synthetic", None, "train", **DEMO)
     config = PseudoMaskConfig(scales=(1.0,), labels="pred", bg_threshold=0.3)
     generate_pseudo_masks(model, dataset, tmp_path, config, limit=6, grid_images=0, progress=False)
@@ -178,8 +178,8 @@ def test_seam_checkpoint_is_detected_and_refined_by_its_pcm(tmp_path, one_thread
     trainer = pl.Trainer(accelerator="cpu", max_epochs=0, logger=False, enable_progress_bar=False)
     trainer.strategy.connect(seam)
     trainer.save_checkpoint(tmp_path / "seam.ckpt")
-    model, method = load_wsss_model(tmp_path / "seam.ckpt")
-    assert method == "SEAM" and model.training is False
+    model = load_checkpoint(tmp_path / "seam.ckpt")
+    assert type(model) is SEAM and model.training is False
     dataset = read_dataset("synthetic", None, "train", **DEMO)
     pcm = generate_pseudo_masks(model, dataset, tmp_path / "pcm", PseudoMaskConfig(scales=(1.0,)), limit=2)
     raw = generate_pseudo_masks(

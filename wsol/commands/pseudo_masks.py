@@ -21,7 +21,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     p.add_argument("--checkpoint", required=True, help="a Lightning checkpoint of a wsol.methods class")
-    p.add_argument("--method", default="auto", help="its class: auto (from the checkpoint), CAM, SEAM, MixUpCAM")
     p.add_argument("--data", required=True, help="dataset reader name (e.g. synthetic, coco, voc)")
     p.add_argument("--root", default=None, help="dataset folder (default: the reader's, e.g. $WSOL_DATA/coco)")
     p.add_argument("--split", default="train", help="split to label (default: %(default)s, SEAM's protocol)")
@@ -82,7 +81,8 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from wsol.data import read_dataset
-    from wsol.wsss import PseudoMaskConfig, generate_pseudo_masks, load_wsss_model
+    from wsol.methods import load_checkpoint
+    from wsol.wsss import PseudoMaskConfig, generate_pseudo_masks
 
     options = json.loads(args.data_options) if args.data_options else {}
     if not isinstance(options, dict):
@@ -100,7 +100,8 @@ def run(args: argparse.Namespace) -> int:
         sweep=parse_sweep(args.sweep) if args.sweep else None,
         ignore_threshold=args.ignore_threshold,
     )
-    model, method = load_wsss_model(args.checkpoint, args.method)
+    model = load_checkpoint(args.checkpoint)
+    method = type(model).__name__
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model.to(device)
     dataset = read_dataset(args.data, args.root, args.split, **options)

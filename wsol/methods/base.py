@@ -41,7 +41,8 @@ class WSOLModule(pl.LightningModule):
         label_smoothing: epsilon of label smoothing, ``(1 - eps) * y + eps / K`` (``eps / 2`` for BCE).
         l1: weight of an explicit ``sum |w|`` penalty added to the loss.
         l2: weight of an explicit ``sum w^2`` penalty added to the loss.
-        lr_schedule: ``"cosine"`` (per step, to zero) or ``"constant"``.
+        lr_schedule: ``"cosine"`` (per step, to zero), ``"poly"`` (``(1 - t / T) ** 0.9``, SEAM/psa) or
+            ``"constant"``.
         warmup_epochs: linear warm-up length in epochs (may be fractional).
         head_lr_mult: learning-rate multiplier of the CAM head (e.g. 10 on a pretrained backbone).
         cam_curve_interval: threshold step of the validation localization metric.
@@ -64,7 +65,7 @@ class WSOLModule(pl.LightningModule):
         label_smoothing: float = 0.0,
         l1: float = 0.0,
         l2: float = 0.0,
-        lr_schedule: Literal["cosine", "constant"] = "cosine",
+        lr_schedule: Literal["cosine", "poly", "constant"] = "cosine",
         warmup_epochs: float = 0.0,
         head_lr_mult: float = 1.0,
         cam_curve_interval: float = 0.01,
@@ -72,8 +73,8 @@ class WSOLModule(pl.LightningModule):
         super().__init__()
         if optimizer not in ("sgd", "adamw"):
             raise ValueError(f"optimizer must be 'sgd' or 'adamw', got {optimizer!r}")
-        if lr_schedule not in ("cosine", "constant"):
-            raise ValueError(f"lr_schedule must be 'cosine' or 'constant', got {lr_schedule!r}")
+        if lr_schedule not in ("cosine", "poly", "constant"):
+            raise ValueError(f"lr_schedule must be 'cosine', 'poly' or 'constant', got {lr_schedule!r}")
         if not 0.0 <= label_smoothing < 1.0:
             raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
         # A backbone passed as a module is not serialisable as a hyper-parameter; its name is.
@@ -202,6 +203,10 @@ class WSOLModule(pl.LightningModule):
             self.log(f"val/{name}", value, prog_bar=name == "MaxBoxAccV2")
         self.val_localization.reset()
 
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Record the method class so wsol.methods.load_checkpoint rebuilds the right one.
+        checkpoint["wsol_method"] = f"{type(self).__module__}.{type(self).__qualname__}"
+
     # --------------------------------------------------------------------------------- optimizers
     def effective_lr(self) -> float:
         """The learning rate after the linear scaling rule."""
@@ -237,15 +242,17 @@ class WSOLModule(pl.LightningModule):
         total = max(1, int(self.trainer.estimated_stepping_batches))
         epochs = max(1, self.trainer.max_epochs or 1)
         warmup = int(round(self.hparams.warmup_epochs * total / epochs))
-        cosine = self.hparams.lr_schedule == "cosine"
+        schedule = self.hparams.lr_schedule
 
         def factor(step: int) -> float:
             if step < warmup:
                 return (step + 1) / warmup
-            if not cosine:
-                return 1.0
-            progress = (step - warmup) / max(1, total - warmup)
-            return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+            progress = min(1.0, (step - warmup) / max(1, total - warmup))
+            if schedule == "cosine":
+                return 0.5 * (1.0 + math.cos(math.pi * progress))
+            if schedule == "poly":
+                return (1.0 - progress) ** 0.9
+            return 1.0
 
         sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

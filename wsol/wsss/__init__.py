@@ -10,7 +10,7 @@ from wsol.wsss.inference import (
     normalize_cams,
     present_classes,
 )
-from wsol.wsss.pipeline import PseudoMaskConfig, PseudoMaskRun, generate_pseudo_masks, load_wsss_model
+from wsol.wsss.pipeline import PseudoMaskConfig, PseudoMaskRun, generate_pseudo_masks
 from wsol.wsss.scoring import MaskScorer, ThresholdSweep
 from wsol.wsss.store import image_stem
 
@@ -26,7 +26,6 @@ __all__ = [
     "image_stem",
     "label_map",
     "load_label_png",
-    "load_wsss_model",
     "multiscale_cams",
     "normalize_cams",
     "present_classes",

@@ -46,7 +46,7 @@ from wsol.wsss.inference import (
 from wsol.wsss.scoring import MaskScorer
 from wsol.wsss.store import atomic_write, check_settings, claim_masks, image_stem, load_npz, save_npz
 
-__all__ = ["PseudoMaskConfig", "PseudoMaskRun", "generate_pseudo_masks", "load_wsss_model"]
+__all__ = ["PseudoMaskConfig", "PseudoMaskRun", "generate_pseudo_masks"]
 
 
 @dataclass(frozen=True)
@@ -134,38 +134,6 @@ class PseudoMaskRun:
     def scores(self) -> dict[str, Any] | None:
         """Scores of the written masks, or None without GT masks."""
         return None if self.report is None else self.report["scores"]
-
-
-def load_wsss_model(checkpoint: str | Path, method: str = "auto") -> tuple[nn.Module, str]:
-    """Load a :mod:`wsol.methods` checkpoint on CPU, in eval mode, with its class found from the checkpoint.
-
-    Lightning checkpoints do not name their class, so ``"auto"`` reads it off what only one class has: PCM
-    weights or SEAM's hyper-parameters mean :class:`~wsol.methods.SEAM`, MixUp-CAM's regulariser weights
-    :class:`~wsol.methods.MixUpCAM`, anything else :class:`~wsol.methods.CAM`.
-
-    Returns:
-        The model and its class name.
-
-    Raises:
-        FileNotFoundError: if the checkpoint does not exist.
-        KeyError: for an unknown method name.
-    """
-    from wsol.export import load_checkpoint_model
-
-    if method.lower() == "auto":
-        path = Path(checkpoint)
-        if not path.is_file():
-            raise FileNotFoundError(f"checkpoint not found: {path}")
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-        hparams = ckpt.get("hyper_parameters", {})
-        if "cam_source" in hparams or any(k.startswith("pcm.") for k in ckpt.get("state_dict", {})):
-            method = "SEAM"
-        elif "ent_weight" in hparams:
-            method = "MixUpCAM"
-        else:
-            method = "CAM"
-    model, _ = load_checkpoint_model(checkpoint, method)
-    return model, type(model).__name__
 
 
 def _to_input(image: np.ndarray, mean: tuple[float, ...], std: tuple[float, ...], device: torch.device) -> torch.Tensor:
