@@ -115,7 +115,7 @@ def test_missing_data_folder_is_a_clear_error(tmp_path, monkeypatch):
     with pytest.raises(FileNotFoundError, match="WSOL_DATA"):
         read_dataset("tiny_imagenet", None, "train")
     with pytest.raises(KeyError, match="synthetic"):
-        read_dataset("cub", None, "train")
+        read_dataset("no_such_dataset", None, "train")
 
 
 def test_tiny_imagenet_reader_broken_row(tmp_path):
@@ -152,3 +152,11 @@ def test_tiny_imagenet_real_data(tiny_imagenet_root):
     )
     dm.setup("fit")
     assert next(iter(dm.val_dataloader()))["image"].shape == (8, 3, 64, 64)
+
+
+def test_tiny_imagenet_reader_missing_image_names_the_row(tmp_path):
+    (tmp_path / "wnids.txt").write_text("n001\n")
+    (tmp_path / "val" / "images").mkdir(parents=True)
+    (tmp_path / "val" / "val_annotations.txt").write_text("val_0.JPEG n001 1 2 3 4\n")
+    with pytest.raises(FileNotFoundError, match=r"val_annotations.txt:1: image not found: .*val_0.JPEG"):
+        read_dataset("tiny_imagenet", tmp_path, "val")

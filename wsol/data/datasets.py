@@ -99,8 +99,8 @@ def resolve_root(root: str | Path | None, folder: str) -> Path:
         base = os.environ.get("WSOL_DATA")
         if base is None:
             raise FileNotFoundError(
-                f"no data folder given for {folder!r}: pass root=/path/to/{folder} (--data PATH) or set "
-                f"WSOL_DATA to the folder that holds {folder}/"
+                f"no data folder given for {folder!r}: pass the dataset folder (root=, or the command's data "
+                f"path option) or set WSOL_DATA to the folder that holds {folder}/"
             )
         root = Path(base) / folder
     path = Path(root)

@@ -65,6 +65,7 @@ class TinyImageNet(SampleDataset):
         self.class_names = tuple(names[w] or w for w in self.wnids)
         index = {w: i for i, w in enumerate(self.wnids)}
         self.items: list[tuple[Path, int, np.ndarray]] = []
+        sources: list[str] = []  # "file:line" of each item, for error messages
         if split == "train":
             for wnid in self.wnids:
                 boxes_file = root / "train" / wnid / f"{wnid}_boxes.txt"
@@ -76,12 +77,19 @@ class TinyImageNet(SampleDataset):
                             _box(boxes_file, number, coords),
                         )
                     )
+                    sources.append(f"{boxes_file}:{number}")
         else:
             ann = root / "val" / "val_annotations.txt"
             for number, (name, wnid, *coords) in _read_rows(ann, 6):
                 if wnid not in index:
                     raise ValueError(f"{ann}:{number}: unknown class {wnid!r} (not in {wnids_file})")
                 self.items.append((root / "val" / "images" / name, index[wnid], _box(ann, number, coords)))
+                sources.append(f"{ann}:{number}")
+        for (path, _, box), source in zip(self.items, sources, strict=True):
+            if not path.is_file():
+                raise FileNotFoundError(f"{source}: image not found: {path}")
+            if (box[0, :2] < 0).any() or (box[0, 2:] < box[0, :2]).any():
+                raise ValueError(f"{source}: box {box[0].tolist()} is negative or inverted")
         if limit_per_class is not None:
             kept, seen = [], dict.fromkeys(range(len(self.wnids)), 0)
             for item in self.items:
@@ -89,9 +97,6 @@ class TinyImageNet(SampleDataset):
                     kept.append(item)
                     seen[item[1]] += 1
             self.items = kept
-        for path, _, _ in self.items[:1]:
-            if not path.is_file():
-                raise FileNotFoundError(f"image not found: {path}")
 
     def __len__(self) -> int:
         return len(self.items)
