@@ -85,10 +85,21 @@ def _run_chunk(
     return _Partial(boxes, masks, degenerate)
 
 
-def _init_worker() -> None:
+# Set once per worker process by _init_worker, so tasks carry only image indices.
+_WORKER: tuple[Source, _Config] | None = None
+
+
+def _init_worker(source: Source, config: _Config) -> None:
     import cv2
 
+    global _WORKER
+    _WORKER = (source, config)
     cv2.setNumThreads(1)  # the parallelism is over images; nested thread pools would oversubscribe
+
+
+def _run_worker_chunk(indices: Sequence[int]) -> _Partial:
+    assert _WORKER is not None
+    return _run_chunk(_WORKER[0], indices, _WORKER[1])
 
 
 def evaluate(
@@ -147,8 +158,12 @@ def evaluate(
         # fork starts workers instantly and shares the parent's imports; elsewhere the default start method.
         method = "fork" if "fork" in multiprocessing.get_all_start_methods() and os.name == "posix" else None
         context = multiprocessing.get_context(method)
-        with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker) as pool:
-            futures = {pool.submit(_run_chunk, source, chunk, config): len(chunk) for chunk in chunks}
+        if method == "fork":
+            source.preload()
+        with ProcessPoolExecutor(
+            max_workers=workers, mp_context=context, initializer=_init_worker, initargs=(source, config)
+        ) as pool:
+            futures = {pool.submit(_run_worker_chunk, chunk): len(chunk) for chunk in chunks}
             for future in as_completed(futures):
                 parts.append(future.result())
                 bar.update(futures[future])

@@ -85,6 +85,9 @@ class Source:
         """Load image ``index`` (boxes and/or masks only when asked for)."""
         raise NotImplementedError
 
+    def preload(self) -> None:
+        """Read what every image needs now (forked workers then share it instead of reading it again)."""
+
     def describe(self) -> dict:
         """JSON-ready description of where the inputs came from."""
         raise NotImplementedError
@@ -248,6 +251,9 @@ class NpzSource(Source):
     def __getstate__(self) -> dict:
         # Workers reload the arrays themselves instead of receiving them pickled.
         return {k: v for k, v in self.__dict__.items() if k not in ("_data", "_starts")} | {"_data": None}
+
+    def preload(self) -> None:
+        self._arrays()
 
     def _arrays(self) -> dict[str, np.ndarray]:
         if self._data is None:

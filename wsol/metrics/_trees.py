@@ -265,48 +265,51 @@ def build_tree(v: np.ndarray, connectivity: int, with_interior: bool = False) ->
     region_border = np.full(n_regions + 1, -1, np.int64)
     np.maximum.at(region_border, label[border], flat[border].astype(np.int64))
 
-    # Kruskal over regions. Leaves are kept in linked runs so that every node's regions form one
-    # contiguous range of the final order.
-    uf = list(range(n_regions))
+    # Kruskal over regions (union by size, path halving); merge j creates node n_regions + j.
+    uf, size = list(range(n_regions)), [1] * n_regions
     node_of = list(range(n_regions))  # tree node of each union-find root
-    hi = peak.tolist()
-    merged_at = [0] * n_regions
-    head, tail, size = list(range(n_regions)), list(range(n_regions)), [1] * n_regions
-    border_max = region_border[:n_regions].tolist()
-    nxt = [-1] * n_regions
-
-    def find(i: int) -> int:
-        while uf[i] != i:
-            uf[i] = uf[uf[i]]
-            i = uf[i]
-        return i
-
+    merges = []
     for level, a, b in _edges(label, v, connectivity, n_regions).tolist():
-        ra, rb = find(a), find(b)
-        if ra == rb:
+        while uf[a] != a:
+            uf[a] = a = uf[uf[a]]
+        while uf[b] != b:
+            uf[b] = b = uf[uf[b]]
+        if a == b:
             continue
-        na, nb, new = node_of[ra], node_of[rb], len(hi)
-        hi.append(level)
-        merged_at[na] = merged_at[nb] = level
-        merged_at.append(0)
+        if size[a] < size[b]:
+            a, b = b, a
+        uf[b] = a
+        size[a] += size[b]
+        merges.append((level, node_of[a], node_of[b]))
+        node_of[a] = n_regions + len(merges) - 1
+    # Leaves in linked runs so that every node's regions form one contiguous range of the final order.
+    head, tail, nxt = list(range(n_regions)), list(range(n_regions)), [-1] * n_regions
+    for _, na, nb in merges:
         nxt[tail[na]] = head[nb]
         head.append(head[na])
         tail.append(tail[nb])
-        size.append(size[na] + size[nb])
-        border_max.append(max(border_max[na], border_max[nb]))
-        uf[rb] = ra
-        node_of[ra] = new
-
     order = []
-    for root in {node_of[find(r)] for r in range(n_regions)}:
+    for root in {node_of[r] for r in range(n_regions) if uf[r] == r}:
         leaf = head[root]
         while leaf != -1:
             order.append(leaf)
             leaf = nxt[leaf]
+    order_arr = np.asarray(order, np.int64)
     position = np.empty(n_regions, np.int64)
-    position[order] = np.arange(n_regions)
+    position[order_arr] = np.arange(n_regions)
+    merge_table = np.asarray(merges, np.int64).reshape(-1, 3)
+    n_nodes = n_regions + len(merges)
     start = position[np.asarray(head, np.int64)] if n_regions else np.zeros(0, np.int64)
-    merged = np.asarray(merged_at, np.int64)
+    stop = np.concatenate([start[:n_regions] + 1, position[np.asarray(tail[n_regions:], np.int64)] + 1])
+    merged = np.zeros(n_nodes, np.int64)
+    merged[merge_table[:, 1]] = merge_table[:, 0]
+    merged[merge_table[:, 2]] = merge_table[:, 0]
+    hi = np.concatenate([peak, merge_table[:, 0]])
+    # Highest border value of every node: a maximum over its contiguous run of regions.
+    border_max = hi.copy()
+    if n_nodes:
+        runs = np.append(region_border[:n_regions][order_arr], -1)
+        border_max = np.maximum.reduceat(runs, np.stack([start, stop], axis=1).ravel())[::2]
 
     region_bbox = _region_bboxes(label, v, n_regions)
     region_interior = np.zeros((n_regions, 0), np.int64)
@@ -319,13 +322,13 @@ def build_tree(v: np.ndarray, connectivity: int, with_interior: bool = False) ->
         region_interior = counts.reshape(-1, 256)[:n_regions, ::-1].cumsum(axis=1)[:, ::-1]
     return Tree(
         lo=np.where(merged > 0, merged + 1, 1),
-        hi=np.asarray(hi, np.int64),
+        hi=hi,
         start=start,
-        stop=start + np.asarray(size, np.int64),
-        order=np.asarray(order, np.int64),
+        stop=stop,
+        order=order_arr,
         region_bbox=region_bbox,
         region_interior=region_interior,
-        border_max=np.asarray(border_max, np.int64),
+        border_max=border_max,
     )
 
 

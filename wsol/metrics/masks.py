@@ -37,9 +37,10 @@ def pxap_bin_edges(cam_curve_interval: float) -> np.ndarray:
 def pxap_bin_index(scores: np.ndarray, edges: np.ndarray) -> np.ndarray:
     """Histogram bin of every score, identical to ``np.histogram(scores, bins=edges)``'s binning.
 
-    Equivalent to ``searchsorted(edges, s, side="right") - 1`` (last bin closed) for scores in
-    [0, 3], computed with one division and an exact correction against the float64 edges, so no
-    rounding in ``s / Δ`` can move a score to a neighbouring bin.
+    Equivalent to ``searchsorted(edges, s, side="right") - 1`` for scores in [0, 1]. The regular edges
+    are ``fl(k * Δ)`` (how ``np.arange`` computes them), so ``floor(s / Δ)`` is the bin unless
+    ``s / Δ`` lies within rounding error of an integer; the few scores within 1e-6 of one (a margin
+    far above the ~1e-13 error) and scores of exactly 1.0 are binned by the exact search instead.
 
     Args:
         scores: Float scores in [0, 1] (any shape).
@@ -49,12 +50,18 @@ def pxap_bin_index(scores: np.ndarray, edges: np.ndarray) -> np.ndarray:
         int64 bin indices of the same shape, in ``0 .. len(edges) - 2``.
     """
     scores = np.asarray(scores, dtype=np.float64)
-    n_bins = len(edges) - 1
-    step = edges[1] - edges[0]
-    guess = np.clip((scores / step).astype(np.int64), 0, n_bins - 1)
-    guess -= scores < edges[guess]
-    guess += scores >= edges[guess + 1]
-    return np.minimum(guess, n_bins - 1)  # the last bin [2, 3] is closed
+    ratio = scores / (edges[1] - edges[0])
+    index = ratio.astype(np.intp)
+    ratio -= index
+    unsure = (ratio < 1e-6) | (ratio > 1 - 1e-6)
+    unsure &= scores != 0  # 0 is edge 0 exactly: bin 0
+    unsure |= scores >= 1.0  # [1, 2) and beyond are not regular bins
+    at = np.flatnonzero(unsure)
+    if at.size:
+        flat_scores, flat_index = scores.reshape(-1), index.reshape(-1)
+        exact = np.searchsorted(edges, flat_scores[at], side="right") - 1
+        flat_index[at] = np.minimum(exact, len(edges) - 2)  # the last bin [2, 3] is closed
+    return index
 
 
 def check_gt_masks(gt_masks: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
@@ -62,11 +69,14 @@ def check_gt_masks(gt_masks: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     gt_masks = np.asarray(gt_masks)
     if gt_masks.shape != tuple(shape):
         raise ValueError(f"GT masks have shape {gt_masks.shape}, score maps {tuple(shape)}")
-    values = np.unique(gt_masks)
-    bad = values[(values != 0) & (values != 1) & (values != IGNORE)]
-    if len(bad):
+    if gt_masks.dtype != np.uint8:
+        if gt_masks.size and (gt_masks.min() < 0 or gt_masks.max() > 255):
+            raise ValueError("GT masks may only contain 0, 1 and 255")
+        gt_masks = gt_masks.astype(np.uint8)
+    if ((gt_masks > 1) & (gt_masks != IGNORE)).any():
+        bad = np.unique(gt_masks[(gt_masks > 1) & (gt_masks != IGNORE)])
         raise ValueError(f"GT masks may only contain 0, 1 and {IGNORE}; found {bad[:5].tolist()}")
-    return gt_masks.astype(np.uint8, copy=False)
+    return gt_masks
 
 
 def score_histograms(scoremaps: np.ndarray, gt_masks: np.ndarray, edges: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -82,8 +92,11 @@ def score_histograms(scoremaps: np.ndarray, gt_masks: np.ndarray, edges: np.ndar
     """
     n_bins = len(edges) - 1
     # One bincount over (label, bin): background, foreground, then ignore (dropped).
-    label = np.minimum(np.asarray(gt_masks).ravel(), 2).astype(np.int64)
-    counts = np.bincount(label * n_bins + pxap_bin_index(scoremaps, edges).ravel(), minlength=3 * n_bins)
+    offset = np.full(256, 2 * n_bins, np.intp)
+    offset[:2] = 0, n_bins
+    key = np.take(offset, np.asarray(gt_masks).ravel())
+    key += pxap_bin_index(scoremaps, edges).ravel()
+    counts = np.bincount(key, minlength=3 * n_bins)
     return counts[n_bins : 2 * n_bins].copy(), counts[:n_bins].copy()
 
 
