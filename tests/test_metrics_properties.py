@@ -23,7 +23,7 @@ def _scoremap(seed: int, height: int, width: int, style: int) -> np.ndarray:
     yy, xx = np.mgrid[:height, :width]
     out = np.zeros((height, width))
     for _ in range(rng.integers(1, 4)):  # blobs and rings
-        cy, cx, r = rng.uniform(0, height), rng.uniform(0, width), rng.uniform(1, max(height, width) / 2)
+        cy, cx, r = rng.uniform(0, height), rng.uniform(0, width), rng.uniform(1, max(2, max(height, width) / 2))
         d = np.hypot(yy - cy, xx - cx) / r
         out += np.exp(-(d**2)) if rng.random() < 0.6 else np.exp(-((d - 1) ** 2) * 8)
     out += rng.random((height, width)) * rng.uniform(0, 0.3)
