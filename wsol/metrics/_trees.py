@@ -194,20 +194,20 @@ def _edges(label: np.ndarray, v: np.ndarray, connectivity: int, n_regions: int) 
     kernel = _KERNELS[connectivity]
     at = np.flatnonzero(cv2.dilate(lab, kernel) != cv2.erode(lab, kernel))
     _, _, x, y, _, _ = _layout(height, width)
-    steps = [(0, 1), (1, 0)] + ([(1, 1), (1, -1)] if connectivity == 8 else [])
-    px, py, flat = x[at], y[at], v.ravel()
-    pairs, passes = [], []
-    for dy, dx in steps:
-        ok = (py + dy < height) & (px + dx >= 0) & (px + dx < width)
-        a = at[ok]
-        b = a + dy * width + dx
-        la, lb = label[a], label[b]
-        diff = la != lb
-        la, lb = la[diff], lb[diff]
-        pairs.append(np.minimum(la, lb) * (n_regions + 1) + np.maximum(la, lb))
-        passes.append(np.minimum(flat[a[diff]], flat[b[diff]]))
-    key = np.concatenate(pairs)
-    value = np.concatenate(passes)
+    steps = np.array([(0, 1), (1, 0)] + ([(1, 1), (1, -1)] if connectivity == 8 else []))
+    # Every boundary pixel with each forward neighbour at once.
+    a = np.repeat(at, len(steps))
+    dy, dx = np.tile(steps[:, 0], len(at)), np.tile(steps[:, 1], len(at))
+    nx = x[a] + dx
+    ok = (y[a] + dy < height) & (nx >= 0) & (nx < width)
+    a = a[ok]
+    b = a + (dy * width + dx)[ok]
+    la, lb = label[a], label[b]
+    diff = la != lb
+    a, b, la, lb = a[diff], b[diff], la[diff], lb[diff]
+    flat = v.ravel()
+    key = np.minimum(la, lb) * (n_regions + 1) + np.maximum(la, lb)
+    value = np.minimum(flat[a], flat[b])
     real = key % (n_regions + 1) < n_regions  # the larger id is the "no region" marker otherwise
     key, value = key[real], value[real]
     if (n_regions + 1) ** 2 <= 1 << 22:
