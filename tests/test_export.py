@@ -191,6 +191,29 @@ def test_cli_export_from_checkpoint(tmp_path, capsys) -> None:
         np.testing.assert_allclose(logits[0], model(torch.from_numpy(images)).numpy(), rtol=1e-4, atol=1e-4)
     assert main(["export", "--checkpoint", str(tmp_path / "missing.ckpt"), "--out", str(out)]) == 2
     assert "checkpoint not found" in capsys.readouterr().err
+    assert main(["export", "--checkpoint", str(ckpt), "--method", "load_checkpoint", "--out", str(out)]) == 2
+    assert "unknown method 'load_checkpoint'; known: auto, CAM" in capsys.readouterr().err
+
+
+def test_checkpoint_method_is_read_from_the_checkpoint(tmp_path) -> None:
+    import pytorch_lightning as pl
+
+    from wsol.export import load_checkpoint_model
+    from wsol.methods import SEAM
+
+    torch.manual_seed(0)
+    model = SEAM(backbone="resnet10", num_classes=3, backbone_kwargs={"width": 8}).eval()
+    ckpt = tmp_path / "seam.ckpt"
+    torch.save(
+        {"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams),
+         "pytorch-lightning_version": pl.__version__, "wsol_method": "wsol.methods.seam.SEAM"},
+        ckpt,
+    )  # fmt: skip
+    loaded, names = load_checkpoint_model(ckpt)  # method "auto"
+    assert type(loaded).__name__ == "SEAM" and names is None
+    images = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.forward_with_cams(images)[1], model.forward_with_cams(images)[1])
 
 
 def test_cli_export_reports_parity_failure(tmp_path, monkeypatch, capsys) -> None:

@@ -122,14 +122,15 @@ class ExportWrapper(nn.Module):
 
 
 # ------------------------------------------------------------------------------------------ models
-def load_checkpoint_model(path: str | Path, method: str = "CAM") -> tuple[nn.Module, list[str] | None]:
+def load_checkpoint_model(path: str | Path, method: str = "auto") -> tuple[nn.Module, list[str] | None]:
     """Load a Lightning checkpoint of a :mod:`wsol.methods` class on CPU.
 
     Pretrained backbone weights are never fetched: the checkpoint holds every weight.
 
     Args:
         path: the ``.ckpt`` file.
-        method: the class name in :mod:`wsol.methods` (case-insensitive), e.g. ``CAM`` or ``SEAM``.
+        method: ``auto`` (the class the checkpoint records, else :class:`~wsol.methods.CAM`) or a method
+            class name in :mod:`wsol.methods` (case-insensitive), e.g. ``CAM`` or ``SEAM``.
 
     Returns:
         The model in eval mode and the class names stored in the checkpoint, if any.
@@ -140,13 +141,19 @@ def load_checkpoint_model(path: str | Path, method: str = "CAM") -> tuple[nn.Mod
         ValueError: if the checkpoint was trained with a backbone module rather than a name.
     """
     import wsol.methods as methods
+    from wsol.methods.checkpoint import METHOD_KEY, load_checkpoint
 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
-    classes = {name.lower(): getattr(methods, name) for name in methods.__all__}
-    if method.lower() not in classes:
-        raise KeyError(f"unknown method {method!r}; known: {', '.join(sorted(methods.__all__))}")
+    classes = {
+        name.lower(): obj
+        for name in methods.__all__
+        if isinstance(obj := getattr(methods, name), type) and issubclass(obj, methods.WSOLModule)
+    }
+    if method.lower() != "auto" and method.lower() not in classes:
+        known = ", ".join(sorted(c.__name__ for c in classes.values()))
+        raise KeyError(f"unknown method {method!r}; known: auto, {known}")
     ckpt = torch.load(path, map_location="cpu", weights_only=False)
     hparams = ckpt.get("hyper_parameters", {})
     if "backbone" not in hparams:
@@ -154,7 +161,11 @@ def load_checkpoint_model(path: str | Path, method: str = "CAM") -> tuple[nn.Mod
             f"{path.name} was trained with a backbone module, not a registered name; rebuild the model in "
             "Python and call wsol.export.export_onnx on it"
         )
-    model = classes[method.lower()].load_from_checkpoint(path, map_location="cpu", pretrained=False)
+    if method.lower() == "auto" and METHOD_KEY in ckpt:
+        model = load_checkpoint(path)
+    else:
+        cls = classes["cam" if method.lower() == "auto" else method.lower()]
+        model = cls.load_from_checkpoint(path, map_location="cpu", pretrained=False)
     names = hparams.get("class_names") or ckpt.get("datamodule_hyper_parameters", {}).get("class_names")
     return model.eval(), (list(map(str, names)) if names else None)
 

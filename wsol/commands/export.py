@@ -24,7 +24,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     src.add_argument("--checkpoint", help="a Lightning checkpoint of a wsol.methods class")
     src.add_argument("--backbone", help="a registered backbone name (see 'wsol backbones') or timm:<model>")
     p.add_argument("--out", required=True, help="output .onnx path (the sidecar goes beside it as .json)")
-    p.add_argument("--method", default="CAM", help="wsol.methods class of --checkpoint (default: %(default)s)")
+    p.add_argument(
+        "--method",
+        default="auto",
+        help="wsol.methods class of --checkpoint; auto: the class the checkpoint records, else CAM (default)",
+    )
     p.add_argument("--pretrained", action="store_true", help="load the backbone's pretrained weights and head")
     p.add_argument("--num-classes", type=int, default=None, help="classes of a random head (default: 1000)")
     p.add_argument("--backbone-kwargs", default=None, help="JSON options of the backbone, e.g. '{\"last_stride\": 1}'")
