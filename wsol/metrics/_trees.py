@@ -19,7 +19,7 @@ leading to one regional maximum) intersected with ``{v >= t}`` is connected, hen
 bounding box of every node at every level comes from per-region, per-value extremes.
 
 Largest-contour (v1) boxes need ``cv2.contourArea``, which has no such closed form; see
-:func:`largest_contour_candidates` for how levels that bounds cannot settle are traced instead.
+``wsol.metrics.boxes._largest_contour_boxes`` for how the levels that bounds cannot settle are traced.
 """
 
 from __future__ import annotations
@@ -79,41 +79,31 @@ def _layout(height: int, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray
     return cls, index, x, y, border, table
 
 
-class FlatTops(NamedTuple):
-    """Pixels without a strictly higher neighbour, grouped into plateaus, with each plateau's way out.
+def _regions(v: np.ndarray, connectivity: int) -> tuple[np.ndarray, np.ndarray]:
+    """Region of every pixel and the peak value of every region.
 
-    Attributes:
-        key: ``(H*W,)`` uint16 ``v * 16 + class``.
-        top: ``(H*W,)`` its dilation (the highest neighbour, itself included).
-        weak_at: flat indices of pixels with ``v > 0`` and no strictly higher neighbour.
-        weak_plateau: plateau id (>= 1) of each of them.
-        plateau_exit: ``(n_plateaus,)`` a pixel next to the plateau with the same value and a higher
-            neighbour, or -1: a plateau without one is a regional maximum (entry 0 is unused).
-    """
+    A pixel with a strictly higher neighbour links to its highest neighbour. Pixels without one are
+    equal to each other when neighbours, so they form plateaus (connected components); a plateau that
+    touches an equal pixel having a higher neighbour leaves through that pixel, any other plateau is a
+    regional maximum and becomes a region's root. Pointer jumping resolves every pixel's root.
 
-    key: np.ndarray
-    top: np.ndarray
-    weak_at: np.ndarray
-    weak_plateau: np.ndarray
-    plateau_exit: np.ndarray
-
-
-def flat_tops(v: np.ndarray, connectivity: int) -> FlatTops:
-    """Regional-maximum analysis of a uint8 image (``v == 0`` ignored) with 4- or 8-connectivity.
-
-    Two neighbouring pixels that both have no strictly higher neighbour are equal, so plateaus are the
-    connected components of those pixels. A plateau that touches an equal pixel having a higher
-    neighbour is not a regional maximum and leaves through that pixel.
+    Returns:
+        ``label`` ``(H*W,)`` int64 in ``0..R``, where ``R`` (one past the last region) marks ``v == 0``,
+        and ``peak`` ``(R,)``.
     """
     height, width = v.shape
+    n_pixels = height * width
     kernel = _KERNELS[connectivity]
-    cls, _, _, _, _, table = _layout(height, width)
+    cls, index, _, _, _, table = _layout(height, width)
     flat = v.ravel()
     key = (flat.astype(np.uint16) << 4) | cls
     top = cv2.dilate(key.reshape(v.shape), kernel).ravel()
-    weak = (top >> 4) == flat
+    parent = index + np.take(table, (cls << 4) | (top & 15))  # the highest neighbour
+    parent[flat == 0] = n_pixels  # virtual node n_pixels: "no region"
+    weak = (top >> 4) == flat  # no strictly higher neighbour
     weak &= flat > 0
     n_plateaus, plateau = cv2.connectedComponents(weak.view(np.uint8).reshape(v.shape), connectivity=connectivity)
+    # The highest non-flat-top neighbour of each flat-top pixel: an exit when it has the same value.
     out = cv2.dilate((key * ~weak).reshape(v.shape), kernel).ravel()
     weak_at = np.flatnonzero(weak)
     weak_plateau = plateau.ravel()[weak_at]
@@ -122,63 +112,23 @@ def flat_tops(v: np.ndarray, connectivity: int) -> FlatTops:
     plateau_exit = np.full(n_plateaus, -1, np.int64)
     exit_at = weak_at[exits]
     plateau_exit[weak_plateau[exits]] = exit_at + np.take(table, (cls[exit_at] << 4) | (out_weak[exits] & 15))
-    return FlatTops(key, top, weak_at, weak_plateau, plateau_exit)
-
-
-def regional_max_values(v: np.ndarray, connectivity: int, off_border: bool = False) -> np.ndarray:
-    """``(256,)`` bool: the values of the regional maxima of ``v`` (``v == 0`` ignored).
-
-    Args:
-        v: ``(H, W)`` uint8 image.
-        connectivity: 4 or 8.
-        off_border: Only maxima whose plateau does not touch the image border.
-    """
-    tops = flat_tops(v, connectivity)
-    is_root = tops.plateau_exit < 0
-    is_root[0] = False
-    if off_border:
-        _, _, _, _, border, _ = _layout(*v.shape)
-        on_border = np.isin(tops.weak_at, border)
-        is_root[tops.weak_plateau[on_border]] = False
-    at = tops.weak_at[is_root[tops.weak_plateau]]
-    return np.bincount(v.ravel()[at], minlength=256) > 0
-
-
-def _regions(v: np.ndarray, connectivity: int) -> tuple[np.ndarray, np.ndarray]:
-    """Region of every pixel and the peak value of every region.
-
-    Every pixel is linked to its highest neighbour when that one is strictly higher, a flat top to its
-    way out, and a regional maximum's plateau to a virtual root; pointer jumping resolves the roots.
-
-    Returns:
-        ``label`` ``(H*W,)`` int64 in ``0..R``, where ``R`` (one past the last region) marks ``v == 0``,
-        and ``peak`` ``(R,)``.
-    """
-    height, width = v.shape
-    n_pixels = height * width
-    cls, index, _, _, _, table = _layout(height, width)
-    flat = v.ravel()
-    tops = flat_tops(v, connectivity)
-    parent = index + np.take(table, (cls << 4) | (tops.top & 15))  # the highest neighbour
-    parent[flat == 0] = n_pixels  # virtual node n_pixels: "no region"
-    n_plateaus = len(tops.plateau_exit)
-    exit_of_weak = tops.plateau_exit[tops.weak_plateau]
     # Virtual nodes n_pixels + j stand for plateau j (plateau 0, "not a flat top", for no region).
-    parent[tops.weak_at] = np.where(exit_of_weak >= 0, exit_of_weak, n_pixels + tops.weak_plateau)
+    exit_of_weak = plateau_exit[weak_plateau]
+    parent[weak_at] = np.where(exit_of_weak >= 0, exit_of_weak, n_pixels + weak_plateau)
     parent = np.concatenate([parent, n_pixels + np.arange(n_plateaus)])
     jumped = np.empty_like(parent)
-    while True:  # pointer jumping: about log2(longest ascent) rounds
+    while True:  # about log2(longest ascent) rounds
         np.take(parent, parent, out=jumped)
         if np.array_equal(jumped, parent):
             break
         parent, jumped = jumped, parent
-    is_root = tops.plateau_exit < 0
+    is_root = plateau_exit < 0
     is_root[0] = False
     n_regions = int(is_root.sum())
     region_of_plateau = np.where(is_root, np.cumsum(is_root) - 1, n_regions)
     label = np.take(region_of_plateau, parent[:n_pixels] - n_pixels)
     peak = np.zeros(n_regions + 1, np.int64)
-    roots = tops.weak_at[is_root[tops.weak_plateau]]
+    roots = weak_at[is_root[weak_plateau]]
     peak[label[roots]] = flat[roots]
     return label, peak[:n_regions]
 

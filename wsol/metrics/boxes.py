@@ -153,16 +153,17 @@ def _all_contour_boxes(
     outer = np.stack([x0, y0, np.minimum(x1 + 1, width - 1), np.minimum(y1 + 1, height - 1)], axis=1)
     if not holes:
         return outer, fg.level, fg
-    # Holes of {q >= u} are the 4-connected components of {255 - q >= 256 - u} off the image border.
+    # Holes of {q >= u} are the 4-connected components of {255 - q >= 256 - u} off the image border:
+    # a node is one only above the highest border value it contains.
     hole_tree = build_tree(255 - q, 4)
+    hole_tree = hole_tree._replace(lo=np.maximum(hole_tree.lo, hole_tree.border_max + 1))
     hole_levels = 256 - levels[::-1]
     holes = components_at(hole_tree, hole_levels)
-    closed = hole_tree.border_max[holes.node] < hole_levels[holes.level]
-    hx0, hy0, hx1, hy1 = holes.bbox[:, closed]
+    hx0, hy0, hx1, hy1 = holes.bbox
     # A hole contour runs through the pixels around the hole: the hole's box grown by one pixel.
     hole = np.stack([hx0 - 1, hy0 - 1, np.minimum(hx1 + 2, width - 1), np.minimum(hy1 + 2, height - 1)], axis=1)
     boxes = np.concatenate([outer, hole])
-    level_index = np.concatenate([fg.level, len(levels) - 1 - holes.level[closed]])
+    level_index = np.concatenate([fg.level, len(levels) - 1 - holes.level])
     return boxes, level_index, fg
 
 
