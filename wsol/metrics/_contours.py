@@ -22,6 +22,16 @@ def next_present(q: np.ndarray) -> np.ndarray:
     return np.append(np.minimum.accumulate(idx[::-1])[::-1], 256)
 
 
+def plus_w_boxes(x0: np.ndarray, y0: np.ndarray, x1: np.ndarray, y1: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Predicted boxes from inclusive pixel extents, with the reference's ``+w`` convention.
+
+    ``cv2.boundingRect`` gives ``(x, y, w, h)`` and the reference keeps ``(x, y, min(x + w, W - 1),
+    min(y + h, H - 1))``: one pixel too large on the right and bottom unless clipped at the border.
+    """
+    height, width = shape
+    return np.stack([x0, y0, np.minimum(x1 + 1, width - 1), np.minimum(y1 + 1, height - 1)], axis=-1)
+
+
 def trace_level(q: np.ndarray, level: int) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
     """``findContours(RETR_TREE, CHAIN_APPROX_SIMPLE)`` of the non-empty mask ``{q >= level}``."""
     rows = np.flatnonzero(q.max(axis=1) >= level)
@@ -35,23 +45,19 @@ def trace_level(q: np.ndarray, level: int) -> tuple[tuple[np.ndarray, ...], np.n
 def contour_boxes(contours: tuple[np.ndarray, ...], shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     """Reference boxes and doubled ``cv2.contourArea`` of a non-empty list of contours.
 
-    The box is ``cv2.boundingRect``'s ``(x, y, w, h)`` turned into ``(x, y, min(x+w, W-1),
-    min(y+h, H-1))``. ``cv2.contourArea`` is the shoelace formula over the polygon; with integer
-    vertices its double-precision sum is exact, so doubled integer areas reproduce its order and ties.
+    Boxes follow :func:`plus_w_boxes`. ``cv2.contourArea`` is the shoelace formula over the polygon; with
+    integer vertices its double-precision sum is exact, so doubled integer areas reproduce its order and ties.
     """
-    height, width = shape
     lengths = np.fromiter((len(c) for c in contours), np.int64, len(contours))
     starts = np.cumsum(lengths) - lengths
     points = np.concatenate(contours).reshape(-1, 2).astype(np.int64)
     x, y = points[:, 0], points[:, 1]
-    boxes = np.stack(
-        [
-            np.minimum.reduceat(x, starts),
-            np.minimum.reduceat(y, starts),
-            np.minimum(np.maximum.reduceat(x, starts) + 1, width - 1),
-            np.minimum(np.maximum.reduceat(y, starts) + 1, height - 1),
-        ],
-        axis=1,
+    boxes = plus_w_boxes(
+        np.minimum.reduceat(x, starts),
+        np.minimum.reduceat(y, starts),
+        np.maximum.reduceat(x, starts),
+        np.maximum.reduceat(y, starts),
+        shape,
     )
     prev = np.arange(len(points)) - 1
     prev[starts] = starts + lengths - 1

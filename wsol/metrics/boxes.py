@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from wsol.metrics._contours import next_present, traced_boxes
+from wsol.metrics._contours import next_present, plus_w_boxes, traced_boxes
 from wsol.metrics._trees import Components, build_tree, components_at
 from wsol.metrics.scoremaps import check_scoremaps, quantize_scoremap
 
@@ -147,10 +147,8 @@ def _all_contour_boxes(
     boxes come first in the returned boxes) for the largest-contour selection. ``holes=False`` skips
     the hole contours, ``interior=False`` the pixel counts the largest-contour selection needs.
     """
-    height, width = q.shape
     fg = components_at(build_tree(q, 8, with_interior=interior), levels)
-    x0, y0, x1, y1 = fg.bbox
-    outer = np.stack([x0, y0, np.minimum(x1 + 1, width - 1), np.minimum(y1 + 1, height - 1)], axis=1)
+    outer = plus_w_boxes(*fg.bbox, q.shape)
     if not holes:
         return outer, fg.level, fg
     # Holes of {q >= u} are the 4-connected components of {255 - q >= 256 - u} off the image border:
@@ -161,7 +159,7 @@ def _all_contour_boxes(
     holes = components_at(hole_tree, hole_levels)
     hx0, hy0, hx1, hy1 = holes.bbox
     # A hole contour runs through the pixels around the hole: the hole's box grown by one pixel.
-    hole = np.stack([hx0 - 1, hy0 - 1, np.minimum(hx1 + 2, width - 1), np.minimum(hy1 + 2, height - 1)], axis=1)
+    hole = plus_w_boxes(hx0 - 1, hy0 - 1, hx1 + 1, hy1 + 1, q.shape)
     boxes = np.concatenate([outer, hole])
     level_index = np.concatenate([fg.level, len(levels) - 1 - holes.level])
     return boxes, level_index, fg
@@ -176,7 +174,6 @@ def _largest_contour_boxes(q: np.ndarray, levels: np.ndarray, fg: Components) ->
     its own outer contour. Where one component's lower bound beats every other component's upper bound
     it is the unique largest; the remaining levels are traced as the reference does.
     """
-    height, width = q.shape
     x0, y0, x1, y1 = fg.bbox
     lower, upper = fg.interior, (x1 - x0) * (y1 - y0)
     order = np.lexsort((-lower, fg.level))  # by level, largest lower bound first
@@ -184,10 +181,7 @@ def _largest_contour_boxes(q: np.ndarray, levels: np.ndarray, fg: Components) ->
     first = np.flatnonzero(np.r_[True, at_sorted[1:] != at_sorted[:-1]])
     last = np.r_[first[1:], len(order)]
     winner = order[first]
-    boxes = np.stack(
-        [x0[winner], y0[winner], np.minimum(x1[winner] + 1, width - 1), np.minimum(y1[winner] + 1, height - 1)],
-        axis=1,
-    )
+    boxes = plus_w_boxes(x0[winner], y0[winner], x1[winner], y1[winner], q.shape)
     contested = np.flatnonzero(last - first > 1)
     if len(contested):
         # Highest upper bound among the other components of each contested level.
