@@ -31,6 +31,13 @@ import cv2
 import numpy as np
 
 _KERNELS = {8: np.ones((3, 3), np.uint8), 4: np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], np.uint8)}
+# Per-region tables cost O(regions x 256); beyond this many regional maxima (only large noise maps get
+# there) the caller traces the levels instead.
+MAX_REGIONS = 1 << 14
+
+
+class TooManyRegions(Exception):
+    """The map has more than ``MAX_REGIONS`` regional maxima."""
 
 
 class Tree(NamedTuple):
@@ -210,6 +217,8 @@ def build_tree(v: np.ndarray, connectivity: int, with_interior: bool = False) ->
     height, width = v.shape
     label, peak = _regions(v, connectivity)
     n_regions = len(peak)
+    if n_regions > MAX_REGIONS:
+        raise TooManyRegions(n_regions)
     flat = v.ravel()
     border = _layout(height, width)[4]
     region_border = np.full(n_regions + 1, -1, np.int64)

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from wsol.metrics._contours import next_present, plus_w_boxes, traced_boxes
-from wsol.metrics._trees import Components, build_tree, components_at
+from wsol.metrics._trees import Components, TooManyRegions, build_tree, components_at
 from wsol.metrics.scoremaps import check_scoremaps, quantize_scoremap
 
 __all__ = [
@@ -165,6 +165,14 @@ def _all_contour_boxes(
     return boxes, level_index, fg
 
 
+def _traced_level_boxes(q: np.ndarray, levels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Like the component trees, by tracing every level (for maps with a huge number of maxima)."""
+    traced = [traced_boxes(q, level) for level in levels.tolist()]
+    boxes = np.concatenate([b for b, _ in traced])
+    level_index = np.repeat(np.arange(len(traced)), [len(b) for b, _ in traced])
+    return boxes, level_index, np.stack([b[k] for b, k in traced])
+
+
 def _largest_contour_boxes(q: np.ndarray, levels: np.ndarray, fg: Components) -> np.ndarray:
     """The largest-``contourArea`` contour's box at each level (v1), tracing only where bounds cannot tell.
 
@@ -222,12 +230,16 @@ def best_box_ious(
     empty = box_iou_inclusive(_EMPTY_BOX, gt_boxes).max()
     v1 = v2 = None
     if len(levels):
-        boxes, level_index, fg = _all_contour_boxes(q, levels, holes=all_contours, interior=largest_contour)
+        try:
+            boxes, level_index, fg = _all_contour_boxes(q, levels, holes=all_contours, interior=largest_contour)
+            largest = _largest_contour_boxes(q, levels, fg) if largest_contour else None
+        except TooManyRegions:
+            boxes, level_index, largest = _traced_level_boxes(q, levels)
         if all_contours:
             v2 = np.full(len(levels), -np.inf)
             np.maximum.at(v2, level_index, box_iou_inclusive(boxes, gt_boxes).max(axis=1))
         if largest_contour:
-            v1 = box_iou_inclusive(_largest_contour_boxes(q, levels, fg), gt_boxes).max(axis=1)
+            v1 = box_iou_inclusive(largest, gt_boxes).max(axis=1)
     where = np.minimum(np.searchsorted(levels, grid), max(len(levels) - 1, 0))
     has_mask = grid < 256
 
