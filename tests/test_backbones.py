@@ -115,3 +115,16 @@ def test_registering_a_duplicate_name_raises():
 def test_missing_weights_file_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="nope.pt"):
         create_backbone("resnet10", weights_path=tmp_path / "nope.pt")
+
+
+def test_failed_weight_download_is_one_clear_error(monkeypatch):
+    from urllib.error import URLError
+
+    import torchvision
+
+    def offline(*args, **kwargs):
+        raise URLError("no network")
+
+    monkeypatch.setattr(torchvision.models, "get_model", offline)
+    with pytest.raises(ConnectionError, match="weights_path="):
+        create_backbone("resnet18", pretrained=True)

@@ -11,8 +11,10 @@ Names: ``resnet10`` (small-data classifier), ``resnet18/34/50`` (torchvision), `
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from urllib.error import URLError
 
 import torch
 from torch import nn
@@ -102,6 +104,23 @@ def create_backbone(name: str, pretrained: bool = False, weights_path: str | Pat
     if name not in _REGISTRY:
         raise KeyError(f"unknown backbone {name!r}; registered: {', '.join(list_backbones())}, or 'timm:<model name>'")
     return _REGISTRY[name](pretrained=pretrained, weights_path=weights_path, **kwargs)
+
+
+@contextmanager
+def _hub_download(name: str) -> Iterator[None]:
+    """Turn a failed weight download (no network, hub down) into one clear error."""
+    try:
+        yield
+    except (OSError, RuntimeError) as err:
+        text = str(err).lower()
+        if not isinstance(err, (URLError, ConnectionError, TimeoutError)) and not (
+            "download" in text or "connection" in text
+        ):
+            raise
+        raise ConnectionError(
+            f"could not download pretrained weights for {name!r} ({err}); without network access, pass "
+            "weights_path= with a local checkpoint (the torch/timm hub caches are read when populated)"
+        ) from err
 
 
 def _load_local(model: nn.Module, weights_path: str | Path, ignore_prefixes: tuple[str, ...] = ()) -> None:
@@ -198,7 +217,10 @@ def _torchvision_resnet(
             raise ValueError("resnet10 has no published pretrained weights; pass weights_path= instead")
         model = _ResNet10(width)
     else:
-        model = torchvision.models.get_model(arch, weights="DEFAULT" if pretrained and weights_path is None else None)
+        with _hub_download(arch):
+            model = torchvision.models.get_model(
+                arch, weights="DEFAULT" if pretrained and weights_path is None else None
+            )
     if weights_path is not None:
         _load_local(model, weights_path, ignore_prefixes=("fc.",))
     classifier = model.fc if (pretrained or weights_path is not None) and arch != "resnet10" else None
@@ -311,13 +333,14 @@ def _timm_backbone(
 
     if not timm.list_models(model_name) and not timm.is_model(model_name):
         raise KeyError(f"unknown timm model {model_name!r}; see timm.list_models()")
-    model = timm.create_model(
-        model_name,
-        pretrained=pretrained and weights_path is None,
-        features_only=True,
-        out_indices=(-1,),
-        **kwargs,
-    )
+    with _hub_download(f"timm:{model_name}"):
+        model = timm.create_model(
+            model_name,
+            pretrained=pretrained and weights_path is None,
+            features_only=True,
+            out_indices=(-1,),
+            **kwargs,
+        )
     if weights_path is not None:
         # A full classifier checkpoint carries head weights that the feature model does not have.
         _load_local(model, weights_path, ignore_prefixes=("fc.", "head.", "classifier.", "last_linear."))

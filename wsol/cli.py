@@ -22,6 +22,7 @@ _COMMANDS: tuple[str, ...] = (
     "pseudo-masks",
     "cams",
     "leaderboard",
+    "study",
 )
 
 
@@ -44,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         code = args.func(args)
-    except (FileNotFoundError, NotADirectoryError, ValueError, KeyError) as err:
+    except (FileNotFoundError, NotADirectoryError, ValueError, KeyError, ConnectionError, ImportError) as err:
         # Bad input is reported as one clear line; WSOL_DEBUG=1 shows the traceback.
         if os.environ.get("WSOL_DEBUG"):
             raise
