@@ -1,0 +1,318 @@
+"""The study runner: splits, fair scoring, planning, resume, failures, the report and ``wsol study``."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from wsol.cli import main
+from wsol.study import (
+    BASE_CONFIG,
+    SMALL_DATA_METHODS,
+    MethodSpec,
+    RunSpec,
+    SplitCurves,
+    StudySettings,
+    choose_combination,
+    combine,
+    fair_scores,
+    load_study_data,
+    merge,
+    plan_runs,
+    run_study,
+    split_per_class,
+    summarize,
+    train_and_score,
+)
+from wsol.study.grid import build_callbacks, build_model, config_hash
+
+TINY = {"train_per_class": 8, "val_per_class": 4, "image_size": 32, "num_classes": 3, "clutter": 2}
+SMALL = {"epochs": 1, "batch_size": 8, "model": {"backbone_kwargs": {"width": 8}}}
+TWO_ROWS = (
+    MethodSpec("cam", None, {"default": {}}),
+    MethodSpec("cutmix", "mixing", {"default": {"mixer": {"name": "cutmix", "alpha": 1.0}}}),
+)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return load_study_data("synthetic", None, 32, 2, {"all": None, "n3": 3}, 0, TINY, TINY)
+
+
+@pytest.fixture(scope="module")
+def data_n3():
+    """One regime of 3 images per class: the runner tests train 2 rows x 2 seeds."""
+    return load_study_data("synthetic", None, 32, 2, {"n3": 3}, 0, TINY, TINY)
+
+
+def _settings(out, **kw):
+    return StudySettings(
+        out=out, seeds=(0, 1), base=SMALL, combination=False, cam_curve_interval=0.01, progress=False, **kw
+    )
+
+
+def _curves(box, top1loc=None, top1=None):
+    thresholds = np.arange(len(next(iter(box.values())))) / 10
+    arrays = lambda d: None if d is None else {k: np.asarray(v, float) for k, v in d.items()}  # noqa: E731
+    return SplitCurves(10, thresholds, arrays(box), arrays(top1loc), top1)
+
+
+def _fake(spec, tune_v2, top1=50.0):
+    # A result with the fields the planner and the report read; tune MaxBoxAccV2 = tune_v2.
+    tune = _curves({30: [tune_v2, 0], 50: [tune_v2, 0], 70: [tune_v2, 0]}, top1=top1)
+    val = _curves({30: [40, 60], 50: [20, 30], 70: [0, 10]}, {30: [10, 20], 50: [5, 5], 70: [0, 0]}, top1)
+    return {
+        "key": spec.key,
+        "method": spec.method,
+        "variant": spec.variant,
+        "regime": spec.regime,
+        "seed": spec.seed,
+        "config": spec.config,
+        "config_hash": config_hash(spec.config),
+        "n_train": 18,
+        "tune": summarize(tune),
+        "val": summarize(val),
+        "fair": fair_scores(tune, val),
+        "seconds": {"train": 1.0, "eval": 1.0, "total": 2.0, "per_epoch": 1.0},
+    }
+
+
+def test_split_per_class_is_seeded_disjoint_and_balanced():
+    labels = [0, 1, 2] * 10
+    picked, rest = split_per_class(labels, 4, seed=3)
+    assert sorted(picked + rest) == list(range(30)) and not set(picked) & set(rest)
+    assert np.bincount(np.asarray(labels)[picked]).tolist() == [4, 4, 4]
+    assert split_per_class(labels, 4, seed=3) == (picked, rest)
+    assert split_per_class(labels, 4, seed=4)[0] != picked
+    # Not the first items in file order, which is what the reader's limit_per_class would keep.
+    assert picked != sorted(i for c in range(3) for i in range(c, 30, 3)[:4])
+    with pytest.raises(ValueError, match="fewer than"):
+        split_per_class(labels, 11, seed=0)
+
+
+def test_study_data_splits_are_disjoint(data):
+    ids = lambda samples: {s.image_id for s in samples}  # noqa: E731
+    assert len(data.tune) == 6 and len(data.val) == 12 and len(data.pool) == 18
+    assert not ids(data.tune) & ids(data.pool) and not ids(data.val) & (ids(data.tune) | ids(data.pool))
+    assert len(data.regimes["all"]) == 18 and len(data.regimes["n3"]) == 9
+    assert np.bincount([data.pool[i].labels[0] for i in data.regimes["n3"]]).tolist() == [3, 3, 3]
+    assert data.description["n_train"] == {"all": 18, "n3": 9}
+
+
+def test_fair_score_reads_val_at_the_tuning_threshold():
+    tune = _curves({30: [10, 80, 80, 20], 50: [50, 10, 0, 0]})
+    val = _curves({30: [30, 40, 90, 0], 50: [20, 60, 0, 0]}, {30: [5, 6, 7, 0], 50: [8, 1, 0, 0]}, 70.0)
+    fair = fair_scores(tune, val)
+    # τ index 1 (first maximiser of 80, 80) at IoU 30, index 0 at IoU 50.
+    assert fair["per_iou"] == {"30": 40.0, "50": 20.0} and fair["MaxBoxAccV2"] == 30.0
+    assert fair["tau"] == {"30": 0.1, "50": 0.0} and fair["Top1Loc"] == (6 + 8) / 2
+    ref = summarize(val)
+    assert ref["per_iou"] == {"30": 90.0, "50": 60.0} and ref["MaxBoxAccV2"] == 75.0 and ref["top1"] == 70.0
+    assert ref["tau"] == {"30": 0.2, "50": 0.1} and ref["Top1Loc"] == (7 + 8) / 2
+    with pytest.raises(ValueError, match="share"):
+        fair_scores(tune, _curves({30: [1, 2, 3, 4]}))
+
+
+def test_combine_merges_rows_and_keeps_the_mixing_rows_mixer():
+    rows = {m.name: m for m in SMALL_DATA_METHODS}
+    name, overrides = combine(
+        [(rows["cam_hires"], "default"), (rows["cutmix"], "default"), (rows["mixup_cam"], "default")]
+    )
+    assert name == "cam_hires+cutmix+mixup_cam"
+    config = merge(BASE_CONFIG, overrides)
+    assert config["method"] == "MixUpCAM" and config["mixer"] == {"name": "cutmix", "alpha": 1.0}
+    assert config["model"]["backbone_kwargs"] == {"stem_stride": 2, "last_stride": 1, "width": 32}
+    name, overrides = combine([(rows["label_smoothing"], "eps0.2"), (rows["l1"], "l1_1e-05")])
+    assert name == "label_smoothing=eps0.2+l1=l1_1e-05"
+    assert merge(BASE_CONFIG, overrides)["model"] | {} == BASE_CONFIG["model"] | {
+        "label_smoothing": 0.2,
+        "weight_decay": 0.0,
+        "l1": 1e-5,
+    }
+    with pytest.raises(ValueError, match="distinct groups"):
+        combine([(rows["l1"], "l1_1e-05"), (rows["l2"], "l2_0.001")])
+
+
+def test_combination_reads_only_the_tuning_split():
+    rows = {m.name: m for m in SMALL_DATA_METHODS}
+    spec = RunSpec("x", "v", "all", 0, {})
+    base = [_fake(spec, 50.0, top1=80.0)]
+    good_val_bad_tune = _fake(spec, 40.0, top1=90.0)
+    good_val_bad_tune["val"]["MaxBoxAccV2"] = good_val_bad_tune["fair"]["MaxBoxAccV2"] = 99.0
+    candidates = [
+        (rows["cam"], "default", base),
+        (rows["cam_hires"], "default", [_fake(spec, 55.0, top1=79.5)]),  # within the top-1 slack
+        (rows["label_smoothing"], "eps0.1", [good_val_bad_tune]),
+        (rows["mixup"], "default", [_fake(spec, 60.0, top1=70.0)]),  # loses 10 points of top-1
+        (rows["cutmix"], "default", [_fake(spec, 52.0)]),
+        (rows["fmix"], "default", [_fake(spec, 58.0, top1=81.0)]),
+    ]
+    chosen = choose_combination(candidates, base)
+    assert [(row.name, v) for row, v in chosen] == [("cam_hires", "default"), ("fmix", "default")]
+
+
+def test_plan_tunes_variants_at_the_first_seed_then_runs_seeds_then_the_combination():
+    rows = (SMALL_DATA_METHODS[0], SMALL_DATA_METHODS[2], SMALL_DATA_METHODS[1])  # cam, label_smoothing, hires
+    scores = {"label_smoothing/eps0.1": 30.0, "label_smoothing/eps0.2": 45.0, "cam/default": 40.0}
+    done: dict[str, dict] = {}
+
+    def lookup(spec):
+        return done.get(spec.key)
+
+    plan = plan_runs(rows, ["all"], [0, 1], lookup)
+    assert [s.key for s in plan.specs] == [
+        "all/cam/default/seed0",
+        "all/label_smoothing/eps0.1/seed0",
+        "all/label_smoothing/eps0.2/seed0",
+        "all/cam_hires/default/seed0",
+        "all/cam/default/seed1",
+        "all/cam_hires/default/seed1",
+    ]
+    assert plan.total == 2 + 3 + 2 + 2  # cam, two variants + one more seed, hires, the combination
+    for _ in range(5):
+        for spec in plan.specs:
+            done.setdefault(spec.key, _fake(spec, scores.get(f"{spec.method}/{spec.variant}", 41.0)))
+        plan = plan_runs(rows, ["all"], [0, 1], lookup)
+    keys = [s.key for s in plan.specs]
+    assert "all/label_smoothing/eps0.2/seed1" in keys and "all/label_smoothing/eps0.1/seed1" not in keys
+    assert keys[-2:] == [f"all/best_combo/label_smoothing=eps0.2+cam_hires/seed{s}" for s in (0, 1)]
+    assert plan.chosen["all"]["label_smoothing"] == "eps0.2" and len(keys) == plan.total == 9
+    combo = plan.specs[-1].config
+    assert combo["model"]["label_smoothing"] == 0.2 and combo["model"]["backbone_kwargs"]["last_stride"] == 1
+    assert "label_smoothing: eps0.2 chosen on the tuning split" in " ".join(plan.notes["all"])
+
+
+@pytest.mark.parametrize("row", SMALL_DATA_METHODS, ids=lambda r: r.name)
+def test_every_grid_row_builds_and_takes_a_training_step(row, data):
+    import torch
+
+    batch = next(iter(data.train_loader("all", 6, 0, (0.5, 1.0))))
+    for variant, overrides in row.variants.items():
+        config = merge(merge(BASE_CONFIG, SMALL), overrides)
+        model = build_model(config, 3, seed=0)
+        loss = model.loss(batch)[0] + model.regularization()
+        loss.backward()
+        assert torch.isfinite(loss), variant
+        logits, maps = model.eval().forward_with_cams(batch["image"])
+        side = 4 if config["model"]["backbone_kwargs"]["last_stride"] == 1 else 2  # 32 px at stride 8 / 16
+        assert logits.shape == (6, 3) and maps.shape == (6, 3, side, side)
+        assert [type(c).__name__ for c in build_callbacks(config)] == (["EMAWeightAveraging"] if config["ema"] else [])
+
+
+def test_run_study_trains_resumes_and_reports(tmp_path, data_n3):
+    data = data_n3
+    calls: list[str] = []
+
+    def counted(spec, data_, settings):
+        calls.append(spec.key)
+        return train_and_score(spec, data_, settings)
+
+    settings = _settings(tmp_path, limit_train_batches=2)
+    study = dict(data=data, settings=settings, methods=TWO_ROWS, train_fn=counted)
+    assert run_study(**{**study, "settings": _settings(tmp_path)}, dry_run=True) == 0 and not calls
+    assert run_study(**study) == 0
+    assert calls == [f"n3/{m}/default/seed{s}" for s in (0, 1) for m in ("cam", "cutmix")]  # seed by seed
+    files = sorted((tmp_path / "runs").rglob("*.json"))
+    mtimes = {f: f.stat().st_mtime_ns for f in files}
+    results = {f.relative_to(tmp_path / "runs").with_suffix("").as_posix(): json.loads(f.read_text()) for f in files}
+    assert set(results) == set(calls)
+    first = results["n3/cam/default/seed0"]
+    assert first["n_train"] == 9 and first["tune"]["n_images"] == 6 and first["val"]["n_images"] == 12
+    for part in ("tune", "val", "fair"):
+        assert first[part]["MaxBoxAccV2"] == pytest.approx(np.mean(list(first[part]["per_iou"].values())))
+    assert all(first["fair"]["per_iou"][k] <= first["val"]["per_iou"][k] for k in ("30", "50", "70"))
+    assert first["fair"]["tau"] == first["tune"]["tau"]
+
+    # Resume: nothing is retrained and no result is rewritten; a deleted result is the only run redone.
+    calls.clear()
+    assert run_study(**study) == 0 and calls == []
+    assert {f: f.stat().st_mtime_ns for f in files} == mtimes
+    redo = tmp_path / "runs" / "n3/cutmix/default/seed1.json"
+    redo.unlink()
+    assert run_study(**study) == 0 and calls == ["n3/cutmix/default/seed1"]
+    again = json.loads(redo.read_text())  # same seed, same numbers (crops, mixing, shuffling all seeded)
+    assert {k: again[k] for k in ("tune", "val", "fair")} == {
+        k: results[again["key"]][k] for k in ("tune", "val", "fair")
+    }
+
+    rows = list(csv.DictReader((tmp_path / "results.csv").open()))
+    assert len(rows) == 4 + 2 and {r["method"] for r in rows[-2:]} == {"center_gaussian", "all_ones"}
+    row = next(r for r in rows if (r["regime"], r["method"], r["seed"]) == ("n3", "cam", "0"))
+    assert float(row["val_fair_MaxBoxAccV2"]) == pytest.approx(first["fair"]["MaxBoxAccV2"], abs=1e-4)
+    assert float(row["top1_val"]) == pytest.approx(first["val"]["top1"], abs=1e-4)
+
+    table = (tmp_path / "results.md").read_text()
+    for method in ("cam", "cutmix"):
+        runs = [results[f"n3/{method}/default/seed{s}"] for s in (0, 1)]
+        top1 = np.array([r["val"]["top1"] for r in runs])
+        fair = np.array([r["fair"]["MaxBoxAccV2"] for r in runs])
+        line = next(ln for ln in table.splitlines() if ln.startswith(f"| {method} |"))
+        assert f"| {top1.mean():.2f} ± {top1.std(ddof=1):.2f} |" in line
+        assert f"**{fair.mean():.2f} ± {fair.std(ddof=1):.2f}**" in line and "| default | 2 |" in line
+    centre = json.loads((tmp_path / "reference" / "center_gaussian.json").read_text())
+    assert (
+        f"| center_gaussian (reference) | `wsol evaluate --npz` | 1 | — | **{centre['fair']['MaxBoxAccV2']:.2f}**"
+        in table
+    )
+    assert "Best on the tuning split" in table
+    png = (tmp_path / "results.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+
+    # A recipe change is refused instead of mixing two recipes in one table.
+    changed = StudySettings(out=tmp_path, seeds=(0,), base={**SMALL, "epochs": 2}, combination=False, progress=False)
+    with pytest.raises(ValueError, match="another recipe"):
+        run_study(data, changed, TWO_ROWS, dry_run=True)
+
+
+def test_reference_rows_equal_a_direct_accumulator(tmp_path, data):
+    from wsol.baselines import center_gaussian
+    from wsol.metrics import BoxAccumulator
+    from wsol.study import reference_rows
+
+    rows = reference_rows(data, tmp_path, cam_curve_interval=0.01)
+    acc = BoxAccumulator(0.01, modes=("MaxBoxAccV2",))
+    boxes = [b.numpy() for batch in data.eval_loader("val") for b in batch["boxes"]]
+    acc.update(np.repeat(center_gaussian(32, 32)[None], len(boxes), 0), boxes)
+    assert rows["center_gaussian"]["val"]["MaxBoxAccV2"] == pytest.approx(acc.compute().modes["MaxBoxAccV2"].value)
+    # All ones is a constant map: the protocol scores it as all zeros, the whole-image box at every τ.
+    whole = [b for b in boxes if (b[0, :2] == 0).all() and (b[0, 2:] == 31).all()]
+    assert rows["all_ones"]["val"]["per_iou"]["70"] == pytest.approx(100 * len(whole) / len(boxes))
+    assert main(["evaluate", "--npz", str(tmp_path / "center_gaussian_val.npz"), "--no-progress"]) == 0
+
+
+def test_failed_run_is_recorded_skipped_and_retried(tmp_path, data_n3):
+    data = data_n3
+
+    def flaky(spec, data_, settings):
+        if spec.key == "n3/cutmix/default/seed1":
+            raise RuntimeError("out of memory")
+        return _fake(spec, 50.0)
+
+    settings = _settings(tmp_path)
+    assert run_study(data, settings, TWO_ROWS, train_fn=flaky) == 1
+    error = tmp_path / "runs" / "n3/cutmix/default/seed1.error.txt"
+    assert error.read_text() == "RuntimeError: out of memory\n"
+    assert len(list((tmp_path / "runs").rglob("*.json"))) == 3
+    assert run_study(data, settings, TWO_ROWS, train_fn=lambda s, d, c: _fake(s, 50.0)) == 0
+    assert not error.exists() and len(list((tmp_path / "runs").rglob("*.json"))) == 4
+
+
+def test_cli_dry_run_and_bad_input(tmp_path, capsys):
+    args = ["study", "small-data", "--dataset", "synthetic", "--data-options", json.dumps(TINY), "--image-size", "32"]
+    args += ["--tune-per-class", "2", "--regimes", "all", "--out", str(tmp_path), "--dry-run"]
+    assert main(args + ["--methods", "cam,ema", "--seeds", "2"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out == [
+        "todo  all/cam/default/seed0",
+        "todo  all/ema/decay0.99/seed0",
+        "todo  all/ema/decay0.998/seed0",
+        "todo  all/cam/default/seed1",
+        "4 runs decidable now, 7 in the whole grid",
+    ]
+    assert main(args + ["--methods", "cam,nope"]) == 2
+    assert "unknown --methods ['nope']" in capsys.readouterr().err
+    assert main(args + ["--regimes", "all,-3"]) == 2
+    assert "--regimes items must be" in capsys.readouterr().err

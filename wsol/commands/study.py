@@ -1,0 +1,119 @@
+"""``wsol study``: grids of training runs with resume; ``small-data`` is the small-data regularizer study."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "study",
+        help="run a study grid (resumable) and write results.csv, results.md and results.png",
+        description="Run a grid of training configurations and report them (see experiments/small_data/README.md).",
+    )
+    studies = p.add_subparsers(dest="study", metavar="STUDY", required=True)
+    s = studies.add_parser(
+        "small-data",
+        help="CAM regularizers on Tiny ImageNet 10 from scratch, tuned on a split of train, reported on val",
+        description=(
+            "Train every row of the small-data grid (plain CAM, 8x8 maps, label smoothing, EMA, L2, L1, MixUp, "
+            "CutMix, FMix, ResizeMix, HMix, GMix, MixUp-CAM, SEAM, then the best combination) for every seed "
+            "and regime; choose variants, the combination and the CAM threshold on a tuning split carved out of "
+            "train; score val with both the reference's MaxBoxAccV2 (τ on val) and the fair one (τ from tuning). "
+            "One JSON per finished run under OUT/runs: rerunning resumes. The report is rewritten after each run."
+        ),
+    )
+    s.add_argument("--data", default=None, help="Tiny ImageNet folder (default: $WSOL_DATA/tiny_imagenet_10)")
+    s.add_argument("--dataset", default="tiny_imagenet", help="reader name (default: %(default)s; synthetic for demos)")
+    s.add_argument("--data-options", default=None, help="JSON options of the reader, e.g. '{\"num_classes\": 3}'")
+    s.add_argument("--out", default="experiments/small_data", help="output folder (default: %(default)s)")
+    s.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 per configuration (default: %(default)s)")
+    s.add_argument(
+        "--regimes",
+        default="all,300",
+        help="training-set regimes: 'all' (train minus tuning) or images per class (default: %(default)s)",
+    )
+    s.add_argument("--tune-per-class", type=int, default=50, help="tuning images per class (default: %(default)s)")
+    s.add_argument("--split-seed", type=int, default=0, help="seed of the tuning split and subsets (default: 0)")
+    s.add_argument("--methods", default=None, help="comma-separated rows to run (default: every row)")
+    s.add_argument("--no-combination", action="store_true", help="do not add the best-combination row")
+    s.add_argument("--epochs", type=int, default=None, help="epochs per run (default: the recipe's 12)")
+    s.add_argument("--width", type=int, default=None, help="ResNet-10 base width (default: the recipe's 32)")
+    s.add_argument("--image-size", type=int, default=64, help="image side (default: %(default)s)")
+    s.add_argument("--limit-train-batches", type=int, default=None, help="batches per epoch (smoke tests)")
+    s.add_argument("--cam-curve-interval", type=float, default=0.001, help="τ grid step (default: %(default)s)")
+    s.add_argument("--accelerator", default="auto", help="Lightning accelerator (default: %(default)s)")
+    s.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    s.add_argument("--dry-run", action="store_true", help="print the planned runs and their state, train nothing")
+    s.add_argument("--report-only", action="store_true", help="rewrite the report from finished runs, train nothing")
+    s.add_argument("--lightning-bar", action="store_true", help="show Lightning's progress bar inside each run")
+    s.add_argument("--no-progress", action="store_true", help="no progress bar over runs")
+    s.set_defaults(func=run)
+
+
+def parse_regimes(text: str) -> dict[str, int | None]:
+    """``"all,300"`` -> ``{"all": None, "n300": 300}``."""
+    regimes: dict[str, int | None] = {}
+    for item in (v.strip() for v in text.split(",") if v.strip()):
+        if item == "all":
+            regimes["all"] = None
+        elif item.isdigit() and int(item) > 0:
+            regimes[f"n{int(item)}"] = int(item)
+        else:
+            raise ValueError(f"--regimes items must be 'all' or a positive count per class, got {item!r}")
+    if not regimes:
+        raise ValueError("--regimes names no regime")
+    return regimes
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import torch
+
+    from wsol.study import SMALL_DATA_METHODS, StudySettings, load_study_data, run_study
+
+    if args.seeds < 1:
+        raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
+    methods = SMALL_DATA_METHODS
+    if args.methods:
+        wanted = [m.strip() for m in args.methods.split(",") if m.strip()]
+        known = {m.name: m for m in SMALL_DATA_METHODS}
+        unknown = [m for m in wanted if m not in known]
+        if unknown:
+            raise ValueError(f"unknown --methods {unknown}; rows: {', '.join(known)}")
+        methods = tuple(m for m in SMALL_DATA_METHODS if m.name in wanted)
+    base: dict = {}
+    if args.epochs is not None:
+        base["epochs"] = args.epochs
+    if args.width is not None:
+        base["model"] = {"backbone_kwargs": {"width": args.width}}
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    options = json.loads(args.data_options) if args.data_options else {}
+    data = load_study_data(
+        args.dataset,
+        args.data,
+        image_size=args.image_size,
+        tune_per_class=args.tune_per_class,
+        regimes=parse_regimes(args.regimes),
+        split_seed=args.split_seed,
+        train_options=options,
+        val_options=options,
+    )
+    settings = StudySettings(
+        out=Path(args.out),
+        seeds=tuple(range(args.seeds)),
+        base=base,
+        combination=not args.no_combination,
+        cam_curve_interval=args.cam_curve_interval,
+        accelerator=args.accelerator,
+        limit_train_batches=args.limit_train_batches,
+        lightning_bar=args.lightning_bar,
+        progress=not args.no_progress,
+    )
+    code = run_study(data, settings, methods, dry_run=args.dry_run, report_only=args.report_only)
+    if not args.dry_run:
+        print(f"report: {settings.out / 'results.md'}, {settings.out / 'results.csv'}, {settings.out / 'results.png'}")
+    return code

@@ -1,0 +1,161 @@
+"""The study's splits: a seeded, disjoint tuning split carved out of train, and seeded per-class subsets.
+
+The Tiny ImageNet reader's ``limit_per_class`` keeps the first images in file order, which would put the
+same images in the tuning split and the subset; here every selection is a seeded permutation per class,
+so the tuning split, the training pool and each regime's subset are fixed, disjoint and reproducible.
+The images are read into memory once (Tiny ImageNet 10 at 64 px is about 70 MB) and shared by every run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from torch.utils.data import DataLoader
+
+from wsol.data import EvalTransform, ListDataset, Sample, SampleDataset, TrainTransform, collate, read_dataset
+
+__all__ = ["StudyData", "load_study_data", "split_per_class"]
+
+
+def split_per_class(labels: Sequence[int], take: int | None, seed: int) -> tuple[list[int], list[int]]:
+    """Pick ``take`` indices of every class at random (seeded); return ``(picked, rest)`` in index order.
+
+    Args:
+        labels: Class index of every item.
+        take: Items per class to pick; None picks every item.
+        seed: Seed of the per-class permutations (the same seed always picks the same items).
+
+    Raises:
+        ValueError: A class has fewer than ``take`` items.
+    """
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    picked: list[int] = []
+    for c in np.unique(labels):
+        members = np.flatnonzero(labels == c)
+        if take is None:
+            picked.extend(members.tolist())
+            continue
+        if len(members) < take:
+            raise ValueError(f"class {int(c)} has {len(members)} items, fewer than the {take} asked for")
+        picked.extend(rng.permutation(members)[:take].tolist())
+    chosen = set(picked)
+    return sorted(picked), [i for i in range(len(labels)) if i not in chosen]
+
+
+def _samples(dataset: SampleDataset) -> list[Sample]:
+    # Readers that hold samples in memory (the synthetic set) are used as they are; others are read once.
+    if isinstance(dataset, ListDataset):
+        return list(dataset.samples)
+    return [dataset.load(i) for i in range(len(dataset))]
+
+
+@dataclass
+class StudyData:
+    """The samples of one study: training pool, tuning split, validation split and the regimes.
+
+    Attributes:
+        class_names: One name per class.
+        pool: Training samples left after the tuning split was taken out.
+        tune: Tuning split (from train, with boxes): hyper-parameters and τ are chosen here.
+        val: The validation split, reported once.
+        regimes: Regime name -> indices into ``pool`` of its training images.
+        image_size: Side of the square training and evaluation images.
+        description: Where the data came from and how it was split (recorded in every result).
+    """
+
+    class_names: tuple[str, ...]
+    pool: list[Sample]
+    tune: list[Sample]
+    val: list[Sample]
+    regimes: dict[str, list[int]]
+    image_size: int
+    description: dict[str, Any]
+
+    def train_loader(self, regime: str, batch_size: int, seed: int, scale: Sequence[float]) -> DataLoader:
+        """Shuffled, augmented loader over a regime's training images (shuffling and crops seeded by ``seed``)."""
+        import torch
+
+        k = len(self.class_names)
+        dataset = ListDataset([self.pool[i] for i in self.regimes[regime]], self.class_names)
+        dataset.transform = TrainTransform(self.image_size, k, tuple(scale))
+        # albumentations 2 draws from its own generator, which seed_everything does not reach.
+        if hasattr(dataset.transform.pipeline, "set_random_seed"):
+            dataset.transform.pipeline.set_random_seed(seed)
+        return DataLoader(
+            dataset,
+            batch_size=batch_size,
+            shuffle=True,
+            collate_fn=collate,
+            generator=torch.Generator().manual_seed(seed),
+            drop_last=len(dataset) > batch_size,
+        )
+
+    def eval_loader(self, split: str, batch_size: int = 100) -> DataLoader:
+        """Loader over ``"tune"`` or ``"val"`` with the reference protocol's evaluation transform."""
+        samples = {"tune": self.tune, "val": self.val}[split]
+        dataset = ListDataset(samples, self.class_names)
+        dataset.transform = EvalTransform(self.image_size, len(self.class_names))
+        return DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate)
+
+
+def load_study_data(
+    dataset: str = "tiny_imagenet",
+    root: str | Path | None = None,
+    image_size: int = 64,
+    tune_per_class: int = 50,
+    regimes: Mapping[str, int | None] | None = None,
+    split_seed: int = 0,
+    train_options: Mapping[str, Any] | None = None,
+    val_options: Mapping[str, Any] | None = None,
+) -> StudyData:
+    """Read a single-label dataset with boxes and split it for the study.
+
+    Args:
+        dataset: Registered reader name (``"tiny_imagenet"``; ``"synthetic"`` for tests).
+        root: Dataset folder (default: the reader's, e.g. ``$WSOL_DATA/tiny_imagenet_10``).
+        image_size: Side of the training and evaluation images.
+        tune_per_class: Training images per class moved to the tuning split.
+        regimes: Regime name -> training images per class (None: the whole pool). Default
+            ``{"all": None, "n300": 300}``.
+        split_seed: Seed of the tuning split and of the regimes' subsets (fixed across run seeds).
+        train_options: Extra options of the reader's train split.
+        val_options: Extra options of the reader's val split.
+    """
+    regimes = dict(regimes if regimes is not None else {"all": None, "n300": 300})
+    train = _samples(read_dataset(dataset, root, "train", **dict(train_options or {})))
+    val_set = read_dataset(dataset, root, "val", **dict(val_options or {}))
+    val = _samples(val_set)
+    for name, samples in (("train", train), ("val", val)):
+        if not samples or any(len(s.labels) != 1 or len(s.boxes) == 0 for s in samples):
+            raise ValueError(f"the study needs single-label images with boxes; the {name} split is not")
+    labels = [s.labels[0] for s in train]
+    tune_idx, pool_idx = split_per_class(labels, tune_per_class, split_seed)
+    pool = [train[i] for i in pool_idx]
+    pool_labels = [labels[i] for i in pool_idx]
+    # Each regime draws its own subset with a seed derived from split_seed, independent of the others.
+    chosen = {
+        name: split_per_class(pool_labels, per_class, split_seed + 1 + n)[0]
+        for n, (name, per_class) in enumerate(regimes.items())
+    }
+    return StudyData(
+        class_names=tuple(val_set.class_names),
+        pool=pool,
+        tune=[train[i] for i in tune_idx],
+        val=val,
+        regimes=chosen,
+        image_size=image_size,
+        description={
+            "dataset": dataset,
+            "split_seed": split_seed,
+            "tune_per_class": tune_per_class,
+            "regimes": regimes,
+            "n_tune": len(tune_idx),
+            "n_val": len(val),
+            "n_train": {name: len(idx) for name, idx in chosen.items()},
+        },
+    )

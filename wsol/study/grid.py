@@ -1,0 +1,209 @@
+"""The small-data grid: the CAM baseline recipe, one row per regularizer, and the combination rule.
+
+A run's configuration is a plain JSON-able dict (method class, model keyword arguments, mixer, EMA,
+epochs, batch size, crop scale), so it can be hashed, written next to its result and rebuilt exactly.
+A row (:class:`MethodSpec`) is a set of overrides of the base recipe; a row with several variants
+(e.g. two label-smoothing strengths) has its variant chosen on the tuning split, never on val.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "BASE_CONFIG",
+    "COMBO",
+    "SMALL_DATA_METHODS",
+    "MethodSpec",
+    "RunSpec",
+    "build_callbacks",
+    "build_model",
+    "combine",
+    "config_hash",
+    "merge",
+]
+
+# The plain CAM of the issue: ResNet-10 from scratch, 3x3/1 stem + max-pool (stem_stride 2), 4x4 maps at
+# 64 px, SGD 0.1 at batch 64 (0.4 per 256 images), cosine with one warm-up epoch, weight decay 5e-4.
+BASE_CONFIG: dict[str, Any] = {
+    "method": "CAM",
+    "model": {
+        "backbone": "resnet10",
+        "backbone_kwargs": {"stem_stride": 2, "last_stride": 2, "width": 32},
+        "optimizer": "sgd",
+        "lr": 0.4,
+        "weight_decay": 5e-4,
+        "label_smoothing": 0.0,
+        "lr_schedule": "cosine",
+        "warmup_epochs": 1.0,
+    },
+    "mixer": None,
+    "ema": None,
+    "epochs": 12,
+    "batch_size": 64,
+    "train_scale": [0.5, 1.0],
+}
+
+COMBO = "best_combo"
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """One row of the study.
+
+    Attributes:
+        name: Row name in the tables.
+        group: Factor group for the combination (one row per group at most); None: not combinable.
+        variants: Variant name -> overrides of the base recipe; several are tuned on the tuning split.
+        note: What the row changes, for the README and the table.
+    """
+
+    name: str
+    group: str | None
+    variants: dict[str, dict[str, Any]]
+    note: str = ""
+
+
+def _mixer(name: str, **kwargs: Any) -> dict[str, Any]:
+    return {"mixer": {"name": name, **kwargs}}
+
+
+SMALL_DATA_METHODS: tuple[MethodSpec, ...] = (
+    MethodSpec("cam", None, {"default": {}}, "plain CAM, 4x4 maps"),
+    MethodSpec(
+        "cam_hires", "maps", {"default": {"model": {"backbone_kwargs": {"last_stride": 1}}}}, "last stage stride 1, 8x8"
+    ),
+    MethodSpec(
+        "label_smoothing",
+        "smoothing",
+        {"eps0.1": {"model": {"label_smoothing": 0.1}}, "eps0.2": {"model": {"label_smoothing": 0.2}}},
+        "label smoothing",
+    ),
+    # About 1 and 5 epochs of averaging horizon at ~70 steps per epoch.
+    MethodSpec("ema", "ema", {"decay0.99": {"ema": 0.99}, "decay0.998": {"ema": 0.998}}, "EMA of the weights"),
+    # Explicit penalties replace the optimizer's decay (SGD's coupled decay 5e-4 equals l2 = 2.5e-4).
+    MethodSpec(
+        "l2",
+        "penalty",
+        {f"l2_{v:g}": {"model": {"weight_decay": 0.0, "l2": v}} for v in (1e-3, 5e-3)},
+        "explicit L2, no decay",
+    ),
+    MethodSpec(
+        "l1",
+        "penalty",
+        {f"l1_{v:g}": {"model": {"weight_decay": 0.0, "l1": v}} for v in (1e-5, 5e-5)},
+        "explicit L1, no decay",
+    ),
+    MethodSpec("mixup", "mixing", {"default": _mixer("mixup", alpha=1.0)}, "MixUp alpha 1"),
+    MethodSpec("cutmix", "mixing", {"default": _mixer("cutmix", alpha=1.0)}, "CutMix alpha 1"),
+    MethodSpec("fmix", "mixing", {"default": _mixer("fmix", alpha=1.0)}, "FMix alpha 1"),
+    MethodSpec("resizemix", "mixing", {"default": _mixer("resizemix")}, "ResizeMix scope (0.1, 0.8)"),
+    MethodSpec("hmix", "mixing", {"default": _mixer("hmix", alpha=1.0)}, "HMix alpha 1"),
+    MethodSpec("gmix", "mixing", {"default": _mixer("gmix", alpha=1.0)}, "GMix alpha 1"),
+    MethodSpec(
+        "mixup_cam",
+        "method",
+        {"default": {"method": "MixUpCAM", **_mixer("mixup", alpha=1.0)}},
+        "MixUp-CAM: MixUp alpha 1 + entropy 0.02 + concentration 2e-4",
+    ),
+    # From scratch at 64 px: no x10 for new layers or x2 for biases (they are for a pretrained trunk), and a
+    # rescale of 0.5 instead of 0.3, which would leave 19 px images.
+    MethodSpec(
+        "seam",
+        "method",
+        {"default": {"method": "SEAM", "model": {"scale_factor": 0.5, "new_lr_mult": 1.0, "bias_lr_mult": 1.0}}},
+        "SEAM, rescale 0.5, PCM maps",
+    ),
+)
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One training run.
+
+    Attributes:
+        method: Row name.
+        variant: Variant name within the row.
+        regime: Regime name (training-set size).
+        seed: Seed of weights, shuffling, augmentation and mixing.
+        config: The full recipe (base merged with the variant's overrides).
+    """
+
+    method: str
+    variant: str
+    regime: str
+    seed: int
+    config: dict[str, Any] = field(compare=False, hash=False)
+
+    @property
+    def key(self) -> str:
+        """``regime/method/variant/seedN``: the run's identity and the relative path of its result."""
+        return f"{self.regime}/{self.method}/{self.variant}/seed{self.seed}"
+
+
+def merge(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """Deep-merge ``overrides`` into a copy of ``base`` (dicts merge key by key, other values replace)."""
+    out = copy.deepcopy(dict(base))
+    for key, value in overrides.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def config_hash(config: Mapping[str, Any]) -> str:
+    """Short stable hash of a recipe (key order does not matter)."""
+    return hashlib.sha1(json.dumps(config, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def combine(rows: Sequence[tuple[MethodSpec, str]]) -> tuple[str, dict[str, Any]]:
+    """The overrides of several rows applied together, and the combination's variant name.
+
+    Args:
+        rows: ``(row, chosen variant)`` pairs, at most one per group; the order of :data:`SMALL_DATA_METHODS`
+            is the merge order (a ``method`` row such as MixUp-CAM then keeps the mixing row's mixer).
+    """
+    groups = [row.group for row, _ in rows]
+    if None in groups or len(set(groups)) != len(groups):
+        raise ValueError(f"a combination takes combinable rows from distinct groups, got groups {groups}")
+    overrides: dict[str, Any] = {}
+    mixers: dict[bool, Any] = {}
+    for row, variant in rows:
+        change = dict(row.variants[variant])
+        # A mixer is replaced whole, never merged key by key; the mixing row's wins over a method's own.
+        if change.get("mixer") is not None:
+            mixers[row.group == "mixing"] = change.pop("mixer")
+        overrides = merge(overrides, change)
+    if mixers:
+        overrides["mixer"] = mixers.get(True, mixers.get(False))
+    # The name is a folder name: no ':' or '/' (Windows, shells), '=' marks a tuned variant.
+    name = "+".join(row.name if len(row.variants) == 1 else f"{row.name}={v}" for row, v in rows) or "none"
+    return name, overrides
+
+
+def build_model(config: Mapping[str, Any], num_classes: int, seed: int) -> Any:
+    """The LightningModule of a recipe (``wsol.methods`` class, mixer seeded by the run's seed)."""
+    import wsol.methods
+    from wsol.augment import create_mixer
+
+    cls = getattr(wsol.methods, config["method"])
+    kwargs = dict(config["model"])
+    if config.get("mixer"):
+        spec = dict(config["mixer"])
+        kwargs["mixer"] = create_mixer(spec.pop("name"), seed=seed, **spec)
+    return cls(num_classes=num_classes, batch_size=config["batch_size"], cam_curve_interval=0.01, **kwargs)
+
+
+def build_callbacks(config: Mapping[str, Any]) -> list[Any]:
+    """Training callbacks of a recipe: EMA of the weights (copied into the model when training ends)."""
+    if config.get("ema") is None:
+        return []
+    from pytorch_lightning.callbacks import EMAWeightAveraging
+
+    return [EMAWeightAveraging(decay=float(config["ema"]))]

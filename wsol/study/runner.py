@@ -1,0 +1,208 @@
+"""The study runner: plan the grid from the results so far, train what is missing, resume for free.
+
+Every finished run leaves one JSON file, ``runs/<regime>/<method>/<variant>/seed<N>.json``, written
+atomically; a run whose file exists is never trained again. The plan is recomputed after each run,
+because later runs depend on earlier ones: a row with several variants first trains each at the first
+seed and keeps the best on the tuning split; the combination is decided once every row is complete.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from wsol.study.data import StudyData
+from wsol.study.grid import SMALL_DATA_METHODS, MethodSpec, RunSpec, build_callbacks, build_model, config_hash
+from wsol.study.planner import plan_runs
+from wsol.study.scoring import fair_scores, reference_rows, score_model, summarize, write_json_atomic
+
+__all__ = ["StudySettings", "run_study", "train_and_score"]
+
+
+@dataclass
+class StudySettings:
+    """How the grid is run.
+
+    Attributes:
+        out: Output folder (``runs/``, ``reference/``, ``results.csv``, ``results.md``, ``results.png``).
+        seeds: Seeds of every configuration (the first one also tunes the variants).
+        base: Overrides of :data:`~wsol.study.grid.BASE_CONFIG` for every run (e.g. ``{"epochs": 1}``).
+        combination: Whether to add the combination row once the single rows are complete.
+        cam_curve_interval: Δ of the τ grid (0.001, the papers').
+        accelerator: Lightning accelerator.
+        limit_train_batches: Cap on batches per epoch (tests only).
+        lightning_bar: Show Lightning's progress bar inside each run.
+        progress: Show the bar over runs.
+    """
+
+    out: Path
+    seeds: Sequence[int] = (0, 1, 2)
+    base: dict[str, Any] = field(default_factory=dict)
+    combination: bool = True
+    cam_curve_interval: float = 0.001
+    accelerator: str = "auto"
+    limit_train_batches: int | float | None = None
+    lightning_bar: bool = False
+    progress: bool = True
+
+
+def train_and_score(spec: RunSpec, data: StudyData, settings: StudySettings) -> dict[str, Any]:
+    """Train one configuration and score it on the tuning and val splits (see :mod:`wsol.study.scoring`)."""
+    import pytorch_lightning as pl
+
+    config = spec.config
+    start = time.perf_counter()
+    pl.seed_everything(spec.seed, workers=True, verbose=False)
+    model = build_model(config, len(data.class_names), spec.seed)
+    loader = data.train_loader(spec.regime, config["batch_size"], spec.seed, config["train_scale"])
+    trainer = pl.Trainer(
+        max_epochs=config["epochs"],
+        accelerator=settings.accelerator,
+        devices=1,
+        logger=False,
+        callbacks=build_callbacks(config),
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        enable_progress_bar=settings.lightning_bar,
+        num_sanity_val_steps=0,
+        limit_val_batches=0,
+        limit_train_batches=settings.limit_train_batches,
+    )
+    trainer.fit(model, train_dataloaders=loader)
+    trained = time.perf_counter()
+    tune = score_model(model, data.eval_loader("tune"), settings.cam_curve_interval)
+    val = score_model(model, data.eval_loader("val"), settings.cam_curve_interval)
+    end = time.perf_counter()
+    return {
+        "key": spec.key,
+        "method": spec.method,
+        "variant": spec.variant,
+        "regime": spec.regime,
+        "seed": spec.seed,
+        "config": config,
+        "config_hash": config_hash(config),
+        "n_train": len(loader.dataset),
+        "data": data.description,
+        "cam_curve_interval": settings.cam_curve_interval,
+        "tune": summarize(tune),
+        "val": summarize(val),
+        "fair": fair_scores(tune, val),
+        "seconds": {
+            "train": trained - start,
+            "eval": end - trained,
+            "total": end - start,
+            "per_epoch": (trained - start) / max(1, trainer.current_epoch),
+        },
+    }
+
+
+@contextmanager
+def _quiet_lightning() -> Iterator[None]:
+    # One Trainer per run: its banner lines and hints would bury the bar over runs. Restored on exit.
+    loggers = [logging.getLogger(n) for n in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric")]
+    levels = [logger.level for logger in loggers]
+    with warnings.catch_warnings():
+        for pattern in (
+            r".*does not have many workers.*",
+            r".*The number of training batches.*",
+            r".*`validation_step` but have no `val_dataloader`.*",
+            r".*isinstance\(treespec, LeafSpec\)` is deprecated.*",
+        ):
+            warnings.filterwarnings("ignore", message=pattern)
+        for logger in loggers:
+            logger.setLevel(logging.WARNING)
+        try:
+            yield
+        finally:
+            for logger, level in zip(loggers, levels, strict=True):
+                logger.setLevel(level)
+
+
+def run_study(
+    data: StudyData,
+    settings: StudySettings,
+    methods: Sequence[MethodSpec] = SMALL_DATA_METHODS,
+    train_fn: Callable[[RunSpec, StudyData, StudySettings], dict[str, Any]] = train_and_score,
+    dry_run: bool = False,
+    report_only: bool = False,
+) -> int:
+    """Run (or resume) the grid and rewrite the report after every finished run.
+
+    Args:
+        data: The study's splits.
+        settings: How to run.
+        methods: The rows (default: :data:`~wsol.study.grid.SMALL_DATA_METHODS`).
+        train_fn: Trains and scores one run (replaceable in tests).
+        dry_run: Only print the plan with each run's state.
+        report_only: Train nothing; rewrite the report from the finished runs.
+
+    Returns:
+        0 when every planned run has a result, 1 when some failed (their errors are in ``runs/``).
+    """
+    from tqdm.auto import tqdm
+
+    from wsol.study.report import write_report
+
+    out = Path(settings.out)
+    runs_dir = out / "runs"
+    cache: dict[str, dict[str, Any]] = {}
+
+    def lookup(spec: RunSpec) -> dict[str, Any] | None:
+        if spec.key not in cache:
+            path = runs_dir / f"{spec.key}.json"
+            if not path.is_file():
+                return None
+            result = json.loads(path.read_text())
+            if result.get("config_hash") != config_hash(spec.config):
+                raise ValueError(
+                    f"{path} holds a run of another recipe (config {result.get('config_hash')}, planned "
+                    f"{config_hash(spec.config)}); use another --out or delete it to rerun"
+                )
+            cache[spec.key] = result
+        return cache[spec.key]
+
+    regimes = list(data.regimes)
+    if dry_run:
+        plan = plan_runs(methods, regimes, settings.seeds, lookup, settings.base, settings.combination)
+        for spec in plan.specs:
+            print(f"{'done' if lookup(spec) else 'todo'}  {spec.key}")
+        print(f"{len(plan.specs)} runs decidable now, {plan.total} in the whole grid")
+        return 0
+    references = reference_rows(data, out / "reference", settings.cam_curve_interval)
+    failed: set[str] = set()
+    plan = plan_runs(methods, regimes, settings.seeds, lookup, settings.base, settings.combination)
+    done = sum(lookup(s) is not None for s in plan.specs)
+    bar = tqdm(total=plan.total, initial=done, desc="study runs", disable=not settings.progress)
+    with bar, _quiet_lightning():
+        while not report_only:
+            todo = [s for s in plan.specs if s.key not in failed and lookup(s) is None]
+            if not todo:
+                break
+            spec = todo[0]
+            bar.set_postfix_str(spec.key)
+            error = runs_dir / f"{spec.key}.error.txt"
+            try:
+                result = train_fn(spec, data, settings)
+            except Exception as err:  # noqa: BLE001 - one broken run must not stop hours of grid
+                failed.add(spec.key)
+                error.parent.mkdir(parents=True, exist_ok=True)
+                error.write_text(f"{type(err).__name__}: {err}\n")
+                print(f"wsol study: run {spec.key} failed: {type(err).__name__}: {err}", file=sys.stderr)
+                continue
+            write_json_atomic(runs_dir / f"{spec.key}.json", result)
+            error.unlink(missing_ok=True)  # an earlier failure is now stale
+            cache[spec.key] = result
+            bar.update(1)
+            plan = plan_runs(methods, regimes, settings.seeds, lookup, settings.base, settings.combination)
+            bar.total = max(plan.total, bar.n)
+            write_report(out, [r for s in plan.specs if (r := lookup(s))], references, plan.notes, plan.chosen)
+    write_report(out, [r for s in plan.specs if (r := lookup(s))], references, plan.notes, plan.chosen)
+    return 1 if failed else 0
