@@ -14,15 +14,15 @@ import sys
 # Order is the order shown by ``wsol --help``.
 _COMMANDS: tuple[str, ...] = (
     "quickstart",
-    "backbones",
     "train",
-    "export",
-    "bench",
     "evaluate",
-    "pseudo-masks",
     "cams",
     "leaderboard",
+    "pseudo-masks",
+    "export",
+    "bench",
     "study",
+    "backbones",
 )
 
 
