@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import time
 import warnings
@@ -57,8 +58,11 @@ class StudySettings:
 def train_and_score(spec: RunSpec, data: StudyData, settings: StudySettings) -> dict[str, Any]:
     """Train one configuration and score it on the tuning and val splits (see :mod:`wsol.study.scoring`)."""
     import pytorch_lightning as pl
+    import torch
 
     config = spec.config
+    # CPU timings depend on what else runs on the machine: the load at the start is kept with them.
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     start = time.perf_counter()
     pl.seed_everything(spec.seed, workers=True, verbose=False)
     model = build_model(config, len(data.class_names), spec.seed)
@@ -100,6 +104,8 @@ def train_and_score(spec: RunSpec, data: StudyData, settings: StudySettings) -> 
             "eval": end - trained,
             "total": end - start,
             "per_epoch": (trained - start) / max(1, trainer.current_epoch),
+            "torch_threads": torch.get_num_threads(),
+            "load_average_at_start": load,
         },
     }
 
