@@ -7,6 +7,7 @@ import json
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``wsol study`` and its ``small-data`` study to the top-level parser."""
     p = subparsers.add_parser(
         "study",
         help="run a study grid (resumable) and write results.csv, results.md and results.png",
@@ -68,6 +69,11 @@ def parse_regimes(text: str) -> dict[str, int | None]:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run, resume, list (``--dry-run``) or report (``--report-only``) the small-data grid.
+
+    Returns:
+        0 when every planned run has a result, 1 when some failed.
+    """
     from pathlib import Path
 
     import torch
