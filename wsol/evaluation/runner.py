@@ -90,11 +90,8 @@ _WORKER: tuple[Source, _Config] | None = None
 
 
 def _init_worker(source: Source, config: _Config) -> None:
-    import cv2
-
     global _WORKER
     _WORKER = (source, config)
-    cv2.setNumThreads(1)  # the parallelism is over images; nested thread pools would oversubscribe
 
 
 def _run_worker_chunk(indices: Sequence[int]) -> _Partial:
@@ -160,13 +157,23 @@ def evaluate(
         context = multiprocessing.get_context(method)
         if method == "fork":
             source.preload()
-        with ProcessPoolExecutor(
-            max_workers=workers, mp_context=context, initializer=_init_worker, initargs=(source, config)
-        ) as pool:
-            futures = {pool.submit(_run_worker_chunk, chunk): len(chunk) for chunk in chunks}
-            for future in as_completed(futures):
-                parts.append(future.result())
-                bar.update(futures[future])
+        import cv2
+
+        # The parallelism is over images, so OpenCV runs single-threaded in the workers. It must be set in
+        # the parent before the fork: a forked child that reconfigures the thread pool it inherited (whose
+        # threads did not survive the fork) deadlocks.
+        cv2_threads = cv2.getNumThreads()
+        cv2.setNumThreads(1)
+        try:
+            with ProcessPoolExecutor(
+                max_workers=workers, mp_context=context, initializer=_init_worker, initargs=(source, config)
+            ) as pool:
+                futures = {pool.submit(_run_worker_chunk, chunk): len(chunk) for chunk in chunks}
+                for future in as_completed(futures):
+                    parts.append(future.result())
+                    bar.update(futures[future])
+        finally:
+            cv2.setNumThreads(cv2_threads)
     bar.close()
 
     boxes = masks = None
