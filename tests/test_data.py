@@ -160,3 +160,18 @@ def test_tiny_imagenet_reader_missing_image_names_the_row(tmp_path):
     (tmp_path / "val" / "val_annotations.txt").write_text("val_0.JPEG n001 1 2 3 4\n")
     with pytest.raises(FileNotFoundError, match=r"val_annotations.txt:1: image not found: .*val_0.JPEG"):
         read_dataset("tiny_imagenet", tmp_path, "val")
+
+
+def test_train_augmentation_repeats_under_the_same_global_seed():
+    sample = Sample(
+        np.random.default_rng(0).integers(0, 255, (40, 40, 3), dtype=np.uint8), (0,), np.array([[5, 5, 30, 30]]), "s"
+    )
+    outs = []
+    for _ in range(2):
+        torch.manual_seed(123)  # what pl.seed_everything does for torch
+        tf = TrainTransform(24, num_classes=2, scale=(0.3, 1.0))
+        outs.append(torch.stack([tf(sample)["image"] for _ in range(4)]))
+    assert torch.equal(outs[0], outs[1])
+    torch.manual_seed(124)
+    other = TrainTransform(24, num_classes=2, scale=(0.3, 1.0))
+    assert not torch.equal(outs[0], torch.stack([other(sample)["image"] for _ in range(4)]))

@@ -19,5 +19,7 @@ def center_gaussian(height: int, width: int, sigma: float = 0.25) -> np.ndarray:
 
 
 def all_ones(height: int, width: int) -> np.ndarray:
-    """A constant map; the protocol turns it into all zeros, i.e. the whole-image box at every τ."""
+    """A constant map. The protocol turns a constant map into all zeros, which has no contour at any τ, so
+    every prediction is the reference's fallback box ``[0, 0, 0, 0]``: the floor of the metric, not a
+    whole-image box."""
     return np.ones((height, width), dtype=np.float64)

@@ -65,6 +65,8 @@ class TrainTransform:
         scale: area range of the random crop.
         mean: normalisation mean.
         std: normalisation std.
+        seed: seed of the augmentation RNG; None draws one from torch's global RNG, so
+            ``pl.seed_everything`` makes runs repeat (albumentations 2 keeps its own generator).
     """
 
     def __init__(
@@ -74,11 +76,15 @@ class TrainTransform:
         scale: tuple[float, float] = (0.5, 1.0),
         mean: tuple[float, ...] = IMAGENET_MEAN,
         std: tuple[float, ...] = IMAGENET_STD,
+        seed: int | None = None,
     ) -> None:
         self.num_classes, self.mean, self.std = num_classes, tuple(mean), tuple(std)
+        if seed is None:
+            seed = int(torch.randint(0, 2**31 - 1, ()).item())
         self.pipeline = A.Compose(
             [A.RandomResizedCrop(size=(size, size), scale=scale), A.HorizontalFlip(p=0.5)],
             bbox_params=A.BboxParams(format="pascal_voc", label_fields=["box_labels"], min_visibility=0.0),
+            seed=seed,
         )
 
     def __call__(self, sample: Sample) -> dict[str, Any]:
