@@ -8,6 +8,8 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 
+import cv2
+
 from wsol.evaluation.sources import Source
 from wsol.metrics import BoxAccumulator, BoxResult, MaskAccumulator, MaskResult
 
@@ -152,16 +154,13 @@ def evaluate(
     else:
         size = max(1, min(32, -(-n // (workers * 8))))
         chunks = [list(range(i, min(i + size, n))) for i in range(0, n, size)]
-        # fork starts workers instantly and shares the parent's imports; elsewhere the default start method.
+        # fork starts workers instantly and shares the parent's imports and data (elsewhere: the default
+        # start method). A forked child must not inherit a running OpenCV thread pool, whose locks it
+        # would wait on forever, so the pool is shrunk to no worker threads while the children live.
         method = "fork" if "fork" in multiprocessing.get_all_start_methods() and os.name == "posix" else None
         context = multiprocessing.get_context(method)
         if method == "fork":
             source.preload()
-        import cv2
-
-        # The parallelism is over images, so OpenCV runs single-threaded in the workers. It must be set in
-        # the parent before the fork: a forked child that reconfigures the thread pool it inherited (whose
-        # threads did not survive the fork) deadlocks.
         cv2_threads = cv2.getNumThreads()
         cv2.setNumThreads(1)
         try:
