@@ -94,6 +94,7 @@ _WORKER: tuple[Source, _Config] | None = None
 def _init_worker(source: Source, config: _Config) -> None:
     global _WORKER
     _WORKER = (source, config)
+    cv2.setNumThreads(1)  # the parallelism is over images; nested thread pools would oversubscribe
 
 
 def _run_worker_chunk(indices: Sequence[int]) -> _Partial:
