@@ -124,7 +124,10 @@ def _regions(v: np.ndarray, connectivity: int) -> tuple[np.ndarray, np.ndarray]:
     parent[weak_at] = np.where(exit_of_weak >= 0, exit_of_weak, n_pixels + weak_plateau)
     parent = np.concatenate([parent, n_pixels + np.arange(n_plateaus)])
     jumped = np.empty_like(parent)
-    while True:  # about log2(longest ascent) rounds
+    for _ in range(3):  # ascents are rarely shorter than 8 steps: no need to check for the end yet
+        np.take(parent, parent, out=jumped)
+        parent, jumped = jumped, parent
+    while True:  # about log2(longest ascent) rounds in all
         np.take(parent, parent, out=jumped)
         if np.array_equal(jumped, parent):
             break
