@@ -9,6 +9,7 @@ segmentation confusion matrices are computed with torch on the input's device.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -102,7 +103,7 @@ class PxAPMetric(Metric):
     higher_is_better = True
     is_differentiable = False
 
-    def __init__(self, cam_curve_interval: float = 0.01, **kwargs) -> None:
+    def __init__(self, cam_curve_interval: float = 0.01, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._edges = pxap_bin_edges(cam_curve_interval)
         n_bins = len(self._edges) - 1
@@ -150,7 +151,7 @@ class SegmentationMetric(Metric):
     higher_is_better = True
     is_differentiable = False
 
-    def __init__(self, num_classes: int, ignore_index: int = 255, **kwargs) -> None:
+    def __init__(self, num_classes: int, ignore_index: int = 255, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.num_classes = int(num_classes)
         self.ignore_index = int(ignore_index)
