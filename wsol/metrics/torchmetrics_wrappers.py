@@ -40,7 +40,7 @@ class BoxLocalizationMetric(Metric):
     is_differentiable = False
 
     def __init__(
-        self, cam_curve_interval: float = 0.01, iou_thresholds: Sequence[int] = (30, 50, 70), **kwargs
+        self, cam_curve_interval: float = 0.01, iou_thresholds: Sequence[int] = (30, 50, 70), **kwargs: Any
     ) -> None:
         super().__init__(**kwargs)
         self._core = BoxAccumulator(cam_curve_interval, iou_thresholds)
