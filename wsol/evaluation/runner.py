@@ -94,7 +94,10 @@ _WORKER: tuple[Source, _Config] | None = None
 def _init_worker(source: Source, config: _Config) -> None:
     global _WORKER
     _WORKER = (source, config)
-    cv2.setNumThreads(1)  # the parallelism is over images; nested thread pools would oversubscribe
+    # The parallelism is over images, so OpenCV runs single-threaded. Forked workers inherit 1 from the
+    # parent and must not touch the inherited pool (reconfiguring it deadlocks); spawned ones set it.
+    if cv2.getNumThreads() != 1:
+        cv2.setNumThreads(1)
 
 
 def _run_worker_chunk(indices: Sequence[int]) -> _Partial:
@@ -156,8 +159,8 @@ def evaluate(
         size = max(1, min(32, -(-n // (workers * 8))))
         chunks = [list(range(i, min(i + size, n))) for i in range(0, n, size)]
         # fork starts workers instantly and shares the parent's imports and data (elsewhere: the default
-        # start method). A forked child must not inherit a running OpenCV thread pool, whose locks it
-        # would wait on forever, so the pool is shrunk to no worker threads while the children live.
+        # start method). OpenCV's thread count is set to 1 in the parent before the fork: a forked child
+        # that reconfigured the pool it inherited (whose threads did not survive the fork) would deadlock.
         method = "fork" if "fork" in multiprocessing.get_all_start_methods() and os.name == "posix" else None
         context = multiprocessing.get_context(method)
         if method == "fork":
