@@ -19,7 +19,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     p.add_argument("--out", default="runs/quickstart", help="output directory (default: %(default)s)")
-    p.add_argument("--epochs", type=int, default=8, help="training epochs (default: %(default)s)")
+    p.add_argument("--epochs", type=int, default=10, help="training epochs (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seed of data, weights and shuffling (default: %(default)s)")
     p.add_argument(
         "--data",
