@@ -217,6 +217,17 @@ def test_eigencam_recovers_a_rank_one_map() -> None:
     torch.testing.assert_close(maps / maps.norm(dim=1, keepdim=True), u / u.norm(dim=1, keepdim=True))
 
 
+@pytest.mark.parametrize("shape", [(3, 49, 64), (3, 100, 8)])  # hw <= C and hw > C take different routes
+def test_eigencam_vector_is_the_first_right_singular_vector(shape: tuple[int, int, int]) -> None:
+    from wsol.cams.eigencam import _first_right_singular_vector
+
+    a = torch.rand(shape, generator=torch.Generator().manual_seed(4))
+    expected = torch.linalg.svd(a.double(), full_matrices=False).Vh[:, 0]
+    got = _first_right_singular_vector(a).double()
+    torch.testing.assert_close(got.abs(), expected.abs(), atol=1e-5, rtol=0)
+    torch.testing.assert_close((got * expected).sum(1).abs(), torch.ones(shape[0], dtype=torch.float64))
+
+
 def test_cam_needs_a_gap_linear_head() -> None:
     mlp = nn.Sequential(
         nn.Conv2d(3, 4, 3, padding=1),
