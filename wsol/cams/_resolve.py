@@ -68,8 +68,8 @@ def _weight_of(module: nn.Module | Tensor) -> Tensor:
 def resolve_classifier(model: nn.Module, classifier: nn.Module | Tensor | None, channels: int) -> Tensor:
     """``(K, C)`` weights of the linear classifier that follows global average pooling of the target layer.
 
-    Looked up in this order: the explicit ``classifier``; a wsol ``head`` (``WSOLModule``); the
-    ``backbone.classifier`` of a :class:`wsol.cams.BackboneClassifier`; timm's ``get_classifier()``;
+    Looked up in this order: the explicit ``classifier``; a wsol ``head`` (``WSOLModule``); a
+    ``backbone.classifier`` (a :class:`wsol.backbones.Backbone` with pretrained weights); timm's ``get_classifier()``;
     the last ``nn.Linear`` registered in the model (torchvision's ``fc`` / ``classifier[-1]``).
 
     Raises:
