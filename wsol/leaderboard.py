@@ -18,6 +18,7 @@ import numpy as np
 
 from wsol.cams.models import CAMModel, load_cam_model
 from wsol.cams.runner import DataSpec, dataset_class_map, protocol_loader, score_batch, write_json
+from wsol.viz import pyplot, save_figure
 
 COLUMNS = (
     "dataset", "model", "method", "MaxBoxAccV2", "IoU30", "IoU50", "IoU70", "MaxBoxAcc", "Top1Loc", "top1_acc",
@@ -245,10 +246,7 @@ def _write_tables(out: Path, board: Leaderboard) -> list[Path]:
 
 def _plot_curves(path: Path, entries: list[Entry], title: str) -> Path:
     """BoxAcc(tau) of every method, one panel per IoU threshold (all-contour boxes, MaxBoxAccV2's curves)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     ious = entries[0].boxes.iou_thresholds
     fig, axes = plt.subplots(1, len(ious), figsize=(4.2 * len(ious), 3.6), squeeze=False, sharey=True)
@@ -262,11 +260,7 @@ def _plot_curves(path: Path, entries: list[Entry], title: str) -> Path:
         ax.legend(fontsize=7)
     axes[0][0].set_ylabel("BoxAcc (%), all contours")
     fig.suptitle(f"BoxAcc(tau): {title}", fontsize=10)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)
 
 
 def _plot_overlays(path: Path, shown: dict[str, list], entries: list[Entry], model: CAMModel, names: list) -> Path:

@@ -7,16 +7,13 @@ from pathlib import Path
 import numpy as np
 
 from wsol.metrics import BoxResult, MaskResult
+from wsol.viz import pyplot, save_figure
 
 __all__ = ["plot_box_accuracy", "plot_pixel_pr"]
 
 
 def _figure(ncols: int):
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     return plt, *plt.subplots(1, ncols, figsize=(5.5 * ncols, 4.2), squeeze=False)
 
 
@@ -31,11 +28,7 @@ def plot_box_accuracy(result: BoxResult, path: str | Path) -> Path:
         ax.set_title(f"{name} = {mode.value:.2f}  (Δ = {result.cam_curve_interval:g}, n = {result.n_images})")
         ax.grid(alpha=0.3)
         ax.legend(loc="upper right", fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=120)
 
 
 def plot_pixel_pr(result: MaskResult, path: str | Path) -> Path:
@@ -56,8 +49,4 @@ def plot_pixel_pr(result: MaskResult, path: str | Path) -> Path:
     ax.set_title(f"Pixel precision-recall (n = {result.n_images})")
     ax.grid(alpha=0.3)
     ax.legend(loc="lower left", fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=120)

@@ -8,21 +8,13 @@ from typing import Any
 
 import numpy as np
 
+from wsol.viz import pyplot, save_figure
 from wsol.wsss.export import voc_palette
 
 
 def colorize(labels: np.ndarray) -> np.ndarray:
     """``(H, W)`` label map to ``(H, W, 3)`` uint8 VOC colours (255, ignore, is cream)."""
     return voc_palette()[np.asarray(labels, dtype=np.uint8)]
-
-
-def _pyplot() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def save_mask_grid(
@@ -48,7 +40,7 @@ def save_mask_grid(
         raise ValueError(
             f"need equally many images, GT masks and pseudo-masks (> 0), got {n}, {len(gt_masks)}, {len(pred_masks)}"
         )
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(n, 3, figsize=(7.5, 2.5 * n), squeeze=False)
     for i in range(n):
         row = axes[i]
@@ -65,17 +57,12 @@ def save_mask_grid(
             row[0].set_ylabel(captions[i], fontsize=7)
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=100)
 
 
 def save_sweep_plot(path: str | Path, sweep: dict[str, Any]) -> Path:
     """Plot mIoU against the background threshold, marking the best (``sweep`` from the scorer)."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5, 3.2))
     ax.plot(sweep["thresholds"], sweep["mIoU"], marker=".", lw=1.2)
     best_t, best = sweep["best_threshold"], sweep["best_mIoU"]
@@ -86,9 +73,4 @@ def save_sweep_plot(path: str | Path, sweep: dict[str, Any]) -> Path:
     ax.set_xlabel("background threshold")
     ax.set_ylabel("mIoU (%)")
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)
