@@ -50,9 +50,10 @@ class Tree(NamedTuple):
         start: ``(n,)`` first position of the node's regions in ``order``.
         stop: ``(n,)`` one past its last position; a node's regions are ``order[start:stop]``.
         order: ``(R,)`` regions in an order where every node's regions are contiguous.
-        region_bbox: ``(4, R, 256)`` ``x0, y0, x1, y1`` of each region's pixels with ``v >= t``.
-        region_interior: ``(R, 256)`` each region's pixels whose 3x3 neighbourhood is ``>= t``
-            (``(R, 0)`` unless requested).
+        region_bbox: ``(4, 256, R)`` ``-x0, -y0, x1, y1`` of the pixels with ``v >= t`` of the region at
+            each position of ``order`` (negated minima, so that all four reduce by maximum).
+        region_interior: ``(256, R)`` the pixels whose 3x3 neighbourhood is ``>= t``, per position of
+            ``order`` (``(0, R)`` unless requested).
         border_max: ``(n,)`` highest ``v`` on the image border within the node, -1 if none.
     """
 
@@ -66,8 +67,21 @@ class Tree(NamedTuple):
     border_max: np.ndarray
 
 
+class _Layout(NamedTuple):
+    """Per-image-size constants (see :func:`_layout`)."""
+
+    cls: np.ndarray  # (H*W,) uint16 3x3 class of every pixel
+    cls4: np.ndarray  # (H*W,) uint16 class << 4
+    index: np.ndarray  # (H*W,) int32 flat index
+    x: np.ndarray  # (H*W,) intp column
+    y_after_x: np.ndarray  # (H*W,) intp W + row: the row profiles follow the W column profiles
+    border: np.ndarray  # border pixel indices
+    table: np.ndarray  # (256,) int32 class-pair -> flat offset
+    group: np.ndarray  # (2 * (W + H), 1) intp 256 * which of the four running-maximum profiles a row is
+
+
 @lru_cache(maxsize=8)
-def _layout(height: int, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _layout(height: int, width: int) -> _Layout:
     """Per-pixel 3x3 class, flat index, x, y, border pixel indices and the class-pair → offset table.
 
     In any 3x3 window each class ``(y % 3) * 3 + x % 3`` occurs exactly once, so a dilation of
@@ -76,14 +90,15 @@ def _layout(height: int, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray
     index = np.arange(height * width)
     y, x = np.divmod(index, width)
     cls = ((y % 3) * 3 + x % 3).astype(np.uint16)
-    table = np.zeros(256, np.int64)
+    table = np.zeros(256, np.int32)
     for own in range(9):
         for other in range(9):
             dy = (other // 3 - own // 3 + 1) % 3 - 1
             dx = (other % 3 - own % 3 + 1) % 3 - 1
             table[own << 4 | other] = dy * width + dx
     border = np.flatnonzero((x == 0) | (x == width - 1) | (y == 0) | (y == height - 1))
-    return cls, index, x, y, border, table
+    group = np.repeat(np.arange(4) * 256, [width, height, width, height])[:, None]
+    return _Layout(cls, cls << 4, index.astype(np.int32), x, y + width, border, table, group)
 
 
 def _regions(v: np.ndarray, connectivity: int) -> tuple[np.ndarray, np.ndarray]:
@@ -101,28 +116,38 @@ def _regions(v: np.ndarray, connectivity: int) -> tuple[np.ndarray, np.ndarray]:
     height, width = v.shape
     n_pixels = height * width
     kernel = _KERNELS[connectivity]
-    cls, index, _, _, _, table = _layout(height, width)
+    layout = _layout(height, width)
     flat = v.ravel()
-    key = (flat.astype(np.uint16) << 4) | cls
+    key = flat.astype(np.uint16)
+    key <<= 4
+    key |= layout.cls
     top = cv2.dilate(key.reshape(v.shape), kernel).ravel()
-    parent = index + np.take(table, (cls << 4) | (top & 15))  # the highest neighbour
-    parent[flat == 0] = n_pixels  # virtual node n_pixels: "no region"
-    weak = (top >> 4) == flat  # no strictly higher neighbour
-    weak &= flat > 0
+    pick = top & 15
+    pick |= layout.cls4
+    top >>= 4
+    weak = top == flat  # no strictly higher neighbour
+    zero = flat == 0
+    weak[zero] = False
     n_plateaus, plateau = cv2.connectedComponents(weak.view(np.uint8).reshape(v.shape), connectivity=connectivity)
+    # Virtual nodes n_pixels + j stand for plateau j (plateau 0, "not a flat top", for no region).
+    parent = np.empty(n_pixels + n_plateaus, np.int32)
+    pixel_parent = parent[:n_pixels]
+    np.take(layout.table, pick, out=pixel_parent)
+    pixel_parent += layout.index  # the highest neighbour
+    pixel_parent[zero] = n_pixels  # virtual node n_pixels: "no region"
+    parent[n_pixels:] = np.arange(n_pixels, n_pixels + n_plateaus, dtype=np.int32)
     # The highest non-flat-top neighbour of each flat-top pixel: an exit when it has the same value.
-    out = cv2.dilate((key * ~weak).reshape(v.shape), kernel).ravel()
+    key[weak] = 0
+    out = cv2.dilate(key.reshape(v.shape), kernel).ravel()
     weak_at = np.flatnonzero(weak)
     weak_plateau = plateau.ravel()[weak_at]
     out_weak = out[weak_at]
     exits = (out_weak >> 4) == flat[weak_at]
-    plateau_exit = np.full(n_plateaus, -1, np.int64)
+    plateau_exit = np.full(n_plateaus, -1, np.int32)
     exit_at = weak_at[exits]
-    plateau_exit[weak_plateau[exits]] = exit_at + np.take(table, (cls[exit_at] << 4) | (out_weak[exits] & 15))
-    # Virtual nodes n_pixels + j stand for plateau j (plateau 0, "not a flat top", for no region).
+    plateau_exit[weak_plateau[exits]] = exit_at + np.take(layout.table, layout.cls4[exit_at] | (out_weak[exits] & 15))
     exit_of_weak = plateau_exit[weak_plateau]
     parent[weak_at] = np.where(exit_of_weak >= 0, exit_of_weak, n_pixels + weak_plateau)
-    parent = np.concatenate([parent, n_pixels + np.arange(n_plateaus)])
     jumped = np.empty_like(parent)
     for _ in range(3):  # ascents are rarely shorter than 8 steps: no need to check for the end yet
         np.take(parent, parent, out=jumped)
@@ -136,7 +161,9 @@ def _regions(v: np.ndarray, connectivity: int) -> tuple[np.ndarray, np.ndarray]:
     is_root[0] = False
     n_regions = int(is_root.sum())
     region_of_plateau = np.where(is_root, np.cumsum(is_root) - 1, n_regions)
-    label = np.take(region_of_plateau, parent[:n_pixels] - n_pixels)
+    root_plateau = parent[:n_pixels]
+    root_plateau -= n_pixels
+    label = np.take(region_of_plateau, root_plateau)
     peak = np.zeros(n_regions + 1, np.int64)
     roots = weak_at[is_root[weak_plateau]]
     peak[label[roots]] = flat[roots]
@@ -146,26 +173,33 @@ def _regions(v: np.ndarray, connectivity: int) -> tuple[np.ndarray, np.ndarray]:
 def _edges(label: np.ndarray, v: np.ndarray, connectivity: int, n_regions: int) -> np.ndarray:
     """``(m, 3)`` edges ``(pass, a, b)`` between adjacent regions, pass = best ``min(v_a, v_b)``.
 
-    Sorted by decreasing pass. Only pixels next to another region are looked at; they are found with
-    one dilation and one erosion of the label image (labels < 2**24 are exact in float32).
+    Sorted by decreasing pass. Each neighbour direction compares the label image with itself shifted
+    (labels <= ``MAX_REGIONS`` fit in uint16); only the pixel pairs across two regions are gathered.
     """
     height, width = v.shape
-    lab = label.reshape(v.shape).astype(np.float32)
-    kernel = _KERNELS[connectivity]
-    at = np.flatnonzero(cv2.dilate(lab, kernel) != cv2.erode(lab, kernel))
-    _, _, x, y, _, _ = _layout(height, width)
-    steps = np.array([(0, 1), (1, 0)] + ([(1, 1), (1, -1)] if connectivity == 8 else []))
-    # Every boundary pixel with each forward neighbour at once.
-    a = np.repeat(at, len(steps))
-    dy, dx = np.tile(steps[:, 0], len(at)), np.tile(steps[:, 1], len(at))
-    nx = x[a] + dx
-    ok = (y[a] + dy < height) & (nx >= 0) & (nx < width)
-    a = a[ok]
-    b = a + (dy * width + dx)[ok]
-    la, lb = label[a], label[b]
-    diff = la != lb
-    a, b, la, lb = a[diff], b[diff], la[diff], lb[diff]
+    lab = label.astype(np.uint16).reshape(v.shape)
     flat = v.ravel()
+    # (slice of the first pixel, slice of its neighbour, neighbour offset, whether rows are one short)
+    directions = [
+        ((slice(None), slice(None, -1)), (slice(None), slice(1, None)), 1, True),
+        ((slice(None, -1), slice(None)), (slice(1, None), slice(None)), width, False),
+    ]
+    if connectivity == 8:
+        directions += [
+            ((slice(None, -1), slice(None, -1)), (slice(1, None), slice(1, None)), width + 1, True),
+            ((slice(None, -1), slice(1, None)), (slice(1, None), slice(None, -1)), width - 1, True),
+        ]
+    firsts = []
+    for first, second, offset, short in directions:
+        at = np.flatnonzero(lab[first] != lab[second])
+        if short:  # index in a (rows, width - 1) window back to the image
+            at += at // (width - 1)
+            if offset == width - 1:
+                at += 1
+        firsts.append((at, at + offset))
+    a = np.concatenate([f for f, _ in firsts])
+    b = np.concatenate([n for _, n in firsts])
+    la, lb = label[a], label[b]
     key = np.minimum(la, lb) * (n_regions + 1) + np.maximum(la, lb)
     value = np.minimum(flat[a], flat[b])
     real = key % (n_regions + 1) < n_regions  # the larger id is the "no region" marker otherwise
@@ -185,28 +219,54 @@ def _edges(label: np.ndarray, v: np.ndarray, connectivity: int, n_regions: int) 
     return edges[np.argsort(-edges[:, 0], kind="stable")]
 
 
-def _region_bboxes(label: np.ndarray, v: np.ndarray, n_regions: int) -> np.ndarray:
-    """``(4, R, 256)``: ``x0, y0, x1, y1`` of each region's pixels with ``v >= t``, for every ``t``.
+def _running_max(a: np.ndarray) -> None:
+    """In place, ``a[:, i] = max(a[:, :i + 1])`` by doubling (``ufunc.accumulate`` is slow across rows)."""
+    shift = 1
+    while shift < a.shape[1]:
+        np.maximum(a[:, shift:], a[:, :-shift], out=a[:, shift:])
+        shift *= 2
 
-    From each region's column and row maxima: the first column of ``R_k ∩ {v >= t}`` is the number of
-    leading columns whose running maximum is below ``t``, a cumulative histogram of running maxima.
+
+def _region_bboxes(label: np.ndarray, v: np.ndarray, n_regions: int, order: np.ndarray) -> np.ndarray:
+    """``(4, 256, R)``: ``-x0, -y0, x1, y1`` of region ``order[p]``'s pixels with ``v >= t`` at ``[:, t, p]``.
+
+    From each region's column and row maxima: the first column of ``R_k ∩ {v >= t}`` is the first
+    column where the running maximum from the left reaches ``t``, i.e. the first *record* (a column
+    where the running maximum rises) of value ``>= t``; so every record writes its column at its
+    value and a running minimum over decreasing ``t`` spreads it down to the previous record. Above
+    a region's peak its box is empty (``x0 = W``, ``x1 = -1``), neutral for min / max.
     """
     height, width = v.shape
-    _, _, x, y, _, _ = _layout(height, width)
+    layout = _layout(height, width)
     flat = v.ravel()
-    offsets = (np.arange(n_regions + 1) * 256)[:, None]
-    zero = np.zeros((n_regions + 1, 1), np.int64)
-    out = []
-    for coord, length in ((x, width), (y, height)):
-        profile = np.zeros((n_regions + 1, length), np.uint8)
-        np.maximum.at(profile.ravel(), label * length + coord, flat)
-        ends = []
-        for running in (np.maximum.accumulate(profile, axis=1), np.maximum.accumulate(profile[:, ::-1], axis=1)):
-            hist = np.bincount((running + offsets).ravel(), minlength=(n_regions + 1) * 256)
-            ends.append(np.concatenate([zero, hist.reshape(-1, 256).cumsum(axis=1)[:, :-1]], axis=1))
-        out.append((ends[0], length - 1 - ends[1]))
-    (x0, x1), (y0, y1) = out
-    return np.stack([x0, y0, x1, y1])[:, :n_regions]
+    m = n_regions + 1
+    # Rows 0..W-1: highest value of each region in each column; rows W..W+H-1: in each row.
+    profile = np.zeros((width + height, m), np.uint8)
+    np.maximum.at(profile.ravel(), layout.x * m + label, flat)
+    np.maximum.at(profile.ravel(), layout.y_after_x * m + label, flat)
+    dtype = np.int16 if max(height, width) < 1 << 15 else np.int32
+    table = np.empty((4, 256, m), dtype)  # level t at row 255 - t until the end
+    for k, empty in enumerate((-width, -height, -1, -1)):
+        table[k].fill(empty)
+    flat_table = table.ravel()
+    # Running maxima from the left and the right (columns), from the top and the bottom (rows).
+    for k, part, length in ((0, profile[:width], width), (1, profile[width:], height)):
+        running = np.stack([part, part[::-1]])
+        _running_max(running)
+        rises = np.empty(running.shape, bool)
+        np.greater(running[:, 0], 0, out=rises[:, 0])
+        np.greater(running[:, 1:], running[:, :-1], out=rises[:, 1:])
+        at = np.flatnonzero(rises)
+        side, coord = np.divmod(at // m, length)
+        # Negated first row / column from the left and top, last one from the right and bottom.
+        coord = np.where(side == 0, -coord, (length - 1) - coord)
+        flat_table[((k + 2 * side) * 256 + 255 - running.ravel()[at].astype(np.intp)) * m + at % m] = coord
+    # Spread every record down to the level above the previous record (all four kept as maxima): a
+    # running maximum over decreasing t, by doubling (ufunc.accumulate is slow across rows).
+    _running_max(table)
+    table = table[:, ::-1, order]
+    table[:, 0] = np.array([0, 0, width - 1, height - 1], dtype)[:, None]
+    return table
 
 
 def build_tree(v: np.ndarray, connectivity: int, with_interior: bool = False) -> Tree:
@@ -223,7 +283,7 @@ def build_tree(v: np.ndarray, connectivity: int, with_interior: bool = False) ->
     if n_regions > MAX_REGIONS:
         raise TooManyRegions(n_regions)
     flat = v.ravel()
-    border = _layout(height, width)[4]
+    border = _layout(height, width).border
     region_border = np.full(n_regions + 1, -1, np.int64)
     np.maximum.at(region_border, label[border], flat[border].astype(np.int64))
 
@@ -273,15 +333,18 @@ def build_tree(v: np.ndarray, connectivity: int, with_interior: bool = False) ->
         runs = np.append(region_border[:n_regions][order_arr], -1)
         border_max = np.maximum.reduceat(runs, np.stack([start, stop], axis=1).ravel())[::2]
 
-    region_bbox = _region_bboxes(label, v, n_regions)
-    region_interior = np.zeros((n_regions, 0), np.int64)
+    region_bbox = _region_bboxes(label, v, n_regions, order_arr)
+    region_interior = np.zeros((0, n_regions), np.int64)
     if with_interior:
         inner = cv2.erode(v, _KERNELS[8])
         # A pixel on the image border never has its whole square inside a contour through pixel centres.
         inner[0, :] = inner[-1, :] = 0
         inner[:, 0] = inner[:, -1] = 0
-        counts = np.bincount(label * 256 + inner.ravel(), minlength=(n_regions + 1) * 256)
-        region_interior = counts.reshape(-1, 256)[:n_regions, ::-1].cumsum(axis=1)[:, ::-1]
+        index = inner.ravel().astype(np.intp)
+        index *= n_regions + 1
+        index += label
+        counts = np.bincount(index, minlength=256 * (n_regions + 1)).reshape(256, -1)
+        region_interior = counts[::-1].cumsum(axis=0)[::-1][:, order_arr]
     return Tree(
         lo=np.where(merged > 0, merged + 1, 1),
         hi=hi,
@@ -321,26 +384,25 @@ def components_at(tree: Tree, levels: np.ndarray) -> Components:
     count = np.maximum(last - first, 0)
     node = np.repeat(np.arange(len(count)), count)
     level = np.repeat(first, count) + np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count)
+    if len(node) == 0:
+        return Components(node, level, np.zeros((4, 0), np.int64), np.zeros(0, np.int64))
     n_regions = len(tree.order)
     seg_start = level * n_regions + tree.start[node]
     perm = np.argsort(seg_start, kind="stable")
     bounds = np.stack([seg_start[perm], (level * n_regions + tree.stop[node])[perm]], axis=1).ravel()
     inverse = np.empty_like(perm)
     inverse[perm] = np.arange(len(perm))
-
-    def reduce(table: np.ndarray, ufunc) -> np.ndarray:
-        laid_out = np.append(table[tree.order][:, levels].T.ravel(), 0)
-        return ufunc.reduceat(laid_out, bounds)[::2][inverse]
-
-    if len(node) == 0:
-        return Components(node, level, np.zeros((4, 0), np.int64), np.zeros(0, np.int64))
-    bbox = np.stack(
-        [
-            reduce(tree.region_bbox[0], np.minimum),
-            reduce(tree.region_bbox[1], np.minimum),
-            reduce(tree.region_bbox[2], np.maximum),
-            reduce(tree.region_bbox[3], np.maximum),
-        ]
-    )
-    interior = reduce(tree.region_interior, np.add) if tree.region_interior.shape[1] else np.zeros_like(node)
-    return Components(node, level, bbox, interior)
+    # One column past the end, so that a segment may stop there.
+    laid_out = np.empty((4, len(levels) * n_regions + 1), tree.region_bbox.dtype)
+    np.take(tree.region_bbox, levels, axis=1, out=laid_out[:, :-1].reshape(4, len(levels), n_regions))
+    laid_out[:, -1] = 0
+    reduced = np.empty((4, len(node)), np.int64)
+    for k in range(4):
+        reduced[k] = np.maximum.reduceat(laid_out[k], bounds)[::2][inverse]
+    reduced[:2] *= -1
+    if tree.region_interior.shape[0]:
+        counts = np.append(tree.region_interior[levels].ravel(), 0)
+        interior = np.add.reduceat(counts, bounds)[::2][inverse]
+    else:
+        interior = np.zeros_like(node)
+    return Components(node, level, reduced, interior)
