@@ -50,10 +50,11 @@ class Tree(NamedTuple):
         start: ``(n,)`` first position of the node's regions in ``order``.
         stop: ``(n,)`` one past its last position; a node's regions are ``order[start:stop]``.
         order: ``(R,)`` regions in an order where every node's regions are contiguous.
-        region_bbox: ``(4, 256, R)`` ``-x0, -y0, x1, y1`` of the pixels with ``v >= t`` of the region at
-            each position of ``order`` (negated minima, so that all four reduce by maximum).
-        region_interior: ``(256, R)`` the pixels whose 3x3 neighbourhood is ``>= t``, per position of
-            ``order`` (``(0, R)`` unless requested).
+        region_bbox: ``(4, 256 * (R + 1))``: at ``[:, t * (R + 1) + p]``, ``-x0, -y0, x1, y1`` of the
+            pixels with ``v >= t`` of the region at position ``p < R`` of ``order`` (negated minima, so that
+            all four reduce by maximum); ``p = R`` pads every level with an empty box.
+        region_interior: ``(256 * (R + 1),)`` likewise, the pixels whose 3x3 neighbourhood is ``>= t``
+            (empty unless requested).
         border_max: ``(n,)`` highest ``v`` on the image border within the node, -1 if none.
     """
 
@@ -137,7 +138,7 @@ def _regions(v: np.ndarray, connectivity: int) -> tuple[np.ndarray, np.ndarray]:
     pixel_parent[zero] = n_pixels  # virtual node n_pixels: "no region"
     parent[n_pixels:] = np.arange(n_pixels, n_pixels + n_plateaus, dtype=np.int32)
     # The highest non-flat-top neighbour of each flat-top pixel: an exit when it has the same value.
-    key[weak] = 0
+    np.multiply(key, ~weak, out=key)
     out = cv2.dilate(key.reshape(v.shape), kernel).ravel()
     weak_at = np.flatnonzero(weak)
     weak_plateau = plateau.ravel()[weak_at]
@@ -149,14 +150,18 @@ def _regions(v: np.ndarray, connectivity: int) -> tuple[np.ndarray, np.ndarray]:
     exit_of_weak = plateau_exit[weak_plateau]
     parent[weak_at] = np.where(exit_of_weak >= 0, exit_of_weak, n_pixels + weak_plateau)
     jumped = np.empty_like(parent)
-    for _ in range(3):  # ascents are rarely shorter than 8 steps: no need to check for the end yet
+    for _ in range(5):  # ascents are rarely shorter than 32 steps: no need to check for the end yet
         np.take(parent, parent, out=jumped)
         parent, jumped = jumped, parent
-    while True:  # about log2(longest ascent) rounds in all
-        np.take(parent, parent, out=jumped)
-        if np.array_equal(jumped, parent):
-            break
-        parent, jumped = jumped, parent
+    # The last rounds (about log2(longest ascent) in all) only on the pixels not yet at their root.
+    np.take(parent, parent, out=jumped)
+    live = np.flatnonzero(jumped != parent)
+    parent = jumped
+    while len(live):
+        up = parent[live]
+        up_up = parent[up]
+        parent[live] = up_up
+        live = live[parent[up_up] != up_up]
     is_root = plateau_exit < 0
     is_root[0] = False
     n_regions = int(is_root.sum())
@@ -219,16 +224,26 @@ def _edges(label: np.ndarray, v: np.ndarray, connectivity: int, n_regions: int) 
     return edges[np.argsort(-edges[:, 0], kind="stable")]
 
 
-def _running_max(a: np.ndarray) -> None:
-    """In place, ``a[:, i] = max(a[:, :i + 1])`` by doubling (``ufunc.accumulate`` is slow across rows)."""
+def _running_max(a: np.ndarray, reverse: bool = False) -> np.ndarray:
+    """``out[:, i] = max(a[:, :i + 1])`` (or ``max(a[:, i:])``), by doubling: ``ufunc.accumulate`` is slow
+    across rows. ``a`` is overwritten; the result may be ``a`` or a new array."""
+    other = np.empty_like(a)
     shift = 1
     while shift < a.shape[1]:
-        np.maximum(a[:, shift:], a[:, :-shift], out=a[:, shift:])
+        if reverse:
+            np.maximum(a[:, :-shift], a[:, shift:], out=other[:, :-shift])
+            other[:, -shift:] = a[:, -shift:]
+        else:
+            np.maximum(a[:, shift:], a[:, :-shift], out=other[:, shift:])
+            other[:, :shift] = a[:, :shift]
+        a, other = other, a
         shift *= 2
+    return a
 
 
 def _region_bboxes(label: np.ndarray, v: np.ndarray, n_regions: int, order: np.ndarray) -> np.ndarray:
-    """``(4, 256, R)``: ``-x0, -y0, x1, y1`` of region ``order[p]``'s pixels with ``v >= t`` at ``[:, t, p]``.
+    """``(4, 256 * (R + 1))``: ``-x0, -y0, x1, y1`` of region ``order[p]``'s pixels with ``v >= t`` at
+    ``[:, t * (R + 1) + p]``; ``p = R`` (the pixels with ``v == 0``) is an empty box at every ``t > 0``.
 
     From each region's column and row maxima: the first column of ``R_k ∩ {v >= t}`` is the first
     column where the running maximum from the left reaches ``t``, i.e. the first *record* (a column
@@ -240,19 +255,21 @@ def _region_bboxes(label: np.ndarray, v: np.ndarray, n_regions: int, order: np.n
     layout = _layout(height, width)
     flat = v.ravel()
     m = n_regions + 1
+    position = np.empty(m, np.intp)  # column of each region's entries: its position in ``order``
+    position[order] = np.arange(n_regions)
+    position[n_regions] = n_regions
     # Rows 0..W-1: highest value of each region in each column; rows W..W+H-1: in each row.
     profile = np.zeros((width + height, m), np.uint8)
     np.maximum.at(profile.ravel(), layout.x * m + label, flat)
     np.maximum.at(profile.ravel(), layout.y_after_x * m + label, flat)
     dtype = np.int16 if max(height, width) < 1 << 15 else np.int32
-    table = np.empty((4, 256, m), dtype)  # level t at row 255 - t until the end
+    table = np.empty((4, 256, m), dtype)
     for k, empty in enumerate((-width, -height, -1, -1)):
         table[k].fill(empty)
     flat_table = table.ravel()
     # Running maxima from the left and the right (columns), from the top and the bottom (rows).
     for k, part, length in ((0, profile[:width], width), (1, profile[width:], height)):
-        running = np.stack([part, part[::-1]])
-        _running_max(running)
+        running = _running_max(np.stack([part, part[::-1]]))
         rises = np.empty(running.shape, bool)
         np.greater(running[:, 0], 0, out=rises[:, 0])
         np.greater(running[:, 1:], running[:, :-1], out=rises[:, 1:])
@@ -260,13 +277,11 @@ def _region_bboxes(label: np.ndarray, v: np.ndarray, n_regions: int, order: np.n
         side, coord = np.divmod(at // m, length)
         # Negated first row / column from the left and top, last one from the right and bottom.
         coord = np.where(side == 0, -coord, (length - 1) - coord)
-        flat_table[((k + 2 * side) * 256 + 255 - running.ravel()[at].astype(np.intp)) * m + at % m] = coord
-    # Spread every record down to the level above the previous record (all four kept as maxima): a
-    # running maximum over decreasing t, by doubling (ufunc.accumulate is slow across rows).
-    _running_max(table)
-    table = table[:, ::-1, order]
+        flat_table[((k + 2 * side) * 256 + running.ravel()[at].astype(np.intp)) * m + position[at % m]] = coord
+    # Spread every record down to the level above the previous record (all four kept as maxima).
+    table = _running_max(table, reverse=True)
     table[:, 0] = np.array([0, 0, width - 1, height - 1], dtype)[:, None]
-    return table
+    return table.reshape(4, -1)
 
 
 def build_tree(v: np.ndarray, connectivity: int, with_interior: bool = False) -> Tree:
@@ -334,7 +349,7 @@ def build_tree(v: np.ndarray, connectivity: int, with_interior: bool = False) ->
         border_max = np.maximum.reduceat(runs, np.stack([start, stop], axis=1).ravel())[::2]
 
     region_bbox = _region_bboxes(label, v, n_regions, order_arr)
-    region_interior = np.zeros((0, n_regions), np.int64)
+    region_interior = np.zeros(0, np.int64)
     if with_interior:
         inner = cv2.erode(v, _KERNELS[8])
         # A pixel on the image border never has its whole square inside a contour through pixel centres.
@@ -344,7 +359,7 @@ def build_tree(v: np.ndarray, connectivity: int, with_interior: bool = False) ->
         index *= n_regions + 1
         index += label
         counts = np.bincount(index, minlength=256 * (n_regions + 1)).reshape(256, -1)
-        region_interior = counts[::-1].cumsum(axis=0)[::-1][:, order_arr]
+        region_interior = np.take(counts[::-1].cumsum(axis=0)[::-1], np.append(order_arr, n_regions), axis=1).ravel()
     return Tree(
         lo=np.where(merged > 0, merged + 1, 1),
         hi=hi,
@@ -376,8 +391,8 @@ class Components(NamedTuple):
 def components_at(tree: Tree, levels: np.ndarray) -> Components:
     """The components of ``{v >= t}`` for each ``t`` in ``levels`` (sorted), with their boxes.
 
-    At a given level the active nodes own disjoint runs of ``tree.order``, so laying the region tables
-    out as ``(level, position)`` turns every component's box into one segment of a single ``reduceat``.
+    At a given level the active nodes own disjoint runs of ``tree.order``, and the region tables are laid
+    out as ``(level, position)``, so every component's box is one segment of a single ``reduceat``.
     """
     first = np.searchsorted(levels, tree.lo, side="left")
     last = np.searchsorted(levels, tree.hi, side="right")
@@ -386,23 +401,18 @@ def components_at(tree: Tree, levels: np.ndarray) -> Components:
     level = np.repeat(first, count) + np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count)
     if len(node) == 0:
         return Components(node, level, np.zeros((4, 0), np.int64), np.zeros(0, np.int64))
-    n_regions = len(tree.order)
-    seg_start = level * n_regions + tree.start[node]
+    row = levels[level] * (len(tree.order) + 1)
+    seg_start = row + tree.start[node]
     perm = np.argsort(seg_start, kind="stable")
-    bounds = np.stack([seg_start[perm], (level * n_regions + tree.stop[node])[perm]], axis=1).ravel()
+    bounds = np.stack([seg_start[perm], (row + tree.stop[node])[perm]], axis=1).ravel()
     inverse = np.empty_like(perm)
     inverse[perm] = np.arange(len(perm))
-    # One column past the end, so that a segment may stop there.
-    laid_out = np.empty((4, len(levels) * n_regions + 1), tree.region_bbox.dtype)
-    np.take(tree.region_bbox, levels, axis=1, out=laid_out[:, :-1].reshape(4, len(levels), n_regions))
-    laid_out[:, -1] = 0
     reduced = np.empty((4, len(node)), np.int64)
     for k in range(4):
-        reduced[k] = np.maximum.reduceat(laid_out[k], bounds)[::2][inverse]
+        reduced[k] = np.maximum.reduceat(tree.region_bbox[k], bounds)[::2][inverse]
     reduced[:2] *= -1
-    if tree.region_interior.shape[0]:
-        counts = np.append(tree.region_interior[levels].ravel(), 0)
-        interior = np.add.reduceat(counts, bounds)[::2][inverse]
+    if len(tree.region_interior):
+        interior = np.add.reduceat(tree.region_interior, bounds)[::2][inverse]
     else:
         interior = np.zeros_like(node)
     return Components(node, level, reduced, interior)
