@@ -41,6 +41,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s.add_argument("--no-combination", action="store_true", help="do not add the best-combination row")
     s.add_argument("--epochs", type=int, default=None, help="epochs per run (default: the recipe's 12)")
     s.add_argument("--width", type=int, default=None, help="ResNet-10 base width (default: the recipe's 32)")
+    s.add_argument(
+        "--precision",
+        default=None,
+        help="Lightning training precision, e.g. 32-true (default: the recipe's bf16-mixed; maps scored in float32)",
+    )
     s.add_argument("--image-size", type=int, default=64, help="image side (default: %(default)s)")
     s.add_argument("--limit-train-batches", type=int, default=None, help="batches per epoch (smoke tests)")
     s.add_argument("--cam-curve-interval", type=float, default=0.001, help="τ grid step (default: %(default)s)")
@@ -93,6 +98,8 @@ def run(args: argparse.Namespace) -> int:
     base: dict = {}
     if args.epochs is not None:
         base["epochs"] = args.epochs
+    if args.precision is not None:
+        base["precision"] = args.precision
     if args.width is not None:
         base["model"] = {"backbone_kwargs": {"width": args.width}}
     if args.threads is not None:

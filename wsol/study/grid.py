@@ -23,6 +23,7 @@ __all__ = [
     "RunSpec",
     "build_callbacks",
     "build_model",
+    "prepare_model",
     "combine",
     "config_hash",
     "merge",
@@ -30,6 +31,8 @@ __all__ = [
 
 # The plain CAM of the issue: ResNet-10 from scratch, 3x3/1 stem + max-pool (stem_stride 2), 4x4 maps at
 # 64 px, SGD 0.1 at batch 64 (0.4 per 256 images), cosine with one warm-up epoch, weight decay 5e-4.
+# Trained in bfloat16 autocast with channels-last weights (about 3x faster on CPUs with AVX-512 BF16 and on
+# GPUs; the maps are always scored in float32); ``--precision 32-true`` trains in float32 instead.
 BASE_CONFIG: dict[str, Any] = {
     "method": "CAM",
     "model": {
@@ -47,6 +50,8 @@ BASE_CONFIG: dict[str, Any] = {
     "epochs": 12,
     "batch_size": 64,
     "train_scale": [0.5, 1.0],
+    "precision": "bf16-mixed",
+    "channels_last": True,
 }
 
 COMBO = "best_combo"
@@ -198,6 +203,15 @@ def build_model(config: Mapping[str, Any], num_classes: int, seed: int) -> Any:
         spec = dict(config["mixer"])
         kwargs["mixer"] = create_mixer(spec.pop("name"), seed=seed, **spec)
     return cls(num_classes=num_classes, batch_size=config["batch_size"], cam_curve_interval=0.01, **kwargs)
+
+
+def prepare_model(model: Any, config: Mapping[str, Any]) -> Any:
+    """Apply the recipe's memory format: channels-last weights (convolutions then run in NHWC)."""
+    if config.get("channels_last"):
+        import torch
+
+        model = model.to(memory_format=torch.channels_last)
+    return model
 
 
 def build_callbacks(config: Mapping[str, Any]) -> list[Any]:

@@ -21,7 +21,15 @@ from pathlib import Path
 from typing import Any
 
 from wsol.study.data import StudyData
-from wsol.study.grid import SMALL_DATA_METHODS, MethodSpec, RunSpec, build_callbacks, build_model, config_hash
+from wsol.study.grid import (
+    SMALL_DATA_METHODS,
+    MethodSpec,
+    RunSpec,
+    build_callbacks,
+    build_model,
+    config_hash,
+    prepare_model,
+)
 from wsol.study.planner import plan_runs
 from wsol.study.scoring import fair_scores, reference_rows, score_model, summarize, write_json_atomic
 
@@ -65,12 +73,13 @@ def train_and_score(spec: RunSpec, data: StudyData, settings: StudySettings) -> 
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     start = time.perf_counter()
     pl.seed_everything(spec.seed, workers=True, verbose=False)
-    model = build_model(config, len(data.class_names), spec.seed)
+    model = prepare_model(build_model(config, len(data.class_names), spec.seed), config)
     loader = data.train_loader(spec.regime, config["batch_size"], spec.seed, config["train_scale"])
     trainer = pl.Trainer(
         max_epochs=config["epochs"],
         accelerator=settings.accelerator,
         devices=1,
+        precision=config.get("precision", "32-true"),
         logger=False,
         callbacks=build_callbacks(config),
         enable_checkpointing=False,
