@@ -12,8 +12,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from wsol.metrics._contours import next_present, plus_w_boxes, traced_boxes
-from wsol.metrics._trees import Components, TooManyRegions, build_tree, components_at
+from wsol.metrics._contours import next_present, traced_boxes
+from wsol.metrics._sweep import contour_sweep
 from wsol.metrics.scoremaps import check_scoremaps, quantize_scoremap
 
 __all__ = [
@@ -138,69 +138,6 @@ def boxes_from_scoremap(
     return [per_level[g].copy() if g < 256 else _EMPTY_BOX.copy() for g in grid.tolist()]
 
 
-def _all_contour_boxes(
-    q: np.ndarray, levels: np.ndarray, holes: bool = True, interior: bool = True
-) -> tuple[np.ndarray, np.ndarray, Components]:
-    """Every contour box (outer and hole) of ``{q >= u}`` for each level, from the two component trees.
-
-    Returns the boxes, the index of the level each belongs to, and the foreground components (whose
-    boxes come first in the returned boxes) for the largest-contour selection. ``holes=False`` skips
-    the hole contours, ``interior=False`` the pixel counts the largest-contour selection needs.
-    """
-    fg = components_at(build_tree(q, 8, with_interior=interior), levels)
-    outer = plus_w_boxes(*fg.bbox, q.shape)
-    if not holes:
-        return outer, fg.level, fg
-    # Holes of {q >= u} are the 4-connected components of {255 - q >= 256 - u} off the image border:
-    # a node is one only above the highest border value it contains.
-    hole_tree = build_tree(255 - q, 4)
-    hole_tree = hole_tree._replace(lo=np.maximum(hole_tree.lo, hole_tree.border_max + 1))
-    hole_levels = 256 - levels[::-1]
-    holes = components_at(hole_tree, hole_levels)
-    hx0, hy0, hx1, hy1 = holes.bbox
-    # A hole contour runs through the pixels around the hole: the hole's box grown by one pixel.
-    hole = plus_w_boxes(hx0 - 1, hy0 - 1, hx1 + 1, hy1 + 1, q.shape)
-    boxes = np.concatenate([outer, hole])
-    level_index = np.concatenate([fg.level, len(levels) - 1 - holes.level])
-    return boxes, level_index, fg
-
-
-def _traced_level_boxes(q: np.ndarray, levels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Like the component trees, by tracing every level (for maps with a huge number of maxima)."""
-    traced = [traced_boxes(q, level) for level in levels.tolist()]
-    boxes = np.concatenate([b for b, _ in traced])
-    level_index = np.repeat(np.arange(len(traced)), [len(b) for b, _ in traced])
-    return boxes, level_index, np.stack([b[k] for b, k in traced])
-
-
-def _largest_contour_boxes(q: np.ndarray, levels: np.ndarray, fg: Components) -> np.ndarray:
-    """The largest-``contourArea`` contour's box at each level (v1), tracing only where bounds cannot tell.
-
-    A component's outer contour (through pixel centres) has an area at least the number of its pixels
-    whose 3x3 neighbourhood lies in the set (their unit squares are inside the polygon) and at most
-    ``(x1 - x0) * (y1 - y0)`` (the polygon lies in the box of the centres). A hole contour never beats
-    its own outer contour. Where one component's lower bound beats every other component's upper bound
-    it is the unique largest; the remaining levels are traced as the reference does.
-    """
-    x0, y0, x1, y1 = fg.bbox
-    lower, upper = fg.interior, (x1 - x0) * (y1 - y0)
-    order = np.lexsort((-lower, fg.level))  # by level, largest lower bound first
-    at_sorted = fg.level[order]
-    first = np.flatnonzero(np.r_[True, at_sorted[1:] != at_sorted[:-1]])
-    last = np.r_[first[1:], len(order)]
-    winner = order[first]
-    boxes = plus_w_boxes(x0[winner], y0[winner], x1[winner], y1[winner], q.shape)
-    contested = np.flatnonzero(last - first > 1)
-    if len(contested):
-        # Highest upper bound among the other components of each contested level.
-        rest = np.stack([first[contested] + 1, last[contested]], axis=1).ravel()
-        rival = np.maximum.reduceat(np.append(upper[order], 0), rest)[::2]
-        for i in contested[lower[winner[contested]] <= rival].tolist():
-            traced, largest = traced_boxes(q, int(levels[at_sorted[first[i]]]))
-            boxes[i] = traced[largest]
-    return boxes
-
-
 def best_box_ious(
     scoremap: np.ndarray,
     gt_boxes: np.ndarray,
@@ -230,16 +167,12 @@ def best_box_ious(
     empty = box_iou_inclusive(_EMPTY_BOX, gt_boxes).max()
     v1 = v2 = None
     if len(levels):
-        try:
-            boxes, level_index, fg = _all_contour_boxes(q, levels, holes=all_contours, interior=largest_contour)
-            largest = _largest_contour_boxes(q, levels, fg) if largest_contour else None
-        except TooManyRegions:
-            boxes, level_index, largest = _traced_level_boxes(q, levels)
-        if all_contours:
-            v2 = np.full(len(levels), -np.inf)
-            np.maximum.at(v2, level_index, box_iou_inclusive(boxes, gt_boxes).max(axis=1))
+        v1, v2, contested = contour_sweep(q, levels, gt_boxes, all_contours, largest_contour)
         if largest_contour:
-            v1 = box_iou_inclusive(largest, gt_boxes).max(axis=1)
+            # Levels where area bounds cannot name the largest contour are traced as the reference does.
+            for i in np.flatnonzero(contested).tolist():
+                traced, largest = traced_boxes(q, int(levels[i]))
+                v1[i] = box_iou_inclusive(traced[largest : largest + 1], gt_boxes).max()
     where = np.minimum(np.searchsorted(levels, grid), max(len(levels) - 1, 0))
     has_mask = grid < 256
 

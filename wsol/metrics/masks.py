@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from wsol.metrics._histogram import bin_indices, histograms
+
 __all__ = [
     "IGNORE",
     "PixelCurves",
@@ -37,10 +39,8 @@ def pxap_bin_edges(cam_curve_interval: float) -> np.ndarray:
 def pxap_bin_index(scores: np.ndarray, edges: np.ndarray) -> np.ndarray:
     """Histogram bin of every score, identical to ``np.histogram(scores, bins=edges)``'s binning.
 
-    Equivalent to ``searchsorted(edges, s, side="right") - 1`` for scores in [0, 1]. The regular edges
-    are ``fl(k * Δ)`` (how ``np.arange`` computes them), so ``floor(s / Δ)`` is the bin unless
-    ``s / Δ`` lies within rounding error of an integer; the few scores within 1e-6 of one (a margin
-    far above the ~1e-13 error) and scores of exactly 1.0 are binned by the exact search instead.
+    Equivalent to ``searchsorted(edges, s, side="right") - 1`` for scores in [0, 1]: ``floor(s / Δ)``
+    checked against the neighbouring edges (see :mod:`wsol.metrics._histogram`).
 
     Args:
         scores: Float scores in [0, 1] (any shape).
@@ -49,19 +49,7 @@ def pxap_bin_index(scores: np.ndarray, edges: np.ndarray) -> np.ndarray:
     Returns:
         int64 bin indices of the same shape, in ``0 .. len(edges) - 2``.
     """
-    scores = np.asarray(scores, dtype=np.float64)
-    ratio = scores / (edges[1] - edges[0])
-    index = ratio.astype(np.intp)
-    ratio -= index
-    unsure = (ratio < 1e-6) | (ratio > 1 - 1e-6)
-    unsure &= scores != 0  # 0 is edge 0 exactly: bin 0
-    unsure |= scores >= 1.0  # [1, 2) and beyond are not regular bins
-    at = np.flatnonzero(unsure)
-    if at.size:
-        flat_scores, flat_index = scores.reshape(-1), index.reshape(-1)
-        exact = np.searchsorted(edges, flat_scores[at], side="right") - 1
-        flat_index[at] = np.minimum(exact, len(edges) - 2)  # the last bin [2, 3] is closed
-    return index
+    return bin_indices(scores, np.asarray(edges, dtype=np.float64))
 
 
 def check_gt_masks(gt_masks: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
@@ -90,14 +78,7 @@ def score_histograms(scoremaps: np.ndarray, gt_masks: np.ndarray, edges: np.ndar
     Returns:
         ``(gt_true, gt_false)``, each ``(len(edges) - 1,)`` int64.
     """
-    n_bins = len(edges) - 1
-    # One bincount over (label, bin): background, foreground, then ignore (dropped).
-    offset = np.full(256, 2 * n_bins, np.intp)
-    offset[:2] = 0, n_bins
-    key = np.take(offset, np.asarray(gt_masks).ravel())
-    key += pxap_bin_index(scoremaps, edges).ravel()
-    counts = np.bincount(key, minlength=3 * n_bins)
-    return counts[n_bins : 2 * n_bins].copy(), counts[:n_bins].copy()
+    return histograms(scoremaps, gt_masks, np.asarray(edges, dtype=np.float64))
 
 
 @dataclass(frozen=True)
