@@ -188,3 +188,19 @@ def test_noise_maps_with_hundreds_of_maxima_match_the_traced_boxes():
     thresholds = cam_thresholds(0.01)
     for fast, multi in zip(best_box_ious(scoremap, gt, thresholds), (False, True), strict=True):
         assert fast.tolist() == [box_iou_inclusive(b, gt).max() for b in plain_boxes(scoremap, thresholds, multi)]
+
+
+def test_a_hole_is_a_contour_box_and_an_open_ring_has_none():
+    ring = np.zeros((9, 9))
+    ring[2:7, 2:7] = 1.0
+    ring[4, 4] = 0.0  # one-pixel hole: its contour runs through (3..5, 3..5), box [3, 3, 6, 6] with +w
+    gt = np.array([[3, 3, 6, 6]])
+    thresholds = cam_thresholds(0.01)
+    v1, v2 = best_box_ious(ring, gt, thresholds)
+    # The outer contour's box is [2, 2, 7, 7]: 16 of its 36 pixels are the GT's.
+    assert set(v1.tolist()) == {16 / 36}
+    assert set(v2.tolist()) == {1.0}
+    opened = ring.copy()
+    opened[4, 2:5] = 0.0  # the hole now reaches the ring's outside: no hole contour at any τ
+    v1, v2 = best_box_ious(opened, gt, thresholds)
+    assert set(v2.tolist()) == {16 / 36} and v1.tolist() == v2.tolist()
