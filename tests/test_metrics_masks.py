@@ -134,3 +134,12 @@ def test_background_sweep_equals_direct_argmax_per_threshold():
     # Ties go to the background, as argmax over [bg = t, scores...] does.
     tie = labels_from_scores(np.full((1, 1, 2, 2), 0.3), np.array([[True]]), 0.3)
     assert np.all(tie == 0)
+
+
+def test_warm_up_compiles_every_kernel_signature_the_evaluators_use():
+    from wsol.metrics import _histogram, _sweep, warm_up_kernels
+
+    warm_up_kernels()
+    assert len(_sweep._sweep.signatures) == 1
+    scores = {sig[0].dtype.name for sig in _histogram._count.signatures}
+    assert {"float32", "float64"} <= scores

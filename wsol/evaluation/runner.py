@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import cv2
 
 from wsol.evaluation.sources import Source
-from wsol.metrics import BoxAccumulator, BoxResult, MaskAccumulator, MaskResult
+from wsol.metrics import BoxAccumulator, BoxResult, MaskAccumulator, MaskResult, warm_up_kernels
 
 __all__ = ["EvaluationResult", "evaluate"]
 
@@ -165,6 +165,8 @@ def evaluate(
         context = multiprocessing.get_context(method)
         if method == "fork":
             source.preload()
+            # Compiled once here (or loaded from numba's cache), the kernels are inherited by every worker.
+            warm_up_kernels()
         cv2_threads = cv2.getNumThreads()
         cv2.setNumThreads(1)
         try:

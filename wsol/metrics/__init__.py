@@ -5,6 +5,8 @@ Pure functions and streaming accumulators (no file I/O, no printing); the semant
 MaxPIoU, the WSSS metrics) is labelled as such.
 """
 
+from wsol.metrics._histogram import warm_up as _warm_up_histogram
+from wsol.metrics._sweep import warm_up as _warm_up_sweep
 from wsol.metrics.accumulators import (
     BoxAccumulator,
     BoxModeResult,
@@ -83,4 +85,15 @@ __all__ = [
     "resize_gt_boxes",
     "score_histograms",
     "segmentation_scores",
+    "warm_up_kernels",
 ]
+
+
+def warm_up_kernels() -> None:
+    """Compile the evaluators' numba kernels now (or load them from numba's on-disk cache).
+
+    They compile on first use anyway; calling this first keeps the compilation out of a timing, and
+    before forking worker processes it lets every worker inherit the compiled code.
+    """
+    _warm_up_sweep()
+    _warm_up_histogram()

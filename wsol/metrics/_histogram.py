@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-__all__ = ["bin_indices", "histograms"]
+__all__ = ["bin_indices", "histograms", "warm_up"]
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -62,3 +62,11 @@ def histograms(scores: np.ndarray, masks: np.ndarray, edges: np.ndarray) -> tupl
     false = np.zeros(len(edges) - 1, np.int64)
     _count(_flat(scores), np.ravel(masks), edges, 1.0 / (edges[1] - edges[0]), true, false)
     return true, false
+
+
+def warm_up() -> None:
+    """Compile the binning for float32 and float64 scores (or load it from numba's cache) now."""
+    edges = np.append(np.arange(0, 1, 0.5), [1.0, 2.0, 3.0])
+    for dtype in (np.float32, np.float64):
+        histograms(np.zeros(1, dtype), np.zeros(1, np.uint8), edges)
+        bin_indices(np.zeros(1, dtype), edges)

@@ -33,7 +33,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-__all__ = ["contour_sweep"]
+__all__ = ["contour_sweep", "warm_up"]
 
 
 @njit(cache=True, nogil=True)
@@ -299,3 +299,8 @@ def contour_sweep(
         largest_contour,
     )
     return v1[levels], v2[levels], contested[levels]
+
+
+def warm_up() -> None:
+    """Compile the sweep (or load it from numba's cache) now, e.g. before forking worker processes."""
+    contour_sweep(np.ones((2, 2), np.uint8), np.array([1]), np.zeros((1, 4), np.int64))
