@@ -116,6 +116,16 @@ def _find(parent: np.ndarray, p: int) -> int:
     return p
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _drop(live: np.ndarray, slot: np.ndarray, root: int, n_live: int) -> int:
+    """Swap-remove ``root`` from the first ``n_live`` entries of ``live``; returns the new count."""
+    last = live[n_live - 1]
+    live[slot[root]] = last
+    slot[last] = slot[root]
+    slot[root] = -1
+    return n_live - 1
+
+
 @njit(cache=True, nogil=True)
 def _sweep(
     q: np.ndarray, wanted: np.ndarray, gt: np.ndarray, want_v2: bool, want_v1: bool
@@ -171,11 +181,7 @@ def _sweep(
                 if other == root:
                     continue
                 merged = _union(parent, box, inner, root, other)
-                gone = other if merged == root else root
-                last = live[n_live - 1]  # swap-remove the absorbed root from the live roots
-                live[slot[gone]] = last
-                slot[last] = slot[gone]
-                n_live -= 1
+                n_live = _drop(live, slot, other if merged == root else root, n_live)
                 root = merged
         if want_v1:
             for i in range(erode_start[u], erode_start[u + 1]):
@@ -231,11 +237,7 @@ def _sweep(
                         continue
                     other = _find(parent, nb)
                     if slot[other] >= 0:
-                        last = live[n_live - 1]
-                        live[slot[other]] = last
-                        slot[last] = slot[other]
-                        slot[other] = -1
-                        n_live -= 1
+                        n_live = _drop(live, slot, other, n_live)
                     outside[other] = True
                 continue
             parent[p] = -3
@@ -254,11 +256,7 @@ def _sweep(
                 merged = _union(parent, box, inner, root, other)
                 for r in (root, other):
                     if slot[r] >= 0 and (r != merged or reaches):
-                        last = live[n_live - 1]  # swap-remove r from the live roots
-                        live[slot[r]] = last
-                        slot[last] = slot[r]
-                        slot[r] = -1
-                        n_live -= 1
+                        n_live = _drop(live, slot, r, n_live)
                 outside[merged] = reaches
                 root = merged
         if not wanted[u]:
