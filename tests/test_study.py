@@ -316,3 +316,28 @@ def test_cli_dry_run_and_bad_input(tmp_path, capsys):
     assert "unknown --methods ['nope']" in capsys.readouterr().err
     assert main(args + ["--regimes", "all,-3"]) == 2
     assert "--regimes items must be" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("precision", [None, "32-true"])
+def test_runs_train_with_the_recipes_precision_and_channels_last_weights(tmp_path, data_n3, monkeypatch, precision):
+    import pytorch_lightning as pl
+    import torch
+
+    seen: dict = {}
+
+    class Recording(pl.Trainer):
+        def __init__(self, **kwargs):
+            seen["precision"] = kwargs["precision"]
+            super().__init__(**kwargs)
+
+        def fit(self, model, **kwargs):
+            conv = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+            seen["channels_last"] = conv.weight.is_contiguous(memory_format=torch.channels_last)
+            return super().fit(model, **kwargs)
+
+    monkeypatch.setattr(pl, "Trainer", Recording)
+    config = merge(merge(BASE_CONFIG, SMALL), {"precision": precision} if precision else {})
+    spec = RunSpec("cam", "default", "n3", 0, config)
+    result = train_and_score(spec, data_n3, _settings(tmp_path, limit_train_batches=1))
+    assert seen == {"precision": precision or "bf16-mixed", "channels_last": True}
+    assert result["config"]["precision"] == seen["precision"] and 0 <= result["val"]["top1"] <= 100
