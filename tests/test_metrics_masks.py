@@ -61,6 +61,12 @@ def test_bin_index_matches_numpy_histogram_on_edges_and_neighbours(interval):
     values = values[(values >= 0) & (values <= 1)]
     expected = np.histogram(values, bins=edges)[0]
     assert np.array_equal(np.bincount(pxap_bin_index(values, edges), minlength=len(edges) - 1), expected)
+    # float32 maps (what networks give) next to the edges: binned as their float64 values, like np.histogram.
+    near = inner.astype(np.float32)
+    values32 = np.concatenate([near, np.nextafter(near, np.float32(2)), np.nextafter(near, np.float32(-1))[1:]])
+    values32 = values32[values32 <= 1]
+    expected = np.histogram(values32, bins=edges)[0]
+    assert np.array_equal(np.bincount(pxap_bin_index(values32, edges), minlength=len(edges) - 1), expected)
 
 
 def test_histograms_and_pxap_equal_the_plain_reference():
