@@ -150,8 +150,15 @@ def test_combination_reads_only_the_tuning_split():
         (rows["cutmix"], "default", [_fake(spec, 52.0)]),
         (rows["fmix"], "default", [_fake(spec, 58.0, top1=81.0)]),
     ]
-    chosen = choose_combination(candidates, base)
+    excluded: list[str] = []
+    chosen = choose_combination(candidates, base, excluded)
     assert [(row.name, v) for row, v in chosen] == [("cam_hires", "default"), ("fmix", "default")]
+    assert excluded == [
+        "mixup: tuning MaxBoxAccV2 60.00 beats the plain CAM's 50.00, but its tuning top-1 70.00 is more than "
+        "1 point below 80.00",
+        "cutmix: tuning MaxBoxAccV2 52.00 beats the plain CAM's 50.00, but its tuning top-1 50.00 is more than "
+        "1 point below 80.00",
+    ]
 
 
 def test_plan_tunes_variants_at_the_first_seed_then_runs_seeds_then_the_combination():
