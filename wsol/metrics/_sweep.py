@@ -126,6 +126,45 @@ def _drop(live: np.ndarray, slot: np.ndarray, root: int, n_live: int) -> int:
     return n_live - 1
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _add(
+    p: int,
+    ring: np.ndarray,
+    parent: np.ndarray,
+    box: np.ndarray,
+    inner: np.ndarray,
+    live: np.ndarray,
+    slot: np.ndarray,
+    outside: np.ndarray,
+    n_live: int,
+) -> int:
+    """Add pixel ``p`` as a live root and merge it with its added neighbours (offsets ``ring``).
+
+    A merged set stays live unless one side was flagged ``outside`` (it reached the image border in the
+    hole sweep), in which case the merged root is flagged and dropped. Returns the new live count.
+    """
+    parent[p] = -3  # a root of size 1
+    slot[p] = n_live
+    live[n_live] = p
+    n_live += 1
+    root = p
+    for offset in ring:
+        nb = p + offset
+        if parent[nb] == -1 or parent[nb] == root:
+            continue
+        other = _find(parent, nb)
+        if other == root:
+            continue
+        reaches = outside[root] or outside[other]
+        merged = _union(parent, box, inner, root, other)
+        for r in (root, other):
+            if slot[r] >= 0 and (r != merged or reaches):
+                n_live = _drop(live, slot, r, n_live)
+        outside[merged] = reaches
+        root = merged
+    return n_live
+
+
 @njit(cache=True, nogil=True)
 def _sweep(
     q: np.ndarray, wanted: np.ndarray, gt: np.ndarray, want_v2: bool, want_v1: bool
@@ -145,6 +184,7 @@ def _sweep(
     live = np.empty(height * width, np.int32)  # live roots; slot[root] is the root's place in ``live``
     slot = np.empty(n_padded, np.int32)
     n_live = 0
+    outside = np.zeros(n_padded, np.bool_)  # hole sweep: roots of components that reached the border
     ring8 = np.array([-stride - 1, -stride, -stride + 1, -1, 1, stride - 1, stride, stride + 1])
     ring4 = np.array([-stride, -1, 1, stride])
     _reset(parent, box, inner, height, width)
@@ -167,22 +207,7 @@ def _sweep(
     # Outer contours: 8-connected components of {q >= u}, u from 255 down.
     for u in range(255, 0, -1):
         for i in range(start[u], start[u + 1]):
-            p = order[i]
-            parent[p] = -3  # a root of size 1
-            slot[p] = n_live
-            live[n_live] = p
-            n_live += 1
-            root = p
-            for offset in ring8:
-                nb = p + offset
-                if parent[nb] == -1 or parent[nb] == root:
-                    continue
-                other = _find(parent, nb)
-                if other == root:
-                    continue
-                merged = _union(parent, box, inner, root, other)
-                n_live = _drop(live, slot, other if merged == root else root, n_live)
-                root = merged
+            n_live = _add(order[i], ring8, parent, box, inner, live, slot, outside, n_live)
         if want_v1:
             for i in range(erode_start[u], erode_start[u + 1]):
                 inner[_find(parent, erode_order[i])] += 1
@@ -215,7 +240,6 @@ def _sweep(
     # a pixel is marked ``parent == -2`` and stays out of the union-find; a component that reaches one later
     # gets its root flagged in ``outside``. Only the roots of the other components are live.
     _reset(parent, box, inner, height, width)
-    outside = np.zeros(n_padded, np.bool_)
     on_border = np.zeros(n_padded, np.bool_)
     for y in range(height):
         on_border[(y + 1) * stride + 1] = on_border[(y + 1) * stride + width] = True
@@ -240,25 +264,7 @@ def _sweep(
                         n_live = _drop(live, slot, other, n_live)
                     outside[other] = True
                 continue
-            parent[p] = -3
-            slot[p] = n_live
-            live[n_live] = p
-            n_live += 1
-            root = p
-            for offset in ring4:
-                nb = p + offset
-                if parent[nb] == -1 or parent[nb] == root:
-                    continue
-                other = _find(parent, nb)
-                if other == root:
-                    continue
-                reaches = outside[root] or outside[other]  # a root's flag: it joined the outside later
-                merged = _union(parent, box, inner, root, other)
-                for r in (root, other):
-                    if slot[r] >= 0 and (r != merged or reaches):
-                        n_live = _drop(live, slot, r, n_live)
-                outside[merged] = reaches
-                root = merged
+            n_live = _add(p, ring4, parent, box, inner, live, slot, outside, n_live)
         if not wanted[u]:
             continue
         best = v2[u]
