@@ -31,8 +31,8 @@ __all__ = [
 
 # The plain CAM of the issue: ResNet-10 from scratch, 3x3/1 stem + max-pool (stem_stride 2), 4x4 maps at
 # 64 px, SGD 0.1 at batch 64 (0.4 per 256 images), cosine with one warm-up epoch, weight decay 5e-4.
-# Trained in bfloat16 autocast with channels-last weights (about 3x faster on CPUs with AVX-512 BF16 and on
-# GPUs; the maps are always scored in float32); ``--precision 32-true`` trains in float32 instead.
+# Trained in bfloat16 autocast with channels-last weights (2x faster per epoch on a CPU with AVX-512 BF16, and
+# suited to GPUs; the maps are always scored in float32); ``--precision 32-true`` trains in float32 instead.
 BASE_CONFIG: dict[str, Any] = {
     "method": "CAM",
     "model": {

@@ -148,7 +148,7 @@ def _plot(path: Path, grouped: Mapping[str, list], references: Mapping[str, dict
     # One colour per method in every panel.
     names = list(dict.fromkeys(method for groups in grouped.values() for method, _, _ in groups))
     for ax, (regime, groups) in zip(axes[0], grouped.items(), strict=True):
-        shown = [target]
+        shown = [target, centre["fair"][_V2]]
         for method, _variant, runs in groups:
             (x, dx), (y, dy) = _stat(runs, "val", "top1"), _stat(runs, "fair", _V2)
             reference_tau = _stat(runs, "val", _V2)[0]
@@ -158,7 +158,6 @@ def _plot(path: Path, grouped: Mapping[str, list], references: Mapping[str, dict
             ax.annotate(method, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
             shown += [y - dy, y + dy, reference_tau]
         lines = [(name, style) for name, style in (("center_gaussian", "--"), ("all_ones", ":")) if name in references]
-        shown += [references[name]["fair"][_V2] for name, _ in lines if name == "center_gaussian"]
         low, high = min(shown), max(shown)
         low, high = low - 0.1 * (high - low) - 0.5, high + 0.1 * (high - low) + 0.5
         for name, style in lines:
