@@ -23,7 +23,6 @@ __all__ = [
     "RunSpec",
     "build_callbacks",
     "build_model",
-    "prepare_model",
     "combine",
     "config_hash",
     "merge",
@@ -193,7 +192,7 @@ def combine(rows: Sequence[tuple[MethodSpec, str]]) -> tuple[str, dict[str, Any]
 
 
 def build_model(config: Mapping[str, Any], num_classes: int, seed: int) -> Any:
-    """The LightningModule of a recipe (``wsol.methods`` class, mixer seeded by the run's seed)."""
+    """The LightningModule of a recipe (``wsol.methods`` class, mixer seeded by the run's seed, memory format)."""
     import wsol.methods
     from wsol.augment import create_mixer
 
@@ -202,12 +201,8 @@ def build_model(config: Mapping[str, Any], num_classes: int, seed: int) -> Any:
     if config.get("mixer"):
         spec = dict(config["mixer"])
         kwargs["mixer"] = create_mixer(spec.pop("name"), seed=seed, **spec)
-    return cls(num_classes=num_classes, batch_size=config["batch_size"], cam_curve_interval=0.01, **kwargs)
-
-
-def prepare_model(model: Any, config: Mapping[str, Any]) -> Any:
-    """Apply the recipe's memory format: channels-last weights (convolutions then run in NHWC)."""
-    if config.get("channels_last"):
+    model = cls(num_classes=num_classes, batch_size=config["batch_size"], cam_curve_interval=0.01, **kwargs)
+    if config.get("channels_last"):  # channels-last weights: the convolutions run in NHWC
         import torch
 
         model = model.to(memory_format=torch.channels_last)

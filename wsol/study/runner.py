@@ -21,15 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from wsol.study.data import StudyData
-from wsol.study.grid import (
-    SMALL_DATA_METHODS,
-    MethodSpec,
-    RunSpec,
-    build_callbacks,
-    build_model,
-    config_hash,
-    prepare_model,
-)
+from wsol.study.grid import SMALL_DATA_METHODS, MethodSpec, RunSpec, build_callbacks, build_model, config_hash
 from wsol.study.planner import plan_runs
 from wsol.study.scoring import fair_scores, reference_rows, score_model, summarize, write_json_atomic
 
@@ -73,7 +65,7 @@ def train_and_score(spec: RunSpec, data: StudyData, settings: StudySettings) -> 
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     start = time.perf_counter()
     pl.seed_everything(spec.seed, workers=True, verbose=False)
-    model = prepare_model(build_model(config, len(data.class_names), spec.seed), config)
+    model = build_model(config, len(data.class_names), spec.seed)
     loader = data.train_loader(spec.regime, config["batch_size"], spec.seed, config["train_scale"])
     trainer = pl.Trainer(
         max_epochs=config["epochs"],
