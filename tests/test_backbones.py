@@ -38,6 +38,8 @@ def test_backbone_declares_channels_and_stride(name):
         ({"stem_stride": 2}, 16, 512),
         ({"last_stride": 1}, 16, 512),
         ({"stem_stride": 2, "last_stride": 1, "width": 32}, 8, 256),
+        ({"stem_stride": 2, "layer3_stride": 1, "last_stride": 1, "width": 32}, 4, 256),
+        ({"layer3_stride": 1}, 16, 512),
     ],
 )
 def test_resnet10_resolution_options(kwargs, stride, channels):
@@ -53,6 +55,20 @@ def test_resnet50_last_stride_one_gives_14x14_at_224():
     with torch.no_grad():
         assert backbone(torch.randn(1, 3, 224, 224)).shape == (1, 2048, 14, 14)
     assert backbone.stride == 16
+
+
+def test_resnet18_stride_one_third_and_last_stage_gives_28x28_at_224():
+    backbone = create_backbone("resnet18", layer3_stride=1, last_stride=1).eval()
+    with torch.no_grad():
+        assert backbone(torch.randn(1, 3, 224, 224)).shape == (1, 512, 28, 28)
+    assert backbone.stride == 8
+
+
+def test_resnet_strides_must_be_one_or_two():
+    with pytest.raises(ValueError, match="layer3_stride must be 1 or 2, got 4"):
+        create_backbone("resnet10", layer3_stride=4)
+    with pytest.raises(ValueError, match="last_stride must be 1 or 2, got 3"):
+        create_backbone("resnet10", last_stride=3)
 
 
 def test_timm_backbone():

@@ -143,12 +143,25 @@ def _load_local(model: nn.Module, weights_path: str | Path, ignore_prefixes: tup
         )
 
 
-def _resnet_body(model: nn.Module, stem_stride: int, last_stride: int) -> tuple[nn.Sequential, int]:
-    """Strip a torchvision ResNet to its convolutional trunk with a configurable stem and last stride."""
+def _unstride(layer: nn.Module) -> None:
+    """Make the first block of a ResNet stage keep its input resolution (stride 2 -> 1, no dilation)."""
+    block = layer[0]
+    for conv in (block.conv1, getattr(block, "conv2", None)):
+        if conv is not None and conv.stride == (2, 2):
+            conv.stride = (1, 1)
+    if block.downsample is not None:
+        block.downsample[0].stride = (1, 1)
+
+
+def _resnet_body(
+    model: nn.Module, stem_stride: int, last_stride: int, layer3_stride: int = 2
+) -> tuple[nn.Sequential, int]:
+    """Strip a torchvision ResNet to its convolutional trunk with a configurable stem, third and last stride."""
     if stem_stride not in (1, 2, 4):
         raise ValueError(f"stem_stride must be 1, 2 or 4, got {stem_stride}")
-    if last_stride not in (1, 2):
-        raise ValueError(f"last_stride must be 1 or 2, got {last_stride}")
+    for name, value in (("layer3_stride", layer3_stride), ("last_stride", last_stride)):
+        if value not in (1, 2):
+            raise ValueError(f"{name} must be 1 or 2, got {value}")
     stem: list[nn.Module] = [model.conv1, model.bn1, model.relu]
     if stem_stride < 4:
         # A 3x3 stride-1 stem keeps small images (e.g. 64 px) from collapsing to 2x2 maps.
@@ -156,16 +169,13 @@ def _resnet_body(model: nn.Module, stem_stride: int, last_stride: int) -> tuple[
         stem[0] = model.conv1
     if stem_stride >= 2:
         stem.append(model.maxpool)
+    # WSOL papers use a stride-1 last stage to get 14x14 maps at 224 px; a stride-1 third stage too gives 28x28.
+    if layer3_stride == 1:
+        _unstride(model.layer3)
     if last_stride == 1:
-        # WSOL papers use a stride-1 last stage to get 14x14 maps at 224 px.
-        block = model.layer4[0]
-        for conv in (block.conv1, getattr(block, "conv2", None)):
-            if conv is not None and conv.stride == (2, 2):
-                conv.stride = (1, 1)
-        if block.downsample is not None:
-            block.downsample[0].stride = (1, 1)
+        _unstride(model.layer4)
     body = nn.Sequential(*stem, model.layer1, model.layer2, model.layer3, model.layer4)
-    return body, stem_stride * 4 * last_stride
+    return body, stem_stride * 2 * layer3_stride * last_stride
 
 
 class _ResNet10(nn.Module):
@@ -209,6 +219,7 @@ def _torchvision_resnet(
     stem_stride: int,
     last_stride: int,
     width: int = 64,
+    layer3_stride: int = 2,
 ) -> Backbone:
     import torchvision
 
@@ -224,7 +235,7 @@ def _torchvision_resnet(
     if weights_path is not None:
         _load_local(model, weights_path, ignore_prefixes=("fc.",))
     classifier = model.fc if (pretrained or weights_path is not None) and arch != "resnet10" else None
-    body, stride = _resnet_body(model, stem_stride, last_stride)
+    body, stride = _resnet_body(model, stem_stride, last_stride, layer3_stride)
     return Backbone(body, model.fc.in_features, stride, classifier=classifier)
 
 
@@ -235,13 +246,15 @@ def resnet10(
     stem_stride: int = 4,
     last_stride: int = 2,
     width: int = 64,
+    layer3_stride: int = 2,
 ) -> Backbone:
     """ResNet-10 (BasicBlock x [1, 1, 1, 1], ``8 * width`` channels), the small-data classifier.
 
     ``stem_stride=1`` or ``2`` replaces the 7x7/2 stem with a 3x3/1 one for small inputs;
-    ``last_stride=1`` doubles the map resolution; ``width`` is the first stage's channel count.
+    ``last_stride=1`` doubles the map resolution and ``layer3_stride=1`` doubles it again (at about five
+    times the compute of both at 2); ``width`` is the first stage's channel count.
     """
-    return _torchvision_resnet("resnet10", pretrained, weights_path, stem_stride, last_stride, width)
+    return _torchvision_resnet("resnet10", pretrained, weights_path, stem_stride, last_stride, width, layer3_stride)
 
 
 @register_backbone()
@@ -250,9 +263,17 @@ def resnet18(
     weights_path: str | Path | None = None,
     stem_stride: int = 4,
     last_stride: int = 2,
+    layer3_stride: int = 2,
 ) -> Backbone:
-    """torchvision ResNet-18 trunk (512 channels, stride 32; 16 with ``last_stride=1``)."""
-    return _torchvision_resnet("resnet18", pretrained, weights_path, stem_stride, last_stride)
+    """torchvision ResNet-18 trunk (512 channels, stride 32; ``last_stride=1``, ``layer3_stride=1`` each halve it)."""
+    return _torchvision_resnet(
+        "resnet18",
+        pretrained,
+        weights_path,
+        stem_stride,
+        last_stride,
+        layer3_stride=layer3_stride,
+    )
 
 
 @register_backbone()
@@ -261,9 +282,17 @@ def resnet34(
     weights_path: str | Path | None = None,
     stem_stride: int = 4,
     last_stride: int = 2,
+    layer3_stride: int = 2,
 ) -> Backbone:
-    """torchvision ResNet-34 trunk (512 channels, stride 32; 16 with ``last_stride=1``)."""
-    return _torchvision_resnet("resnet34", pretrained, weights_path, stem_stride, last_stride)
+    """torchvision ResNet-34 trunk (512 channels, stride 32; ``last_stride=1``, ``layer3_stride=1`` each halve it)."""
+    return _torchvision_resnet(
+        "resnet34",
+        pretrained,
+        weights_path,
+        stem_stride,
+        last_stride,
+        layer3_stride=layer3_stride,
+    )
 
 
 @register_backbone()
@@ -272,9 +301,17 @@ def resnet50(
     weights_path: str | Path | None = None,
     stem_stride: int = 4,
     last_stride: int = 2,
+    layer3_stride: int = 2,
 ) -> Backbone:
-    """torchvision ResNet-50 trunk (2048 channels, stride 32; 16 with ``last_stride=1``)."""
-    return _torchvision_resnet("resnet50", pretrained, weights_path, stem_stride, last_stride)
+    """torchvision ResNet-50 trunk (2048 channels, stride 32; ``last_stride=1``, ``layer3_stride=1`` each halve it)."""
+    return _torchvision_resnet(
+        "resnet50",
+        pretrained,
+        weights_path,
+        stem_stride,
+        last_stride,
+        layer3_stride=layer3_stride,
+    )
 
 
 class _EfficientNetTrunk(nn.Module):
