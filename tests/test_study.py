@@ -28,6 +28,7 @@ from wsol.study import (
     train_and_score,
 )
 from wsol.study.grid import build_callbacks, build_model, config_hash
+from wsol.study.report import write_report
 
 TINY = {"train_per_class": 8, "val_per_class": 4, "image_size": 32, "num_classes": 3, "clutter": 2}
 SMALL = {"epochs": 1, "batch_size": 8, "model": {"backbone_kwargs": {"width": 8}}}
@@ -159,6 +160,24 @@ def test_combination_reads_only_the_tuning_split():
         "cutmix: tuning MaxBoxAccV2 52.00 beats the plain CAM's 50.00, but its tuning top-1 50.00 is more than "
         "1 point below 80.00",
     ]
+
+
+def test_report_shows_the_median_seconds_and_names_a_single_run(tmp_path):
+    # One run that shared the CPU (400 s) does not drag its row's seconds; the verdict counts runs in words.
+    results = []
+    for seed, seconds in enumerate((100.0, 400.0, 110.0)):
+        run = _fake(RunSpec("cam", "default", "all", seed, {}), 50.0)
+        run["seconds"] = {**run["seconds"], "total": seconds}
+        results.append(run)
+    results.append(_fake(RunSpec("cam_hires", "default", "all", 0, {}), 55.0))
+    centre = _fake(RunSpec("center_gaussian", "", "any", 0, {}), 45.0)
+    write_report(tmp_path, results, {"center_gaussian": centre})
+    table = (tmp_path / "results.md").read_text()
+    cam = next(ln for ln in table.splitlines() if ln.startswith("| cam |"))
+    assert cam.endswith("| 110 |") and "| default | 3 |" in cam
+    assert "**cam_hires** (default, 1 run):" in table
+    seconds = [float(r["seconds_total"]) for r in csv.DictReader((tmp_path / "results.csv").open())]
+    assert seconds[:4] == [100.0, 400.0, 110.0, 2.0]
 
 
 def test_plan_tunes_variants_at_the_first_seed_then_runs_seeds_then_the_combination():
