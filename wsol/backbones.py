@@ -251,8 +251,8 @@ def resnet10(
     """ResNet-10 (BasicBlock x [1, 1, 1, 1], ``8 * width`` channels), the small-data classifier.
 
     ``stem_stride=1`` or ``2`` replaces the 7x7/2 stem with a 3x3/1 one for small inputs;
-    ``last_stride=1`` doubles the map resolution and ``layer3_stride=1`` doubles it again (at about five
-    times the compute of both at 2); ``width`` is the first stage's channel count.
+    ``last_stride=1`` doubles the map resolution and ``layer3_stride=1`` doubles it again (16x16 maps at 64 px
+    train in about twice the time of 4x4 ones on a CPU); ``width`` is the first stage's channel count.
     """
     return _torchvision_resnet("resnet10", pretrained, weights_path, stem_stride, last_stride, width, layer3_stride)
 
