@@ -153,9 +153,7 @@ def _unstride(layer: nn.Module) -> None:
         block.downsample[0].stride = (1, 1)
 
 
-def _resnet_body(
-    model: nn.Module, stem_stride: int, last_stride: int, layer3_stride: int = 2
-) -> tuple[nn.Sequential, int]:
+def _resnet_body(model: nn.Module, stem_stride: int, last_stride: int, layer3_stride: int) -> tuple[nn.Sequential, int]:
     """Strip a torchvision ResNet to its convolutional trunk with a configurable stem, third and last stride."""
     if stem_stride not in (1, 2, 4):
         raise ValueError(f"stem_stride must be 1, 2 or 4, got {stem_stride}")
