@@ -32,6 +32,13 @@ from wsol.metrics.masks import (
     pxap_from_histograms,
     score_histograms,
 )
+from wsol.metrics.normalization import (
+    DEFAULT_PERCENTILE,
+    NORMALIZATIONS,
+    check_normalization,
+    normalize_scoremaps,
+    normalize_scoremaps_torch,
+)
 from wsol.metrics.scoremaps import (
     cam_thresholds,
     check_scoremaps,
@@ -51,6 +58,8 @@ from wsol.metrics.segmentation import (
 from wsol.metrics.torchmetrics_wrappers import BoxLocalizationMetric, PxAPMetric, SegmentationMetric
 
 __all__ = [
+    "DEFAULT_PERCENTILE",
+    "NORMALIZATIONS",
     "BackgroundThresholdSweep",
     "BoxAccumulator",
     "BoxLocalizationMetric",
@@ -69,11 +78,14 @@ __all__ = [
     "boxes_from_scoremap",
     "cam_thresholds",
     "check_boxes",
+    "check_normalization",
     "check_scoremaps",
     "confusion_matrix",
     "integer_thresholds",
     "labels_from_scores",
     "normalize_scoremap",
+    "normalize_scoremaps",
+    "normalize_scoremaps_torch",
     "pixel_curves",
     "prepare_scoremaps",
     "prepare_scoremaps_numpy",

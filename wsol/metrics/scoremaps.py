@@ -1,8 +1,8 @@
 """Score maps: from raw CAMs to the evaluator's input, and the threshold grid.
 
-Protocol §1 (``../shared/specs/wsol-eval-protocol.md``): a CAM is upsampled bicubically in float64 and
-then min-max normalised per image; a map containing NaN or with ``min == max`` becomes all zeros. The
-evaluator itself takes maps in [0, 1] and quantises them to ``uint8(255 * s)`` for the box metrics.
+Protocol §1: a CAM is upsampled bicubically in float64 and then normalised per image — min-max by default,
+or any rule of :mod:`wsol.metrics.normalization`; a map containing NaN or with ``min == max`` becomes all
+zeros. The evaluator itself takes maps in [0, 1] and quantises them to ``uint8(255 * s)`` for the box metrics.
 """
 
 from __future__ import annotations
@@ -10,6 +10,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import numpy as np
+
+from wsol.metrics.normalization import DEFAULT_PERCENTILE, check_normalization, normalize_scoremaps
 
 if TYPE_CHECKING:
     import torch
@@ -89,24 +91,35 @@ def normalize_scoremap(scoremap: np.ndarray) -> np.ndarray:
     return scoremap
 
 
-def prepare_scoremaps_numpy(cams: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+def prepare_scoremaps_numpy(
+    cams: np.ndarray, size: tuple[int, int], normalization: str = "minmax", percentile: float = DEFAULT_PERCENTILE
+) -> np.ndarray:
     """CAMs ``(B, h, w)`` → score maps ``(B, H, W)`` float64 via ``cv2.resize(INTER_CUBIC)``.
 
-    This is the reference's own pipeline (float64 cast, bicubic resize, min-max). ``size`` is
-    ``(H, W)``; it is passed to cv2 as ``(W, H)``, which the reference gets wrong for non-square sizes.
+    This is the reference's own pipeline (float64 cast, bicubic resize, normalisation — min-max by default,
+    see :mod:`wsol.metrics.normalization` for the others). ``size`` is ``(H, W)``; it is passed to cv2 as
+    ``(W, H)``, which the reference gets wrong for non-square sizes.
     """
     import cv2
 
+    check_normalization(normalization, percentile)
     height, width = size
     cams = np.asarray(cams, dtype=np.float64)
     out = np.empty((cams.shape[0], height, width), dtype=np.float64)
     for i, cam in enumerate(cams):
         resized = cv2.resize(cam, (width, height), interpolation=cv2.INTER_CUBIC)
-        out[i] = normalize_scoremap(resized)
+        out[i] = normalize_scoremap(resized) if normalization == "minmax" else resized
+    if normalization != "minmax":
+        out = normalize_scoremaps(out, normalization, percentile)
     return out
 
 
-def prepare_scoremaps(cams: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+def prepare_scoremaps(
+    cams: torch.Tensor,
+    size: tuple[int, int],
+    normalization: str = "minmax",
+    percentile: float = DEFAULT_PERCENTILE,
+) -> torch.Tensor:
     """CAMs ``(B, h, w)`` → score maps ``(B, H, W)`` float64 following protocol §1, in pure torch.
 
     Bicubic ``interpolate(align_corners=False)`` in float64 equals cv2 ``INTER_CUBIC`` to ≤ 1e-15
@@ -116,10 +129,16 @@ def prepare_scoremaps(cams: torch.Tensor, size: tuple[int, int]) -> torch.Tensor
     Args:
         cams: Raw class activation maps of any float dtype.
         size: Target ``(H, W)``, usually ``(224, 224)``.
+        normalization: ``"minmax"`` (the protocol's), ``"max"``, ``"pas"`` or ``"ivr"``
+            (:mod:`wsol.metrics.normalization`), applied after upsampling.
+        percentile: IVR's percentile in [0, 1).
     """
     import torch
     import torch.nn.functional as F
 
+    from wsol.metrics.normalization import normalize_scoremaps_torch
+
+    check_normalization(normalization, percentile)
     if cams.ndim != 3:
         raise ValueError(f"cams must be (B, h, w), got shape {tuple(cams.shape)}")
     maps = cams.detach().to(torch.float64)
@@ -127,6 +146,8 @@ def prepare_scoremaps(cams: torch.Tensor, size: tuple[int, int]) -> torch.Tensor
         maps = F.interpolate(maps[:, None], size=tuple(size), mode="bicubic", align_corners=False)[:, 0]
     else:
         maps = maps.clone()
+    if normalization != "minmax":
+        return normalize_scoremaps_torch(maps, normalization, percentile)
     flat = maps.flatten(1)
     invalid = ~torch.isfinite(flat).all(dim=1)
     flat = flat - flat.amin(dim=1, keepdim=True)
