@@ -175,7 +175,7 @@ def test_report_shows_the_median_seconds_and_names_a_single_run(tmp_path):
     table = (tmp_path / "results.md").read_text()
     cam = next(ln for ln in table.splitlines() if ln.startswith("| cam |"))
     assert cam.endswith("| 110 |") and "| default | 3 |" in cam
-    assert "**cam_hires** (default, 1 run):" in table
+    assert "**cam_hires** (default, minmax normalisation, 1 run):" in table
     seconds = [float(r["seconds_total"]) for r in csv.DictReader((tmp_path / "results.csv").open())]
     assert seconds[:4] == [100.0, 400.0, 110.0, 2.0]
 
@@ -285,7 +285,7 @@ def test_run_study_trains_resumes_and_reports(tmp_path, data_n3):
         f"| center_gaussian (reference) | `wsol evaluate --npz` | 1 | — | **{centre['fair']['MaxBoxAccV2']:.2f}**"
         in table
     )
-    assert "Best on the tuning split" in table
+    assert "Best WSOL row on the tuning split" in table
     png = (tmp_path / "results.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
 
@@ -369,3 +369,82 @@ def test_runs_train_with_the_recipes_precision_and_channels_last_weights(tmp_pat
     result = train_and_score(spec, data_n3, _settings(tmp_path, limit_train_batches=1))
     assert seen == {"precision": precision or "bf16-mixed", "channels_last": True}
     assert result["config"]["precision"] == seen["precision"] and 0 <= result["val"]["top1"] <= 100
+
+
+def _with_norms(run, tune_by_norm, val_fair_by_norm):
+    # A run scored under several normalisations: tuning MaxBoxAccV2 and val fair MaxBoxAccV2 per name.
+    norms = {}
+    for name, tune_v2 in tune_by_norm.items():
+        part = {k: dict(run[k]) for k in ("tune", "val", "fair")}
+        part["tune"]["MaxBoxAccV2"] = tune_v2
+        part["fair"]["MaxBoxAccV2"] = val_fair_by_norm[name]
+        norms[name] = part
+    return {**run, **norms["minmax"], "norms": norms}
+
+
+def test_report_chooses_the_normalisation_on_tune_and_never_names_the_box_supervised_row(tmp_path):
+    from wsol.study.report import choose_normalization
+
+    results = []
+    for seed in (0, 1):
+        cam = _fake(RunSpec("cam", "default", "all", seed, {}), 50.0)
+        # pas wins on tune (mean 56) though ivr0.6 would win on val: val is never read to choose.
+        results.append(
+            _with_norms(
+                cam, {"minmax": 50.0, "pas": 55.0 + seed * 2, "ivr0.6": 54.0}, {"minmax": 40, "pas": 42, "ivr0.6": 60}
+            )
+        )
+        fsl = _fake(RunSpec("fsl", "default", "all", seed, {}), 90.0)
+        results.append({**fsl, "supervision": "boxes"})
+    assert choose_normalization(results[0::2]) == "pas"
+    assert choose_normalization([results[0], _fake(RunSpec("cam", "default", "all", 2, {}), 70.0)]) == "minmax"
+    centre = _fake(RunSpec("center_gaussian", "", "any", 0, {}), 45.0)
+    write_report(tmp_path, results, {"center_gaussian": centre})
+    table = (tmp_path / "results.md").read_text()
+    assert (
+        "Best WSOL row on the tuning split: **cam** (default, pas normalisation, 2 runs): val MaxBoxAccV2 42.00"
+        in table
+    )
+    line = next(ln for ln in table.splitlines() if ln.startswith("| cam |"))
+    assert "| pas | **42.00 ± 0.00** |" in line
+    assert any(ln.startswith("| fsl (reference, boxes) |") for ln in table.splitlines())
+    norm_line = next(ln for ln in table.splitlines() if ln.startswith("| cam | 40.00"))
+    assert "**42.00 ± 0.00** | 60.00 ± 0.00 (p 0.6) | +2.00 |" in norm_line
+    rows = list(csv.DictReader((tmp_path / "results.csv").open()))
+    assert rows[0]["val_fair_MaxBoxAccV2_pas"] == "42" and rows[1]["supervision"] == "boxes"
+
+
+def test_saved_maps_rescore_to_the_runs_numbers(tmp_path, data_n3):
+    from wsol.study.scoring import NORM_VARIANTS, collect_maps, normalization_scores, read_maps, write_maps
+
+    config = merge(merge(BASE_CONFIG, SMALL), {"precision": "32-true"})
+    model = build_model(config, 3, seed=0)
+    tune, val = collect_maps(model, data_n3.eval_loader("tune")), collect_maps(model, data_n3.eval_loader("val"))
+    scores = normalization_scores(tune, val, 0.01)
+    assert set(scores) == set(NORM_VARIANTS) and tune.maps.shape == (6, 2, 2) and tune.maps.dtype == np.float32
+    write_maps(tmp_path / "run.maps.npz", {"tune": tune, "val": val})
+    again = read_maps(tmp_path / "run.maps.npz")
+    assert normalization_scores(again["tune"], again["val"], 0.01) == scores
+    # The min-max entry is the protocol's number that score_model gives.
+    from wsol.study.scoring import score_model
+
+    assert scores["minmax"]["tune"] == summarize(score_model(model, data_n3.eval_loader("tune"), 0.01))
+
+
+def test_tune_split_loader_and_refresh(tmp_path, data_n3):
+    loader = data_n3.train_loader("n3", 4, 0, (0.5, 1.0), split="tune")
+    assert len(loader.dataset) == len(data_n3.tune) == 6
+    with pytest.raises(ValueError, match="split must be"):
+        data_n3.train_loader("n3", 4, 0, (0.5, 1.0), split="val")
+    calls: list[str] = []
+
+    def fake_train(spec, data_, settings):
+        calls.append(spec.key)
+        return _fake(spec, 50.0)  # no "norms": a result from before the normalisation scores
+
+    one = (TWO_ROWS[0],)
+    settings = StudySettings(out=tmp_path, seeds=(0,), base=SMALL, combination=False, progress=False)
+    assert run_study(data_n3, settings, one, train_fn=fake_train) == 0 and calls == ["n3/cam/default/seed0"]
+    assert run_study(data_n3, settings, one, train_fn=fake_train) == 0 and len(calls) == 1
+    refresh = StudySettings(out=tmp_path, seeds=(0,), base=SMALL, combination=False, progress=False, refresh=("cam",))
+    assert run_study(data_n3, refresh, one, train_fn=fake_train) == 0 and len(calls) == 2

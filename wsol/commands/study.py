@@ -39,6 +39,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s.add_argument("--split-seed", type=int, default=0, help="seed of the tuning split and subsets (default: 0)")
     s.add_argument("--methods", default=None, help="comma-separated rows to run (default: every row)")
     s.add_argument("--no-combination", action="store_true", help="do not add the best-combination row")
+    s.add_argument(
+        "--refresh",
+        default=None,
+        help="comma-separated rows whose finished runs lack the per-normalisation scores: retrain and rescore them",
+    )
     s.add_argument("--epochs", type=int, default=None, help="epochs per run (default: the recipe's 12)")
     s.add_argument("--width", type=int, default=None, help="ResNet-10 base width (default: the recipe's 32)")
     s.add_argument(
@@ -95,6 +100,10 @@ def run(args: argparse.Namespace) -> int:
         if unknown:
             raise ValueError(f"unknown --methods {unknown}; rows: {', '.join(known)}")
         methods = tuple(m for m in SMALL_DATA_METHODS if m.name in wanted)
+    refresh = [m.strip() for m in (args.refresh or "").split(",") if m.strip()]
+    unknown = [m for m in refresh if m not in {row.name for row in SMALL_DATA_METHODS}]
+    if unknown:
+        raise ValueError(f"unknown --refresh rows {unknown}")
     base: dict = {}
     if args.epochs is not None:
         base["epochs"] = args.epochs
@@ -125,6 +134,7 @@ def run(args: argparse.Namespace) -> int:
         limit_train_batches=args.limit_train_batches,
         lightning_bar=args.lightning_bar,
         progress=not args.no_progress,
+        refresh=tuple(refresh),
     )
     code = run_study(data, settings, methods, dry_run=args.dry_run, report_only=args.report_only)
     if not args.dry_run:

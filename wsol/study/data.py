@@ -76,12 +76,26 @@ class StudyData:
     image_size: int
     description: dict[str, Any]
 
-    def train_loader(self, regime: str, batch_size: int, seed: int, scale: Sequence[float]) -> DataLoader:
-        """Shuffled, augmented loader over a regime's training images (shuffling and crops seeded by ``seed``)."""
+    def train_loader(
+        self, regime: str, batch_size: int, seed: int, scale: Sequence[float], split: str = "regime"
+    ) -> DataLoader:
+        """Shuffled, augmented loader over training images (shuffling and crops seeded by ``seed``).
+
+        Args:
+            regime: Regime whose subset of the pool is trained on.
+            batch_size: Batch size.
+            seed: Seed of shuffling and augmentation.
+            scale: Area range of the random crop.
+            split: ``"regime"`` (the regime's images, class labels only) or ``"tune"`` (the box-labelled
+                tuning split, for the few-shot fully supervised reference row).
+        """
         import torch
 
         k = len(self.class_names)
-        dataset = ListDataset([self.pool[i] for i in self.regimes[regime]], self.class_names)
+        if split not in ("regime", "tune"):
+            raise ValueError(f"split must be 'regime' or 'tune', got {split!r}")
+        samples = [self.pool[i] for i in self.regimes[regime]] if split == "regime" else list(self.tune)
+        dataset = ListDataset(samples, self.class_names)
         dataset.transform = TrainTransform(self.image_size, k, tuple(scale))
         # albumentations 2 draws from its own generator, which seed_everything does not reach.
         if hasattr(dataset.transform.pipeline, "set_random_seed"):

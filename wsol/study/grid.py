@@ -130,6 +130,19 @@ SMALL_DATA_METHODS: tuple[MethodSpec, ...] = (
         {"default": {"method": "SEAM", "model": {"scale_factor": 0.5, "new_lr_mult": 1.0, "bias_lr_mult": 1.0}}},
         "SEAM, rescale 0.5, PCM maps",
     ),
+    # The reference benchmark's comparison rows (Choe et al., CVPR 2020) at its config's defaults.
+    MethodSpec("has", "method", {"default": {"method": "HaS"}}, "HaS: hide 4x4 grid cells with p 0.5"),
+    MethodSpec("acol", "method", {"default": {"method": "ACoL"}}, "ACoL: second classifier, erasing threshold 0.7"),
+    MethodSpec("spg", "method", {"default": {"method": "SPG"}}, "SPG: self-produced guidance, its 3 threshold pairs"),
+    MethodSpec("adl", "method", {"default": {"method": "ADL"}}, "ADL after the last two stages, drop 0.75, γ 0.9"),
+    # The few-shot fully supervised reference row: trained on the tuning split's boxes, never a WSOL method.
+    # 500 images, so more epochs than the WSOL rows: 60 epochs are ~470 steps, about half a WSOL run's.
+    MethodSpec(
+        "fsl",
+        None,
+        {"default": {"method": "FSL", "train_split": "tune", "epochs": 60}},
+        "few-shot fully supervised reference: box masks of the tuning split, per-pixel BCE",
+    ),
 )
 
 

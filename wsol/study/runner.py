@@ -23,9 +23,19 @@ from typing import Any
 from wsol.study.data import StudyData
 from wsol.study.grid import SMALL_DATA_METHODS, MethodSpec, RunSpec, build_callbacks, build_model, config_hash
 from wsol.study.planner import plan_runs
-from wsol.study.scoring import fair_scores, reference_rows, score_model, summarize, write_json_atomic
+from wsol.study.scoring import (
+    collect_maps,
+    normalization_scores,
+    reference_rows,
+    write_json_atomic,
+    write_maps,
+)
 
-__all__ = ["StudySettings", "run_study", "train_and_score"]
+__all__ = ["MAPS_KEY", "StudySettings", "run_study", "train_and_score"]
+
+# A result's raw maps travel under this key from training to the runner, which saves them beside the JSON
+# (``<key>.maps.npz``) so that a run can be rescored under another normalisation without retraining.
+MAPS_KEY = "_raw_maps"
 
 
 @dataclass
@@ -42,6 +52,7 @@ class StudySettings:
         limit_train_batches: Cap on batches per epoch (tests only).
         lightning_bar: Show Lightning's progress bar inside each run.
         progress: Show the bar over runs.
+        refresh: Rows whose finished runs predate the normalisation scores (no ``norms`` entry) are retrained.
     """
 
     out: Path
@@ -53,6 +64,7 @@ class StudySettings:
     limit_train_batches: int | float | None = None
     lightning_bar: bool = False
     progress: bool = True
+    refresh: Sequence[str] = ()
 
 
 def train_and_score(spec: RunSpec, data: StudyData, settings: StudySettings) -> dict[str, Any]:
@@ -66,7 +78,8 @@ def train_and_score(spec: RunSpec, data: StudyData, settings: StudySettings) -> 
     start = time.perf_counter()
     pl.seed_everything(spec.seed, workers=True, verbose=False)
     model = build_model(config, len(data.class_names), spec.seed)
-    loader = data.train_loader(spec.regime, config["batch_size"], spec.seed, config["train_scale"])
+    split = config.get("train_split", "regime")
+    loader = data.train_loader(spec.regime, config["batch_size"], spec.seed, config["train_scale"], split=split)
     trainer = pl.Trainer(
         max_epochs=config["epochs"],
         accelerator=settings.accelerator,
@@ -83,8 +96,9 @@ def train_and_score(spec: RunSpec, data: StudyData, settings: StudySettings) -> 
     )
     trainer.fit(model, train_dataloaders=loader)
     trained = time.perf_counter()
-    tune = score_model(model, data.eval_loader("tune"), settings.cam_curve_interval)
-    val = score_model(model, data.eval_loader("val"), settings.cam_curve_interval)
+    tune = collect_maps(model, data.eval_loader("tune"))
+    val = collect_maps(model, data.eval_loader("val"))
+    norms = normalization_scores(tune, val, settings.cam_curve_interval)
     end = time.perf_counter()
     return {
         "key": spec.key,
@@ -95,11 +109,14 @@ def train_and_score(spec: RunSpec, data: StudyData, settings: StudySettings) -> 
         "config": config,
         "config_hash": config_hash(config),
         "n_train": len(loader.dataset),
+        # "boxes": a fully supervised reference row (trained on the tuning split's boxes), never a WSOL method.
+        "supervision": "boxes" if split == "tune" else "labels",
         "data": data.description,
         "cam_curve_interval": settings.cam_curve_interval,
-        "tune": summarize(tune),
-        "val": summarize(val),
-        "fair": fair_scores(tune, val),
+        # The protocol's min-max numbers at the top level; every normalisation under "norms".
+        **norms["minmax"],
+        "norms": norms,
+        MAPS_KEY: {"tune": tune, "val": val},
         "seconds": {
             "train": trained - start,
             "eval": end - trained,
@@ -168,6 +185,8 @@ def run_study(
             if not path.is_file():
                 return None
             result = json.loads(path.read_text())
+            if spec.method in settings.refresh and "norms" not in result:
+                return None
             if result.get("config_hash") != config_hash(spec.config):
                 raise ValueError(
                     f"{path} holds a run of another recipe (config {result.get('config_hash')}, planned "
@@ -204,6 +223,9 @@ def run_study(
                 error.write_text(f"{type(err).__name__}: {err}\n")
                 print(f"wsol study: run {spec.key} failed: {type(err).__name__}: {err}", file=sys.stderr)
                 continue
+            maps = result.pop(MAPS_KEY, None)
+            if maps is not None:
+                write_maps(runs_dir / f"{spec.key}.maps.npz", maps)
             write_json_atomic(runs_dir / f"{spec.key}.json", result)
             error.unlink(missing_ok=True)  # an earlier failure is now stale
             cache[spec.key] = result

@@ -17,9 +17,32 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-__all__ = ["SplitCurves", "fair_scores", "reference_rows", "score_model", "summarize", "write_json_atomic"]
+__all__ = [
+    "NORM_VARIANTS",
+    "read_maps",
+    "RawMaps",
+    "SplitCurves",
+    "collect_maps",
+    "fair_scores",
+    "normalization_scores",
+    "reference_rows",
+    "score_maps",
+    "score_model",
+    "summarize",
+    "write_json_atomic",
+    "write_maps",
+]
 
 MODE = "MaxBoxAccV2"
+
+# Score-map normalisations every run is scored under (name -> rule, IVR percentile); one is chosen per row on
+# the tuning split. IVR's percentile is a hyper-parameter (Kim et al., ICCV 2021), so it is tuned over a grid.
+NORM_VARIANTS: dict[str, tuple[str, float]] = {
+    "minmax": ("minmax", 0.6),
+    "max": ("max", 0.6),
+    "pas": ("pas", 0.6),
+    **{f"ivr{p:g}": ("ivr", p) for p in (0.3, 0.5, 0.6, 0.7, 0.8, 0.9)},
+}
 
 
 @dataclass(frozen=True)
@@ -50,31 +73,106 @@ def _from_accumulator(acc: Any, top1: float | None) -> SplitCurves:
     return SplitCurves(result.n_images, result.cam_thresholds, dict(result.modes[MODE].curves), top1loc, top1)
 
 
-@torch.no_grad()
-def score_model(model: Any, loader: DataLoader, cam_curve_interval: float = 0.001) -> SplitCurves:
-    """Top-1 accuracy and the GT-class CAMs' BoxAcc(τ) curves of ``model`` over ``loader``.
+@dataclass(frozen=True)
+class RawMaps:
+    """A split's raw GT-class CAMs at feature resolution: all that rescoring under any normalisation needs.
 
-    The maps follow protocol §1 (bicubic upsampling to the input, min-max), as in
-    :func:`wsol.inference.evaluate_localization`; this keeps the accumulator, whose Top-1 Loc counts are
-    needed at the tuning split's τ.
+    Attributes:
+        maps: ``(N, h, w)`` float32 raw maps (the classifier's output, any sign).
+        hits: ``(N,)`` whether the top-1 class was right.
+        boxes: Per image, ``(n, 4)`` inclusive GT boxes in the ``size`` x ``size`` input's pixels.
+        size: Side of the square input (the score maps are upsampled to it).
     """
-    from wsol.metrics import BoxAccumulator, prepare_scoremaps
 
+    maps: np.ndarray
+    hits: np.ndarray
+    boxes: list[np.ndarray]
+    size: int
+
+
+@torch.no_grad()
+def collect_maps(model: Any, loader: DataLoader) -> RawMaps:
+    """The GT-class raw CAMs of ``model`` over ``loader`` and its top-1 hits (eval mode)."""
     model.eval()
-    acc = BoxAccumulator(cam_curve_interval=cam_curve_interval, modes=(MODE,))
-    correct = 0
+    maps_out, hits_out, boxes, size = [], [], [], 0
     for batch in loader:
         images = batch["image"].to(model.device)
         labels = batch["label"].to(model.device)
         logits, maps = model.forward_with_cams(images)
-        hits = (logits.argmax(dim=1) == labels).cpu().numpy()
-        gt_maps = maps[torch.arange(len(labels), device=maps.device), labels]
-        scoremaps = prepare_scoremaps(gt_maps, tuple(images.shape[-2:])).cpu().numpy()
-        acc.update(scoremaps, [b.numpy() for b in batch["boxes"]], hits)
-        correct += int(hits.sum())
-    if acc.n_images == 0:
+        hits_out.append((logits.argmax(dim=1) == labels).cpu().numpy())
+        maps_out.append(maps[torch.arange(len(labels), device=maps.device), labels].float().cpu().numpy())
+        boxes += [b.numpy().reshape(-1, 4) for b in batch["boxes"]]
+        size = int(images.shape[-1])
+    if not maps_out:
         raise ValueError("the loader yielded no images")
-    return _from_accumulator(acc, 100.0 * correct / acc.n_images)
+    return RawMaps(np.concatenate(maps_out), np.concatenate(hits_out), boxes, size)
+
+
+def score_maps(
+    raw: RawMaps, cam_curve_interval: float = 0.001, normalization: str = "minmax", percentile: float = 0.6
+) -> SplitCurves:
+    """Top-1 and BoxAcc(τ) curves of raw maps: protocol §1 upsampling, then the chosen normalisation.
+
+    The accumulator is kept because the Top-1 Loc counts are needed at the tuning split's τ.
+    """
+    from wsol.metrics import BoxAccumulator, prepare_scoremaps
+
+    acc = BoxAccumulator(cam_curve_interval=cam_curve_interval, modes=(MODE,))
+    for start in range(0, len(raw.maps), 100):
+        stop = start + 100
+        cams = torch.from_numpy(raw.maps[start:stop])
+        scoremaps = prepare_scoremaps(cams, (raw.size, raw.size), normalization, percentile).numpy()
+        acc.update(scoremaps, raw.boxes[start:stop], raw.hits[start:stop])
+    return _from_accumulator(acc, 100.0 * float(raw.hits.sum()) / len(raw.hits))
+
+
+def score_model(model: Any, loader: DataLoader, cam_curve_interval: float = 0.001) -> SplitCurves:
+    """Top-1 accuracy and the min-max GT-class CAMs' BoxAcc(τ) curves of ``model`` over ``loader``.
+
+    The maps follow protocol §1 (bicubic upsampling to the input, min-max), as in
+    :func:`wsol.inference.evaluate_localization`.
+    """
+    return score_maps(collect_maps(model, loader), cam_curve_interval)
+
+
+def normalization_scores(tune: RawMaps, val: RawMaps, cam_curve_interval: float = 0.001) -> dict[str, dict[str, Any]]:
+    """Per entry of :data:`NORM_VARIANTS`: the tuning and val summaries and the fair number (τ from tuning)."""
+    out = {}
+    for name, (rule, percentile) in NORM_VARIANTS.items():
+        curves = {"tune": score_maps(tune, cam_curve_interval, rule, percentile)}
+        curves["val"] = score_maps(val, cam_curve_interval, rule, percentile)
+        out[name] = {
+            "tune": summarize(curves["tune"]),
+            "val": summarize(curves["val"]),
+            "fair": fair_scores(curves["tune"], curves["val"]),
+        }
+    return out
+
+
+def write_maps(path: Path, splits: dict[str, RawMaps]) -> None:
+    """Save each split's raw maps, hits and boxes (compressed npz, written atomically) for later rescoring."""
+    arrays: dict[str, np.ndarray] = {}
+    for split, raw in splits.items():
+        arrays[f"{split}_maps"] = raw.maps.astype(np.float32)
+        arrays[f"{split}_hits"] = raw.hits.astype(bool)
+        arrays[f"{split}_boxes_flat"] = np.concatenate(raw.boxes).astype(np.int32)
+        arrays[f"{split}_box_counts"] = np.array([len(b) for b in raw.boxes], dtype=np.int32)
+        arrays[f"{split}_size"] = np.array(raw.size)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp.npz")
+    np.savez_compressed(tmp, **arrays)
+    tmp.replace(path)
+
+
+def read_maps(path: Path) -> dict[str, RawMaps]:
+    """The splits saved by :func:`write_maps` (no pickles are read)."""
+    out = {}
+    with np.load(path, allow_pickle=False) as data:
+        for split in sorted({k.split("_", 1)[0] for k in data.files}):
+            counts = data[f"{split}_box_counts"]
+            boxes = np.split(data[f"{split}_boxes_flat"].astype(np.int64), np.cumsum(counts)[:-1])
+            out[split] = RawMaps(data[f"{split}_maps"], data[f"{split}_hits"], boxes, int(data[f"{split}_size"]))
+    return out
 
 
 def summarize(curves: SplitCurves) -> dict[str, Any]:
