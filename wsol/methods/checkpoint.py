@@ -1,16 +1,53 @@
-"""Load a trained method from its Lightning checkpoint, whichever method class wrote it."""
+"""Load a trained method from its Lightning checkpoint, whichever method class wrote it.
+
+Checkpoints are untrusted files: they are read with ``torch.load(weights_only=True)``, which unpickles
+only tensors and plain containers, so a crafted file cannot run code. Every failure names the file.
+"""
 
 from __future__ import annotations
 
 import importlib
+import pickle
+import zipfile
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from wsol.methods.base import WSOLModule
 
+__all__ = ["METHOD_KEY", "checkpoint_method", "load_checkpoint", "read_checkpoint"]
+
 # Written by WSOLModule.on_save_checkpoint: the dotted path of the class that trained the weights.
 METHOD_KEY = "wsol_method"
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """The checkpoint's contents, read without running code from the file.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        ValueError: the file is empty, truncated, not a torch checkpoint, or holds objects other than
+            tensors and plain containers (the message names the file).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    if path.stat().st_size == 0:
+        raise ValueError(f"checkpoint {path} is empty (0 bytes)")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        # weights_only refuses any global outside torch's allow-list: a crafted or foreign pickle.
+        culprit = next((ln.strip() for ln in str(err).splitlines() if "GLOBAL" in ln), None)
+        if culprit is None:
+            raise ValueError(f"checkpoint {path} cannot be read (truncated or not a torch checkpoint)") from None
+        raise ValueError(f"checkpoint {path} was refused: it holds objects other than tensors ({culprit})") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as err:
+        raise ValueError(f"checkpoint {path} cannot be read (truncated or not a torch checkpoint): {err}") from None
+    if not isinstance(ckpt, dict):
+        raise ValueError(f"checkpoint {path} holds a {type(ckpt).__name__}, not a checkpoint dictionary")
+    return ckpt
 
 
 def checkpoint_method(path: str | Path) -> str:
@@ -18,30 +55,36 @@ def checkpoint_method(path: str | Path) -> str:
 
     Raises:
         FileNotFoundError: if ``path`` does not exist.
-        ValueError: if the checkpoint was not written by a :class:`WSOLModule`.
+        ValueError: if the checkpoint cannot be read safely or was not written by a :class:`WSOLModule`.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    ckpt = read_checkpoint(path)
     if METHOD_KEY not in ckpt:
         raise ValueError(f"{path} was not written by a wsol method (no '{METHOD_KEY}' entry)")
     return str(ckpt[METHOD_KEY])
 
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> WSOLModule:
+def load_checkpoint(
+    path: str | Path, map_location: str | torch.device = "cpu", method_class: type[WSOLModule] | None = None
+) -> WSOLModule:
     """Rebuild the method that wrote ``path`` (its class is recorded in the checkpoint), in eval mode.
 
-    Backbone weights come from the checkpoint; pretrained weights are never fetched again.
+    Backbone weights come from the checkpoint; pretrained weights are never fetched again. The recorded class
+    is imported only from ``wsol.methods`` (a file never chooses which module runs); a method defined
+    elsewhere is passed as ``method_class``.
 
     Raises:
         FileNotFoundError: if ``path`` does not exist.
-        ValueError: if the checkpoint holds no wsol method or names a class that is not one.
+        ValueError: if the checkpoint cannot be read safely, holds no wsol method or names a class that is not one.
     """
     dotted = checkpoint_method(path)
     module_name, _, class_name = dotted.rpartition(".")
-    cls = getattr(importlib.import_module(module_name), class_name, None)
+    if method_class is not None:
+        cls: Any = method_class
+    elif not module_name.startswith("wsol.methods."):
+        raise ValueError(f"{path} names {dotted!r}, outside wsol.methods: pass its class as method_class")
+    else:
+        cls = getattr(importlib.import_module(module_name), class_name, None)
     if not (isinstance(cls, type) and issubclass(cls, WSOLModule)):
         raise ValueError(f"{path} names {dotted!r}, which is not a wsol method class")
-    model = cls.load_from_checkpoint(path, map_location=map_location, pretrained=False)
+    model = cls.load_from_checkpoint(path, map_location=map_location, pretrained=False, weights_only=True)
     return model.eval()
