@@ -139,6 +139,9 @@ class BoxAccumulator:
         if unknown or not modes:
             raise ValueError(f"modes must be a non-empty subset of {list(BOX_MODES)}, got {list(modes)}")
         self.iou_thresholds = tuple(int(t) for t in iou_thresholds)
+        bad = [t for t, v in zip(self.iou_thresholds, iou_thresholds, strict=True) if not 0 < t <= 100 or t != v]
+        if bad or not self.iou_thresholds:
+            raise ValueError(f"iou_thresholds must be integers in (0, 100] (percent), got {list(iou_thresholds)}")
         if "MaxBoxAcc" in modes and 50 not in self.iou_thresholds:
             raise ValueError("MaxBoxAcc (v1) is defined at IoU 50; include 50 in iou_thresholds")
         self.cam_curve_interval = float(cam_curve_interval)
@@ -180,9 +183,15 @@ class BoxAccumulator:
             if len(cls_correct) != len(scoremaps):
                 raise ValueError(f"{len(scoremaps)} score maps but {len(cls_correct)} cls_correct entries")
         boxes = [check_boxes(np.asarray(b).reshape(-1, 4), f"GT boxes of image {i}") for i, b in enumerate(gt_boxes)]
+        height, width = scoremaps.shape[-2:]
         for i, (scoremap, gt) in enumerate(zip(scoremaps, boxes, strict=True)):
             if len(gt) == 0:
                 raise ValueError(f"image {i} of the batch has no GT box")
+            outside = (gt[:, 0] >= width) | (gt[:, 1] >= height)
+            if outside.any():
+                raise ValueError(
+                    f"GT boxes of image {i} lie wholly outside the {height}x{width} score map: {gt[outside].tolist()}"
+                )
             ious = best_box_ious(scoremap, gt, self.thresholds, "MaxBoxAcc" in self.modes, "MaxBoxAccV2" in self.modes)
             for mode, iou in zip(("MaxBoxAcc", "MaxBoxAccV2"), ious, strict=True):
                 if iou is None:

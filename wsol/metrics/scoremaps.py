@@ -16,7 +16,11 @@ from wsol.metrics.normalization import DEFAULT_PERCENTILE, check_normalization, 
 if TYPE_CHECKING:
     import torch
 
+# The finest threshold grid accepted: 10,000 thresholds, ten times the papers' 0.001.
+MIN_CAM_CURVE_INTERVAL = 1e-4
+
 __all__ = [
+    "MIN_CAM_CURVE_INTERVAL",
     "cam_thresholds",
     "check_scoremaps",
     "normalize_scoremap",
@@ -40,6 +44,12 @@ def cam_thresholds(cam_curve_interval: float) -> np.ndarray:
     """
     if not 0 < cam_curve_interval < 1:
         raise ValueError(f"cam_curve_interval must lie in (0, 1), got {cam_curve_interval}")
+    if cam_curve_interval < MIN_CAM_CURVE_INTERVAL:
+        # 1e-9 would allocate tens of GB of curves; the reference's finest grid is 0.001.
+        raise ValueError(
+            f"cam_curve_interval must be >= {MIN_CAM_CURVE_INTERVAL:g} (the papers use 0.001), "
+            f"got {cam_curve_interval:g}"
+        )
     return np.arange(0, 1, cam_curve_interval, dtype=np.float64)
 
 

@@ -1,0 +1,69 @@
+"""Bad input ends in one ValueError whose message names the culprit, never a traceback or a wrong number.
+
+One table: each row builds its input on the fly, calls a public entry point and expects a message fragment.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from wsol.metrics import BoxAccumulator, cam_thresholds, check_normalization, normalize_scoremaps
+
+
+def _box_update(boxes: list[list[int]], size: int = 8) -> None:
+    BoxAccumulator(0.01).update(np.zeros((1, size, size)), [np.array(boxes)])
+
+
+def _checkpoint(tmp: Path, content: bytes) -> None:
+    from wsol.methods.checkpoint import load_checkpoint
+
+    path = tmp / "model.ckpt"
+    path.write_bytes(content)
+    load_checkpoint(path)
+
+
+ROWS: list[tuple[str, Callable[[Path], object], str]] = [
+    ("interval 1e-9 (would need tens of GB)", lambda t: cam_thresholds(1e-9), "cam_curve_interval must be >= 0.0001"),
+    ("interval 0", lambda t: cam_thresholds(0.0), "cam_curve_interval must lie in (0, 1)"),
+    (
+        "IoU threshold 0",
+        lambda t: BoxAccumulator(0.01, iou_thresholds=(0, 50)),
+        "iou_thresholds must be integers in (0, 100]",
+    ),
+    ("IoU threshold 150", lambda t: BoxAccumulator(0.01, iou_thresholds=(50, 150)), "iou_thresholds must be integers"),
+    ("IoU threshold 0.5 (a fraction)", lambda t: BoxAccumulator(0.01, iou_thresholds=(0.5,)), "iou_thresholds must be"),
+    ("no IoU threshold", lambda t: BoxAccumulator(0.01, iou_thresholds=(), modes=("MaxBoxAccV2",)), "iou_thresholds"),
+    (
+        "GT box right of the map",
+        lambda t: _box_update([[8, 0, 9, 3]]),
+        "GT boxes of image 0 lie wholly outside the 8x8",
+    ),
+    ("GT box below the map", lambda t: _box_update([[0, 0, 3, 3], [1, 9, 2, 12]]), "[[1, 9, 2, 12]]"),
+    ("negative GT box", lambda t: _box_update([[-1, 0, 3, 3]]), "GT boxes of image 0: negative coordinates"),
+    ("unknown normalisation", lambda t: check_normalization("softmax", 0.6), "normalization must be one of"),
+    ("IVR percentile 1", lambda t: normalize_scoremaps(np.eye(3), "ivr", 1.0), "percentile must lie in [0, 1)"),
+    ("0-byte checkpoint", lambda t: _checkpoint(t, b""), "model.ckpt is empty (0 bytes)"),
+    ("text as a checkpoint", lambda t: _checkpoint(t, b"hello"), "model.ckpt cannot be read"),
+    ("truncated zip checkpoint", lambda t: _checkpoint(t, b"PK\x03\x04\x14\x00"), "model.ckpt cannot be read"),
+]
+
+
+@pytest.mark.parametrize(("case", "call", "fragment"), ROWS, ids=[r[0] for r in ROWS])
+def test_bad_input_gets_one_line_naming_the_culprit(tmp_path, case, call, fragment):
+    with pytest.raises(ValueError) as err:
+        call(tmp_path)
+    message = str(err.value)
+    assert fragment in message, f"{case}: {message!r}"
+    assert "\n" not in message and "Traceback" not in message
+
+
+def test_gt_boxes_on_the_last_pixel_are_accepted():
+    acc = BoxAccumulator(0.5, modes=("MaxBoxAccV2",))
+    scoremap = np.zeros((1, 8, 8))
+    scoremap[0, 7, 7] = 1.0
+    acc.update(scoremap, [np.array([[7, 7, 7, 7]])])
+    assert acc.compute().modes["MaxBoxAccV2"].value == 100.0
