@@ -143,6 +143,26 @@ def test_cli_writes_masks_and_reports_errors(demo_checkpoint, tmp_path, capsys):
     assert "--scales" in capsys.readouterr().err
 
 
+def test_stored_maps_are_keyed_on_checkpoint_content_and_data_options(demo_checkpoint, tmp_path, capsys):
+    out = tmp_path / "pm"
+    same_name = tmp_path / "other" / demo_checkpoint.name
+    same_name.parent.mkdir()
+    ckpt = torch.load(demo_checkpoint, weights_only=True)
+    ckpt["state_dict"] = {k: v + 0.01 if v.is_floating_point() else v for k, v in ckpt["state_dict"].items()}
+    torch.save(ckpt, same_name)
+    base = ["pseudo-masks", "--data", "synthetic", "--out", str(out), "--scales", "1", "--limit", "2"]
+    base += ["--grid", "0", "--device", "cpu", "--data-options", json.dumps(DEMO)]
+    assert main(base + ["--checkpoint", str(demo_checkpoint)]) == 0
+    capsys.readouterr()
+    # Another checkpoint under the same file name must not reuse the stored maps.
+    assert main(base + ["--checkpoint", str(same_name)]) == 2
+    assert "holds maps made with other settings" in capsys.readouterr().err
+    # Nor may other reader options.
+    other = base[:-1] + [json.dumps({**DEMO, "clutter": 3})]
+    assert main(other + ["--checkpoint", str(demo_checkpoint)]) == 2
+    assert "holds maps made with other settings" in capsys.readouterr().err
+
+
 def test_predicted_labels_choose_the_competing_class(demo_checkpoint, tmp_path):
     model = load_checkpoint(demo_checkpoint)
     dataset = read_dataset("synthetic", None, "train", **DEMO)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
 
@@ -83,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
     from wsol.data import read_dataset
     from wsol.methods import load_checkpoint
     from wsol.wsss import PseudoMaskConfig, generate_pseudo_masks
+    from wsol.wsss.store import file_digest
 
     options = json.loads(args.data_options) if args.data_options else {}
     if not isinstance(options, dict):
@@ -110,7 +112,18 @@ def run(args: argparse.Namespace) -> int:
         dataset,
         args.out,
         config,
-        source={"checkpoint": Path(args.checkpoint).name, "method": method, "data": args.data, "split": args.split},
+        # Content, not names: another checkpoint under the same name, or another root or reader option,
+        # must never reuse stored maps.
+        source={
+            "checkpoint": Path(args.checkpoint).name,
+            "checkpoint_sha256": file_digest(args.checkpoint),
+            "method": method,
+            "data": args.data,
+            "root": str(Path(args.root).resolve()) if args.root else None,
+            "WSOL_DATA": None if args.root else os.environ.get("WSOL_DATA"),
+            "data_options": options,
+            "split": args.split,
+        },
         grid_images=args.grid,
         limit=args.limit,
     )

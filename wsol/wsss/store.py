@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Callable
@@ -10,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["atomic_write", "check_settings", "claim_masks", "image_stem", "load_npz", "save_npz"]
+__all__ = ["atomic_write", "check_settings", "claim_masks", "file_digest", "image_stem", "load_npz", "save_npz"]
 
 
 def atomic_write(path: Path, write: Callable[[Path], Any]) -> Path:
@@ -26,6 +27,15 @@ def atomic_write(path: Path, write: Callable[[Path], Any]) -> Path:
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def file_digest(path: str | Path) -> str:
+    """SHA-256 of a file's bytes: the identity of a checkpoint, whatever its name."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def image_stem(image_id: str) -> str:
@@ -52,7 +62,7 @@ def save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
 
 def load_npz(path: Path) -> dict[str, np.ndarray]:
     """Every array of an ``.npz`` file."""
-    with np.load(path) as data:
+    with np.load(path, allow_pickle=False) as data:
         return {k: data[k] for k in data.files}
 
 
