@@ -131,7 +131,7 @@ SMALL_DATA_METHODS: tuple[MethodSpec, ...] = (
         "SEAM, rescale 0.5, PCM maps",
     ),
     # The reference benchmark's comparison rows (Choe et al., CVPR 2020) at its config's defaults.
-    MethodSpec("has", "method", {"default": {"method": "HaS"}}, "HaS: hide 4x4 grid cells with p 0.5"),
+    MethodSpec("has", "method", {"default": {"method": "HaS"}}, "HaS: hide 4 px grid cells with p 0.5"),
     MethodSpec("acol", "method", {"default": {"method": "ACoL"}}, "ACoL: second classifier, erasing threshold 0.7"),
     MethodSpec("spg", "method", {"default": {"method": "SPG"}}, "SPG: self-produced guidance, its 3 threshold pairs"),
     MethodSpec("adl", "method", {"default": {"method": "ADL"}}, "ADL after the last two stages, drop 0.75, γ 0.9"),

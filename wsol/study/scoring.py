@@ -98,9 +98,10 @@ def collect_maps(model: Any, loader: DataLoader) -> RawMaps:
     for batch in loader:
         images = batch["image"].to(model.device)
         labels = batch["label"].to(model.device)
-        logits, maps = model.forward_with_cams(images)
+        logits = model(images)
         hits_out.append((logits.argmax(dim=1) == labels).cpu().numpy())
-        maps_out.append(maps[torch.arange(len(labels), device=maps.device), labels].float().cpu().numpy())
+        # GT-known maps through the method's own cams(): e.g. ACoL erases by the given class, not the predicted one.
+        maps_out.append(model.cams(images, labels).float().cpu().numpy())
         boxes += [b.numpy().reshape(-1, 4) for b in batch["boxes"]]
         size = int(images.shape[-1])
     if not maps_out:
