@@ -166,3 +166,17 @@ def test_curves_match_the_published_code(name, interval):
         for mode in ("MaxBoxAcc", "MaxBoxAccV2"):
             assert out["curves"][mode] == expected["curves"][mode], f"{name} {mode} curve differs"
             assert out[mode]["value"] == expected[mode]["value"]
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    values=arrays(np.float64, st.integers(1, 300), elements=st.sampled_from([-2.0, -0.5, 0.0, 0.0, 1e-300, 3.0, 7.5])),
+    data=st.data(),
+)
+def test_compiled_selection_equals_sorting(values, data):
+    from wsol.metrics._select import kth_smallest
+
+    k = data.draw(st.integers(0, values.size - 1))
+    assert kth_smallest(values, k) == np.sort(values)[k]
+    spread = values * np.linspace(1.0, 2.0, values.size)  # distinct values next to heavy ties
+    assert kth_smallest(spread, k) == np.sort(spread)[k]

@@ -17,8 +17,8 @@ The order of operations is the published code's (subtract, then divide), so the 
 it in float64. A map holding NaN or ±inf, or a constant map, becomes all zeros (as the protocol's min-max
 does); so does a map whose rule would divide by zero (``max`` of a map with no positive value, ``ivr`` when
 the percentile value is the maximum). Under ``pas`` a zero divisor (90 % of the map at its minimum) gives the
-rule's limit: 1 above the minimum, 0 at it. The k-th value is found by selection (``np.partition`` /
-``torch.kthvalue``), which returns exactly ``sorted[k]`` in linear time.
+rule's limit: 1 above the minimum, 0 at it. The k-th value is found by selection (a compiled histogram
+selection in numpy, ``torch.kthvalue`` in torch), which returns exactly ``sorted[k]`` in linear time.
 """
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import numpy as np
+
+from wsol.metrics._select import ivr_normalize, pas_normalize
 
 if TYPE_CHECKING:
     import torch
@@ -62,9 +64,12 @@ def quantile_index(size: int, quantile: float) -> int:
 
 def _normalize_one(m: np.ndarray, normalization: str, percentile: float) -> np.ndarray:
     # m is a float64 copy owned by this function; every step mirrors the published order of operations.
+    if normalization == "pas":  # compiled kernels check NaN/inf and constant maps in their own first pass
+        return pas_normalize(m, quantile_index(m.size, PAS_QUANTILE))
+    if normalization == "ivr":
+        return ivr_normalize(m, quantile_index(m.size, percentile))
     if not np.isfinite(m).all() or m.min() == m.max():
         return np.zeros_like(m)
-    flat = m.reshape(-1)
     if normalization == "minmax":
         m -= m.min()
         m /= m.max()
@@ -73,18 +78,7 @@ def _normalize_one(m: np.ndarray, normalization: str, percentile: float) -> np.n
         m = np.maximum(0.0, m)
         peak = m.max()
         return m / peak if peak > 0 else np.zeros_like(m)
-    if normalization == "pas":
-        m -= m.min()
-        k = quantile_index(flat.size, PAS_QUANTILE)
-        divisor = np.partition(m.reshape(-1), k)[k]
-        if divisor == 0:
-            return (m > 0).astype(np.float64)
-        return np.minimum(1.0, m / divisor)
-    k = quantile_index(flat.size, percentile)
-    m -= np.partition(flat, k)[k]
-    m = np.maximum(0.0, m)
-    peak = m.max()
-    return m / peak if peak > 0 else np.zeros_like(m)
+    raise ValueError(f"unknown normalization {normalization!r}")  # unreachable after check_normalization
 
 
 def normalize_scoremaps(

@@ -118,9 +118,7 @@ def prepare_scoremaps_numpy(
     out = np.empty((cams.shape[0], height, width), dtype=np.float64)
     for i, cam in enumerate(cams):
         resized = cv2.resize(cam, (width, height), interpolation=cv2.INTER_CUBIC)
-        out[i] = normalize_scoremap(resized) if normalization == "minmax" else resized
-    if normalization != "minmax":
-        out = normalize_scoremaps(out, normalization, percentile)
+        out[i] = normalize_scoremaps(resized, normalization, percentile)
     return out
 
 
