@@ -62,3 +62,24 @@ def test_a_file_never_chooses_the_module_to_import(tmp_path):
     torch.save({"wsol_method": "os.system", "state_dict": {}}, path)
     with pytest.raises(ValueError, match="outside wsol.methods: pass its class as method_class"):
         load_checkpoint(path)
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["cams", "--method", "cam", "--data", "synthetic", "--out", "{out}", "--checkpoint", "{ckpt}"],
+        ["export", "--out", "{out}/model.onnx", "--checkpoint", "{ckpt}"],
+        ["pseudo-masks", "--data", "synthetic", "--out", "{out}", "--checkpoint", "{ckpt}"],
+        ["leaderboard", "--methods", "cam", "--data", "synthetic", "--out", "{out}", "--checkpoints", "{ckpt}"],
+    ],
+    ids=lambda c: c[0],
+)
+def test_every_command_refuses_a_crafted_checkpoint(crafted, tmp_path, capsys, command):
+    from wsol.cli import main
+
+    path, marker = crafted
+    args = [a.format(out=tmp_path / "out", ckpt=path) for a in command]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"wsol {command[0]}: error: checkpoint {path} was refused") and "\n" not in err
+    assert not marker.exists()

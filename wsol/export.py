@@ -4,7 +4,14 @@ The graph takes ``images`` (float32 NCHW, already normalised with the sidecar's 
 preprocessing stays in numpy so INT8 calibration and the device see the same inputs) and returns
 ``logits (N, K)`` and ``cams (N, n, H, W)``: the class maps of the top-1 class (n = 1), of the top-k
 classes (n = k, ordered by logit) or of every class (n = K), bilinearly upsampled to the input size and
-min-max normalised per map. The batch axis is dynamic; the spatial size is fixed at export time.
+normalised per map: min-max by default, or max, PaS or IVR (Kim et al., "Normalization Matters in Weakly
+Supervised Object Localization", ICCV 2021, arXiv 2107.13221), each with a small epsilon in the divisor so
+flat maps stay finite. The batch axis is dynamic; the spatial size is fixed at export time.
+
+PaS and IVR read the map's value at a fixed sorted index; the graph finds it with one ONNX ``TopK`` whose K is a
+constant set by the map size (the shorter side of the sort), exact like the library's selection. TensorRT caps
+TopK's K (3840 in its current operator documentation, lower in older releases), so at 224 x 224 (K = 5018 for
+PaS, 20071 for IVR at 0.6) those two graphs run in onnxruntime but are refused by TensorRT.
 
 Exporters (torch 2.14): the dynamo exporter cannot emit opset 17 (it stops at 18), which is the ceiling
 of TensorRT 8.5 / JetPack 5, so ``exporter="auto"`` uses the TorchScript exporter for opset <= 17 and
@@ -29,6 +36,73 @@ from torch import nn
 
 SIDECAR_VERSION = 1
 DEFAULT_EPS = 1e-5  # >= 1e-5 so the normalisation survives a TensorRT FP16 engine (min normal ~6e-5)
+
+
+def kth_smallest(flat: torch.Tensor, index: int) -> torch.Tensor:
+    """``sorted(flat)[index]`` along the last axis, kept as a trailing axis of size 1, via one ``topk``.
+
+    ``k`` is a Python constant, so the exporters emit a single ONNX ``TopK`` with a constant K. The shorter
+    side is sorted: the ``index + 1`` smallest values or the ``size - index`` largest, whose max (or min) is
+    the wanted value whatever their order.
+    """
+    size = int(flat.shape[-1])
+    if not 0 <= index < size:
+        raise ValueError(f"index must lie in [0, {size}), got {index}")
+    if index + 1 <= size - index:
+        return flat.topk(index + 1, dim=-1, largest=False).values.amax(dim=-1, keepdim=True)
+    return flat.topk(size - index, dim=-1, largest=True).values.amin(dim=-1, keepdim=True)
+
+
+def normalize_flat_maps(
+    flat: torch.Tensor, normalization: str = "minmax", percentile: float = 0.6, eps: float = DEFAULT_EPS
+) -> torch.Tensor:
+    """The export's per-map normalisation of ``(..., HW)`` maps, ONNX-exportable, with ``eps`` in each divisor.
+
+    Kim et al. (ICCV 2021) rules, as in :func:`wsol.metrics.normalize_scoremaps` but with ``+ eps`` instead
+    of the zero-map special cases (a constant map gives 0; so does ``max`` on a map with no positive value):
+
+    * ``minmax``: ``(x - min) / (max - min + eps)``;
+    * ``max``: ``relu(x) / (max(relu(x)) + eps)``;
+    * ``pas``: ``d = x - min``, ``min(1, d / (sorted(d)[int(0.9 n)] + eps))``;
+    * ``ivr``: ``r = relu(x - sorted(x)[int(p n)])``, ``r / (max(r) + eps)``.
+
+    Raises:
+        ValueError: for an unknown rule or a percentile outside [0, 1).
+    """
+    from wsol.metrics.normalization import PAS_QUANTILE, check_normalization, quantile_index
+
+    check_normalization(normalization, percentile)
+    size = int(flat.shape[-1])
+    if normalization == "minmax":
+        lo = flat.amin(dim=-1, keepdim=True)
+        return (flat - lo) / (flat.amax(dim=-1, keepdim=True) - lo + eps)
+    if normalization == "max":
+        positive = torch.relu(flat)
+        return positive / (positive.amax(dim=-1, keepdim=True) + eps)
+    if normalization == "pas":
+        shifted = flat - flat.amin(dim=-1, keepdim=True)
+        divisor = kth_smallest(shifted, quantile_index(size, PAS_QUANTILE)) + eps
+        return torch.clamp(shifted / divisor, max=1.0)
+    residual = torch.relu(flat - kth_smallest(flat, quantile_index(size, percentile)))
+    return residual / (residual.amax(dim=-1, keepdim=True) + eps)
+
+
+def describe_normalization(normalization: str, percentile: float, size: int, eps: float = DEFAULT_EPS) -> str:
+    """The sidecar's formula of :func:`normalize_flat_maps` for maps of ``size`` pixels."""
+    from wsol.metrics.normalization import PAS_QUANTILE, quantile_index
+
+    if normalization == "minmax":
+        return f"per map (x - min) / (max - min + {eps:g})"
+    if normalization == "max":
+        return f"per map relu(x) / (max(relu(x)) + {eps:g})"
+    if normalization == "pas":
+        k = quantile_index(size, PAS_QUANTILE)
+        return f"per map d = x - min; min(1, d / (sorted(d)[{k}] + {eps:g})) (PaS, sorted index int(0.9 * {size}))"
+    k = quantile_index(size, percentile)
+    return (
+        f"per map r = relu(x - sorted(x)[{k}]); r / (max(r) + {eps:g}) "
+        f"(IVR, percentile {percentile:g}, sorted index int({percentile:g} * {size}))"
+    )
 
 
 def parse_cam_classes(spec: str) -> tuple[str, int | None]:
@@ -63,10 +137,13 @@ class ExportWrapper(nn.Module):
             (every :class:`~wsol.methods.WSOLModule`); it is put in eval mode.
         cam_classes: ``top1``, ``topk:K`` or ``all``.
         image_size: ``(H, W)`` of the exported input.
-        eps: added to ``max - min`` in the per-map normalisation so flat maps stay finite.
+        eps: added to the divisor of the per-map normalisation so flat maps stay finite.
+        normalization: ``minmax`` (default), ``max``, ``pas`` or ``ivr`` (see :func:`normalize_flat_maps`).
+        percentile: IVR's percentile in [0, 1).
 
     Raises:
-        ValueError: if the model lacks ``forward_with_cams`` or its maps and logits disagree on K.
+        ValueError: if the model lacks ``forward_with_cams`` or its maps and logits disagree on K, or for a
+            bad normalisation or percentile.
     """
 
     def __init__(
@@ -75,10 +152,16 @@ class ExportWrapper(nn.Module):
         cam_classes: str = "top1",
         image_size: tuple[int, int] = (224, 224),
         eps: float = DEFAULT_EPS,
+        normalization: str = "minmax",
+        percentile: float = 0.6,
     ) -> None:
+        from wsol.metrics.normalization import check_normalization
+
         super().__init__()
         if not hasattr(model, "forward_with_cams"):
             raise ValueError("the model must define forward_with_cams(images) -> (logits, maps)")
+        check_normalization(normalization, percentile)
+        self.normalization, self.percentile = normalization, float(percentile)
         self.model = model.eval()
         self.mode, k = parse_cam_classes(cam_classes)
         self.image_size = (int(image_size[0]), int(image_size[1]))
@@ -115,10 +198,8 @@ class ExportWrapper(nn.Module):
             selected = torch.matmul(onehot, flat_maps).reshape(-1, n, h, w)
         up = F.interpolate(selected, size=self.image_size, mode="bilinear", align_corners=False)
         flat = up.reshape(-1, n, self.image_size[0] * self.image_size[1])
-        lo = flat.amin(dim=2, keepdim=True)
-        hi = flat.amax(dim=2, keepdim=True)
-        cams = ((flat - lo) / (hi - lo + self.eps)).reshape(-1, n, *self.image_size)
-        return logits, cams
+        cams = normalize_flat_maps(flat, self.normalization, self.percentile, self.eps)
+        return logits, cams.reshape(-1, n, *self.image_size)
 
 
 # ------------------------------------------------------------------------------------------ models
@@ -138,14 +219,13 @@ def load_checkpoint_model(path: str | Path, method: str = "auto") -> tuple[nn.Mo
     Raises:
         FileNotFoundError: if ``path`` does not exist.
         KeyError: for an unknown method name.
-        ValueError: if the checkpoint was trained with a backbone module rather than a name.
+        ValueError: if the checkpoint cannot be read safely, or was trained with a backbone module rather
+            than a name.
     """
     import wsol.methods as methods
-    from wsol.methods.checkpoint import METHOD_KEY, load_checkpoint
+    from wsol.methods.checkpoint import METHOD_KEY, load_checkpoint, read_checkpoint
 
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
     classes = {
         name.lower(): obj
         for name in methods.__all__
@@ -154,7 +234,7 @@ def load_checkpoint_model(path: str | Path, method: str = "auto") -> tuple[nn.Mo
     if method.lower() != "auto" and method.lower() not in classes:
         known = ", ".join(sorted(c.__name__ for c in classes.values()))
         raise KeyError(f"unknown method {method!r}; known: auto, {known}")
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    ckpt = read_checkpoint(path)  # weights_only: a crafted file is refused, never executed
     hparams = ckpt.get("hyper_parameters", {})
     if "backbone" not in hparams:
         raise ValueError(
@@ -165,7 +245,7 @@ def load_checkpoint_model(path: str | Path, method: str = "auto") -> tuple[nn.Mo
         model = load_checkpoint(path)
     else:
         cls = classes["cam" if method.lower() == "auto" else method.lower()]
-        model = cls.load_from_checkpoint(path, map_location="cpu", pretrained=False)
+        model = cls.load_from_checkpoint(path, map_location="cpu", pretrained=False, weights_only=True)
     names = hparams.get("class_names") or ckpt.get("datamodule_hyper_parameters", {}).get("class_names")
     return model.eval(), (list(map(str, names)) if names else None)
 
@@ -242,6 +322,8 @@ def export_onnx(
     atol: float = 1e-4,
     rtol: float = 1e-4,
     extra_metadata: dict[str, Any] | None = None,
+    normalization: str = "minmax",
+    percentile: float = 0.6,
 ) -> ExportResult:
     """Export ``model`` to one ONNX graph with ``logits`` and ``cams``, check it and write its sidecar.
 
@@ -266,12 +348,15 @@ def export_onnx(
         atol: absolute tolerance of the parity check.
         rtol: relative tolerance of the parity check.
         extra_metadata: merged into the sidecar (e.g. the model's source).
+        normalization: per-map normalisation of ``cams``: ``minmax`` (default), ``max``, ``pas`` or ``ivr``
+            (see :func:`normalize_flat_maps`).
+        percentile: IVR's percentile in [0, 1).
 
     Returns:
         The written paths and the sidecar contents; ``result.parity["pass"]`` tells whether it matched.
 
     Raises:
-        ValueError: for a bad path, opset/exporter combination or CAM-class spec.
+        ValueError: for a bad path, opset/exporter combination, CAM-class spec, normalisation or percentile.
     """
     import onnx
 
@@ -289,7 +374,7 @@ def export_onnx(
             f"the TorchScript exporter is used for opsets 11-17 only (at >= 18 it emits an invalid ReduceMean, "
             f"pytorch/pytorch#104190); got {opset}, use dynamo"
         )
-    wrapper = ExportWrapper(model, cam_classes, image_size)
+    wrapper = ExportWrapper(model, cam_classes, image_size, normalization=normalization, percentile=percentile)
     backbone = getattr(model, "backbone", None)
     mean = tuple(mean or getattr(backbone, "mean", None) or (0.485, 0.456, 0.406))
     std = tuple(std or getattr(backbone, "std", None) or (0.229, 0.224, 0.225))
@@ -333,7 +418,11 @@ def export_onnx(
             "classes": wrapper.mode if wrapper.mode != "topk" else f"topk:{n}",
             "order": "by descending logit" if wrapper.mode != "all" else "class index",
             "upsampling": "bilinear, half_pixel (align_corners=False)",
-            "normalization": f"per map (x - min) / (max - min + {wrapper.eps:g})",
+            "normalization": describe_normalization(
+                normalization, wrapper.percentile, wrapper.image_size[0] * wrapper.image_size[1], wrapper.eps
+            ),
+            "normalization_method": normalization,
+            "percentile": wrapper.percentile if normalization == "ivr" else None,
         },
         "num_classes": k,
         "class_names": list(class_names) if class_names is not None else [str(i) for i in range(k)],

@@ -18,6 +18,7 @@ import numpy as np
 
 from wsol.cams.models import CAMModel, load_cam_model
 from wsol.cams.runner import DataSpec, dataset_class_map, protocol_loader, score_batch, write_json
+from wsol.metrics import DEFAULT_PERCENTILE, check_normalization
 from wsol.viz import pyplot, save_figure
 
 COLUMNS = (
@@ -33,7 +34,7 @@ class ModelSpec:
     checkpoint: str | None = None
     backbone: str | None = None
     pretrained: bool = False
-    checkpoint_class: str = "CAM"
+    checkpoint_class: str = "auto"
     backbone_kwargs: dict[str, Any] | None = field(default=None, hash=False)
     seed: int = 0
 
@@ -127,6 +128,8 @@ def run_leaderboard(
     num_classes: int | None = None,
     overlay_images: int = 6,
     progress: bool = True,
+    normalization: str = "minmax",
+    percentile: float = DEFAULT_PERCENTILE,
 ) -> Leaderboard:
     """Run, score and write the board into ``out`` (``leaderboard.md/.csv/.json`` and PNG pictures).
 
@@ -143,20 +146,31 @@ def run_leaderboard(
         num_classes: classes of random heads (default: the dataset's).
         overlay_images: images shown under every method in the overlay grid.
         progress: show progress bars.
+        normalization: how every method's upsampled map becomes a score map: ``"minmax"`` (the reference
+            protocol), ``"max"``, ``"pas"`` or ``"ivr"`` (Kim et al., ICCV 2021).
+        percentile: IVR's percentile in [0, 1).
+
+    Raises:
+        KeyError: for an unknown CAM method.
+        ValueError: for a bad normalisation or percentile.
     """
     from tqdm.auto import tqdm
 
     from wsol.cams import create_cam, list_cams
     from wsol.metrics import BoxAccumulator, MaskAccumulator
 
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    check_normalization(normalization, percentile)
     unknown = [m for m in methods if m not in list_cams()]
     if unknown:
         raise KeyError(f"unknown CAM method(s) {', '.join(unknown)}")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    used_percentile = percentile if normalization == "ivr" else None
+    rule = normalization if used_percentile is None else f"{normalization} (percentile {used_percentile:g})"
     board = Leaderboard([], {"methods": methods, "image_size": image_size, "resize": resize,
                              "cam_curve_interval": cam_curve_interval, "targets": "GT class (GT-known)",
-                             "upsampling": "bicubic float64, per-image min-max"})  # fmt: skip
+                             "upsampling": f"bicubic float64, per-image {rule}",
+                             "normalization": {"method": normalization, "percentile": used_percentile}})  # fmt: skip
     pairs = [(d, m) for d in datasets for m in models]
     for spec, model_spec in tqdm(pairs, desc="models x datasets", disable=not progress or len(pairs) < 2):
         dataset = spec.open()
@@ -176,7 +190,9 @@ def run_leaderboard(
             has_masks = has_masks and "mask" in batch
             room = overlay_images - len(shown["images"])
             for name in methods:
-                scored = score_batch(extractors[name], batch, class_map, image_size)
+                scored = score_batch(
+                    extractors[name], batch, class_map, image_size, normalization=normalization, percentile=percentile
+                )
                 seconds[name] += scored.seconds
                 correct[name] += int(scored.correct.sum())
                 boxes[name].update(scored.scoremaps, gt_boxes, scored.correct)

@@ -36,7 +36,7 @@ def load_cam_model(
     checkpoint: str | Path | None = None,
     backbone: str | None = None,
     pretrained: bool = False,
-    checkpoint_class: str = "CAM",
+    checkpoint_class: str = "auto",
     num_classes: int | None = None,
     backbone_kwargs: dict[str, Any] | None = None,
     seed: int = 0,

@@ -7,6 +7,53 @@ import json
 import time
 from pathlib import Path
 
+# The rules of wsol.metrics.NORMALIZATIONS, spelled out so that building the parser stays free of heavy imports;
+# the flags are checked against the library's tuple when the command runs.
+_NORMALIZATION_METAVAR = "{minmax,max,pas,ivr}"
+
+
+def add_normalization_arguments(p: argparse.ArgumentParser, default: str | None = "minmax", what: str = "") -> None:
+    """``--normalization`` and ``--percentile``: how raw maps become [0, 1] score maps (shared by the commands).
+
+    Args:
+        p: The command's parser.
+        default: The rule used when the flag is absent (None: the command's maps need no normalisation).
+        what: Help text saying what the rule applies to in this command.
+    """
+    shown = "" if default is None else " (default: %(default)s)"
+    p.add_argument(
+        "--normalization",
+        default=default,
+        metavar=_NORMALIZATION_METAVAR,
+        help=(
+            f"{what or 'per-map normalisation of the upsampled raw CAMs'}; one of minmax (the reference "
+            f"protocol), max, pas, ivr (Kim et al., ICCV 2021){shown}"
+        ),
+    )
+    p.add_argument(
+        "--percentile",
+        type=float,
+        default=0.6,
+        metavar="P",
+        help="IVR's percentile in [0, 1): the value subtracted is the map's P-quantile (default: %(default)s)",
+    )
+
+
+def check_normalization_arguments(args: argparse.Namespace) -> None:
+    """Raise ``ValueError`` naming ``--normalization`` or ``--percentile`` unless both are valid."""
+    from wsol.metrics import check_normalization
+
+    try:
+        check_normalization(args.normalization or "minmax", args.percentile)
+    except ValueError as err:
+        # The library's messages start with the argument's name; the flag is the same name with "--".
+        raise ValueError(f"--{err}") from err
+
+
+def normalization_record(normalization: str, percentile: float) -> dict:
+    """What output files record: the rule and, for IVR only, the percentile it used."""
+    return {"method": normalization, "percentile": percentile if normalization == "ivr" else None}
+
 
 def add_model_arguments(p: argparse.ArgumentParser, several: bool = False) -> None:
     """Model options shared with ``wsol leaderboard`` (``several``: comma-separated lists)."""
@@ -17,7 +64,11 @@ def add_model_arguments(p: argparse.ArgumentParser, several: bool = False) -> No
         src = p.add_mutually_exclusive_group(required=True)
         src.add_argument("--checkpoint", help="a Lightning checkpoint of a wsol.methods class")
         src.add_argument("--backbone", help="a registered backbone name (see 'wsol backbones') or timm:<model>")
-    p.add_argument("--checkpoint-class", default="CAM", help="wsol.methods class of the checkpoint(s) (default: CAM)")
+    p.add_argument(
+        "--checkpoint-class",
+        default="auto",
+        help="wsol.methods class of the checkpoint(s) (default: auto, the class the checkpoint records)",
+    )
     p.add_argument("--pretrained", action="store_true", help="load the backbone's pretrained weights and classifier")
     p.add_argument("--num-classes", type=int, default=None, help="classes of a random head (default: the dataset's)")
     p.add_argument("--backbone-kwargs", default=None, help="JSON options of the backbone, e.g. '{\"last_stride\": 1}'")
@@ -48,7 +99,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="write score maps of a CAM method in the reference layout, for 'wsol evaluate'",
         description=(
             "Run a post-hoc CAM method over a dataset under the reference protocol (images squashed to "
-            "SIZE x SIZE, the GT class's map, float64 bicubic upsampling, per-image min-max) and write "
+            "SIZE x SIZE, the GT class's map, float64 bicubic upsampling, per-image min-max or the "
+            "--normalization chosen) and write "
             "OUT/scoremaps/<image_id>.npy, the metadata OUT/metadata/{image_ids,class_labels,image_sizes,"
             "localization}.txt, the model's top-1 classes OUT/predictions.txt, OUT/class_names.txt and "
             "OUT/cams.json. Score them with: wsol evaluate --metadata OUT/metadata --scoremaps "
@@ -62,6 +114,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--targets", choices=("gt", "top1"), default="gt", help="map of the GT class (protocol) or top-1")
     p.add_argument("--dtype", choices=("float64", "float32"), default="float64", help="score-map dtype (default)")
+    add_normalization_arguments(p)
     p.add_argument(
         "--gt",
         choices=("boxes", "masks"),
@@ -94,6 +147,7 @@ def run(args: argparse.Namespace) -> int:
     from wsol.data.wsoleval_metadata import MetadataRecord, write_metadata
 
     start = time.perf_counter()
+    check_normalization_arguments(args)
     spec = parse_data_spec(args.data, args.split, parse_json_option(args.data_options, "--data-options"))
     dataset = spec.open()
     model = load_cam_model(
@@ -113,7 +167,9 @@ def run(args: argparse.Namespace) -> int:
     # Top-1 classes in dataset indices; a model class outside the dataset (ImageNet) becomes "other" (K).
     to_dataset = {int(m): d for d, m in enumerate(class_map.tolist())}
     records, predictions, seconds, correct = [], [], 0.0, 0
-    scored_batches = score_batches(method, loader, class_map, args.image_size, args.targets)
+    scored_batches = score_batches(
+        method, loader, class_map, args.image_size, args.targets, args.normalization, args.percentile
+    )
     for scored in tqdm(scored_batches, total=len(loader), desc=f"cams {args.method}"):
         batch = scored.batch
         seconds += scored.seconds
@@ -146,7 +202,8 @@ def run(args: argparse.Namespace) -> int:
             "resize": args.resize,
             "mean": model.mean,
             "std": model.std,
-            "upsampling": "bicubic float64, then per-image min-max",
+            "upsampling": f"bicubic float64, then per-image {args.normalization}",
+            "normalization": normalization_record(args.normalization, args.percentile),
             "dtype": args.dtype,
         },
         "top1_acc": 100.0 * correct / len(records),
