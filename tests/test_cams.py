@@ -276,3 +276,24 @@ def test_normalize_cams_range_and_shape() -> None:
     torch.testing.assert_close(flat.amax(2), torch.ones(2, 3))
     out.sum().backward()
     assert maps.grad is not None
+
+
+@pytest.mark.parametrize(("normalization", "percentile"), [("minmax", 0.6), ("max", 0.6), ("pas", 0.6), ("ivr", 0.2)])
+def test_score_batch_normalises_the_upsampled_maps_as_asked(wsol_model, images, normalization, percentile) -> None:
+    import numpy as np
+
+    from wsol.cams.runner import score_batch
+    from wsol.metrics import prepare_scoremaps_numpy
+
+    batch = {"image": images, "label": torch.tensor([1, 0, 4])}
+    extractor = create_cam("gradcam", wsol_model)
+    scored = score_batch(extractor, batch, torch.arange(5), 64, normalization=normalization, percentile=percentile)
+    raw = extractor(images, batch["label"]).maps.numpy()
+    # The torch pipeline against the reference's own cv2 one: bicubic float64, then the rule.
+    expected = prepare_scoremaps_numpy(raw, (64, 64), normalization, percentile)
+    np.testing.assert_allclose(scored.scoremaps, expected, rtol=0, atol=1e-12)
+    assert scored.scoremaps.max() == 1.0 and scored.scoremaps.min() == 0.0
+    minmax = score_batch(extractor, batch, torch.arange(5), 64).scoremaps
+    assert (normalization == "minmax") == np.array_equal(scored.scoremaps, minmax)
+    with pytest.raises(ValueError, match="normalization must be one of"):
+        score_batch(extractor, batch, torch.arange(5), 64, normalization="sigmoid")

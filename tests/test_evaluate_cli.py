@@ -252,3 +252,120 @@ def test_argument_errors(tmp_path, capsys):
     npz = tmp_path / "bad.npz"
     np.savez(npz, cams=np.zeros((2, 4, 4)), gt_boxes_flat=np.zeros((3, 4), int), gt_box_counts=np.array([1, 1]))
     assert "gt_box_counts sums to 2" in _run(["--npz", str(npz)], capsys)[2]
+
+
+# ----------------------------------------------------------------------------------- --normalization
+def _raw_npz(path: Path, n: int = 8, seed: int = 5) -> tuple[Path, np.ndarray]:
+    """Raw maps of any sign and range (scaled, shifted Gaussians plus noise) with one or two boxes each."""
+    rng = np.random.default_rng(seed)
+    raw = _maps(n, seed) * rng.uniform(0.5, 8, (n, 1, 1)) - rng.uniform(-1, 4, (n, 1, 1))
+    counts = 1 + np.arange(n) % 2
+    corners = np.sort(rng.integers(0, SIZE, (int(counts.sum()), 2, 2)), axis=1)  # (k, [lo, hi], [x, y])
+    boxes = corners.reshape(-1, 4)
+    np.savez(path, cams=raw, gt_boxes_flat=boxes, gt_box_counts=counts)
+    return path, raw
+
+
+@pytest.mark.parametrize(("normalization", "extra"), [("max", []), ("pas", []), ("ivr", ["--percentile", "0.3"])])
+def test_npz_raw_maps_are_normalised_like_the_library(tmp_path, capsys, normalization, extra):
+    from wsol.metrics import normalize_scoremaps
+
+    npz, raw = _raw_npz(tmp_path / "raw.npz")
+    out = tmp_path / "flag.json"
+    code, stdout, _ = _run(["--npz", str(npz), "--normalization", normalization, *extra,
+                            "--cam-curve-interval", "0.01", "--out", str(out)], capsys)  # fmt: skip
+    assert code == 0 and f"raw maps normalised by {normalization}" in stdout
+    percentile = float(extra[1]) if extra else 0.6
+    prepared = tmp_path / "prepared.npz"
+    with np.load(npz) as data:
+        np.savez(prepared, **{**data, "cams": normalize_scoremaps(raw, normalization, percentile)})
+    expected_out = tmp_path / "prepared.json"
+    assert _run(["--npz", str(prepared), "--cam-curve-interval", "0.01", "--out", str(expected_out)], capsys)[0] == 0
+    result, expected = json.loads(out.read_text()), json.loads(expected_out.read_text())
+    for key in ("MaxBoxAcc", "MaxBoxAccV2"):
+        assert result[key] == expected[key], key
+        assert result["curves"][key] == expected["curves"][key], key
+    assert result["normalization"] == {"method": normalization, "percentile": 0.3 if extra else None}
+    assert expected["normalization"] == {"method": None, "percentile": None}
+
+
+def _two_scale_npz(path: Path) -> Path:
+    """Two 32 px maps whose object box (value ``box``) sits above a large halo and below a one-pixel peak.
+
+    Image 0, raw: border -1, halo 0.2, box 0.4, peak 1. Image 1: border 0, halo 0.6, box 0.7, peak 1. A box is
+    found exactly when halo <= tau < box. Min-max puts image 0 at halo 0.6, box 0.7 — the same window as image 1,
+    so one tau finds both boxes (100 at every IoU). Max keeps image 0 at 0.2 / 0.4: the windows are disjoint and
+    the best shared tau finds one of the two boxes (50).
+    """
+    cams = np.empty((2, SIZE, SIZE))
+    for i, (border, halo, box) in enumerate(((-1.0, 0.2, 0.4), (0.0, 0.6, 0.7))):
+        cams[i] = border
+        cams[i, 1:-1, 1:-1] = halo  # bounding box 30 x 30: IoU 64 / 900 with the GT box
+        cams[i, 12:20, 12:20] = box
+        cams[i, 15, 15] = 1.0  # the peak alone is a 1 px box
+    np.savez(path, cams=cams, gt_boxes_flat=np.array([[12, 12, 19, 19]] * 2), gt_box_counts=np.array([1, 1]))
+    return path
+
+
+def test_two_normalisations_give_different_maxboxaccv2_by_hand(tmp_path, capsys):
+    npz = _two_scale_npz(tmp_path / "two.npz")
+    values = {}
+    for normalization in ("minmax", "max"):
+        out = tmp_path / f"{normalization}.json"
+        args = ["--npz", str(npz), "--normalization", normalization, "--cam-curve-interval", "0.01"]
+        assert _run([*args, "--out", str(out)], capsys)[0] == 0
+        values[normalization] = json.loads(out.read_text())["MaxBoxAccV2"]
+    assert values["minmax"]["value"] == 100.0 and set(values["minmax"]["per_iou"].values()) == {100.0}
+    assert values["max"]["value"] == 50.0 and set(values["max"]["per_iou"].values()) == {50.0}
+    assert 0.6 <= values["minmax"]["best_cam_threshold"]["50"] < 0.7
+
+
+def test_raw_folder_maps_with_nan_or_inf_become_zero_maps_with_the_warning(tmp_path, capsys):
+    from wsol.metrics import normalize_scoremaps
+
+    rng = np.random.default_rng(6)
+    raw = _maps(5, seed=6) * 6 - rng.uniform(0, 3, (5, 1, 1))
+    meta, scoremaps, ids, boxes, _ = _write_box_split(tmp_path, raw)
+    broken = raw.astype(np.float32)
+    broken[1, 3, 4], broken[3, 0, 0] = np.nan, np.inf
+    np.save(scoremaps / f"{ids[1]}.npy", broken[1])
+    np.save(scoremaps / f"{ids[3]}.npy", broken[3])
+    out = tmp_path / "r.json"
+    code, _, stderr = _run(["--metadata", str(meta), "--scoremaps", str(scoremaps), "--normalization", "pas",
+                            "--cam-curve-interval", "0.01", "--out", str(out)], capsys)  # fmt: skip
+    assert code == 0
+    assert "warning: 2 score map(s) constant, with NaN/inf or all zero after pas normalisation" in stderr
+    assert ids[1] in stderr and ids[3] in stderr
+    result = json.loads(out.read_text())
+    assert result["degenerate_scoremaps"] == {"count": 2, "image_ids": [ids[1], ids[3]]}
+    expected_maps = normalize_scoremaps(broken, "pas")
+    assert not expected_maps[[1, 3]].any()
+    acc = BoxAccumulator(0.01)
+    acc.update(expected_maps, boxes)
+    assert result["MaxBoxAccV2"] == json.loads(json.dumps(acc.compute().to_dict()["MaxBoxAccV2"]))
+
+    # The same raw folder without the flag is refused, naming the file, as before.
+    code, _, stderr = _run(["--metadata", str(meta), "--scoremaps", str(scoremaps)], capsys)
+    assert code == 2 and stderr.startswith("wsol evaluate: error: ") and ".npy" in stderr
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--normalization", "softmax"], "--normalization must be one of minmax, max, pas, ivr, got 'softmax'"),
+        (["--normalization", "ivr", "--percentile", "1.5"], "--percentile must lie in [0, 1), got 1.5"),
+        (["--normalization", "max", "--percentile", "-0.1"], "--percentile must lie in [0, 1), got -0.1"),
+    ],
+)
+def test_bad_normalization_flags_are_one_line_errors(tmp_path, capsys, flags, message):
+    npz, _ = _raw_npz(tmp_path / "raw.npz", n=2)
+    code, _, stderr = _run(["--npz", str(npz), *flags], capsys)
+    assert code == 2
+    assert stderr == f"wsol evaluate: error: {message}\n"
+
+
+def test_raw_npz_without_the_flag_is_refused_naming_the_file(tmp_path, capsys):
+    npz, _ = _raw_npz(tmp_path / "raw.npz", n=2)
+    code, _, stderr = _run(["--npz", str(npz)], capsys)
+    assert code == 2 and stderr.startswith("wsol evaluate: error: ")
+    assert f"{npz}[cams][0]" in stderr and "outside [0, 1]" in stderr

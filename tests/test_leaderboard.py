@@ -113,3 +113,52 @@ def test_imagenet_class_mapping(tiny_imagenet_root: Path) -> None:
     assert torch.equal(class_mapping(dataset, 10), torch.arange(10))
     with pytest.raises(ValueError, match="cannot be matched|can be matched"):
         class_mapping(dataset, 7)
+
+
+def test_cams_and_leaderboard_follow_the_normalization(tmp_path: Path, board: Path) -> None:
+    from wsol.cams import create_cam, load_cam_model
+    from wsol.cams.runner import protocol_loader
+    from wsol.metrics import prepare_scoremaps_numpy
+
+    flags = ["--normalization", "ivr", "--percentile", "0.3"]
+    run = tmp_path / "cam_ivr"
+    assert main(["cams", "--backbone", "resnet10", *MODEL, "--method", "cam", *COMMON, "--out", str(run), *flags]) == 0
+    info = json.loads((run / "cams.json").read_text())
+    assert info["protocol"]["normalization"] == {"method": "ivr", "percentile": 0.3}
+    # By hand: the same model and images, raw CAMs of the GT class through the cv2 pipeline with IVR at 0.3.
+    dataset = parse_data_spec("synthetic", "val", json.loads(DATA_OPTIONS)).open()
+    model = load_cam_model(backbone="resnet10", num_classes=3, backbone_kwargs={"width": 8}, seed=3)
+    batch = next(iter(protocol_loader(dataset, model, 64, "pil", 32)))
+    raw = create_cam("cam", model.module)(batch["image"], batch["label"]).maps.numpy()
+    expected = prepare_scoremaps_numpy(raw, (64, 64), "ivr", 0.3)
+    for i, image_id in enumerate(batch["image_id"]):
+        np.testing.assert_allclose(np.load(run / "scoremaps" / f"{image_id}.npy"), expected[i], rtol=0, atol=1e-12)
+    scored = _evaluate(tmp_path, run, "--predictions", str(run / "predictions.txt"))
+    assert scored["normalization"] == {"method": None, "percentile": None}  # cams wrote score maps
+
+    out = tmp_path / "board_ivr"
+    argv = ["leaderboard", "--methods", "cam", "--backbones", "resnet10", *MODEL, *COMMON, "--out", str(out), *flags]
+    assert main([*argv, "--overlay-images", "1"]) == 0
+    payload = json.loads((out / "leaderboard.json").read_text())
+    assert payload["config"]["normalization"] == {"method": "ivr", "percentile": 0.3}
+    assert "per-image ivr (percentile 0.3)" in (out / "leaderboard.md").read_text()
+    row = payload["entries"][0]
+    assert scored["MaxBoxAccV2"]["value"] == pytest.approx(row["MaxBoxAccV2"], abs=1e-9)
+    assert scored["MaxBoxAcc"]["value"] == pytest.approx(row["MaxBoxAcc"], abs=1e-9)
+    minmax = next(e for e in json.loads((board / "leaderboard.json").read_text())["entries"] if e["method"] == "cam")
+    assert json.loads((board / "leaderboard.json").read_text())["config"]["normalization"]["method"] == "minmax"
+    # Same images, other score maps: the BoxAcc(tau) curves move (their maxima may coincide on 12 images).
+    assert row["boxes"]["curves"]["MaxBoxAccV2"] != minmax["boxes"]["curves"]["MaxBoxAccV2"]
+
+
+@pytest.mark.parametrize("command", ["cams", "leaderboard"])
+def test_bad_normalization_flags_are_one_line_errors(tmp_path: Path, capsys: pytest.CaptureFixture, command) -> None:
+    model = ["--backbone", "resnet10"] if command == "cams" else ["--backbones", "resnet10"]
+    argv = [command, *model, *MODEL, *COMMON, "--out", str(tmp_path / "x")]
+    argv += ["--method", "cam"] if command == "cams" else ["--methods", "cam"]
+    assert main([*argv, "--normalization", "softmax"]) == 2
+    expected = f"wsol {command}: error: --normalization must be one of minmax, max, pas, ivr, got 'softmax'\n"
+    assert capsys.readouterr().err == expected
+    assert main([*argv, "--normalization", "ivr", "--percentile", "2"]) == 2
+    assert capsys.readouterr().err == f"wsol {command}: error: --percentile must lie in [0, 1), got 2.0\n"
+    assert not (tmp_path / "x").exists()

@@ -105,3 +105,48 @@ def test_load_checkpoint_rejects_foreign_files(tmp_path):
         load_checkpoint(tmp_path / "other.ckpt")
     with pytest.raises(FileNotFoundError, match="nope.ckpt"):
         load_checkpoint(tmp_path / "nope.ckpt")
+
+
+def _hand_scored(model, loader, normalization: str, percentile: float) -> float:
+    """MaxBoxAccV2 of the GT-class CAMs scored outside the module: cv2 bicubic path, numpy accumulator."""
+    from wsol.metrics import BoxAccumulator, prepare_scoremaps_numpy
+
+    acc = BoxAccumulator(0.01)
+    model.eval()
+    with torch.no_grad():
+        for batch in loader:
+            logits, maps = model.forward_with_cams(batch["image"])
+            gt_maps = maps[torch.arange(len(maps)), batch["label"]].numpy()
+            scoremaps = prepare_scoremaps_numpy(gt_maps, tuple(batch["image"].shape[-2:]), normalization, percentile)
+            acc.update(scoremaps, [b.numpy() for b in batch["boxes"]], (logits.argmax(1) == batch["label"]).numpy())
+    return acc.compute().modes["MaxBoxAccV2"].value
+
+
+def test_validation_metric_and_evaluate_localization_follow_the_normalization(tiny_datamodule, tmp_path):
+    from wsol.inference import evaluate_localization
+
+    torch.manual_seed(0)
+    model = _model(normalization="ivr", percentile=0.3)
+    assert model.hparams.normalization == "ivr" and model.hparams.percentile == 0.3
+    trainer = _trainer(tmp_path, limit_val_batches=3)
+    logged = trainer.validate(model, datamodule=tiny_datamodule, verbose=False)[0]["val/MaxBoxAccV2"]
+    loader = tiny_datamodule.val_dataloader()
+    batches = [batch for _, batch in zip(range(3), loader, strict=False)]
+    by_hand = _hand_scored(model, batches, "ivr", 0.3)
+    assert logged == pytest.approx(by_hand, abs=1e-9)
+    assert by_hand != pytest.approx(_hand_scored(model, batches, "minmax", 0.6), abs=1e-6)  # the option matters here
+    run = evaluate_localization(model, batches, cam_curve_interval=0.01, progress=False, normalization="ivr",
+                                percentile=0.3)  # fmt: skip
+    assert run.boxes.modes["MaxBoxAccV2"].value == pytest.approx(by_hand, abs=1e-9)
+    assert run.examples["scoremaps"].min() == 0 and run.examples["scoremaps"].max() == 1
+
+
+def test_bad_normalization_arguments():
+    with pytest.raises(ValueError, match="normalization must be one of minmax, max, pas, ivr, got 'softmax'"):
+        _model(normalization="softmax")
+    with pytest.raises(ValueError, match=r"percentile must lie in \[0, 1\), got 1.0"):
+        _model(normalization="ivr", percentile=1.0)
+    from wsol.inference import evaluate_localization
+
+    with pytest.raises(ValueError, match="percentile"):
+        evaluate_localization(_model(), [], percentile=-0.5, progress=False)

@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from wsol.methods.base import WSOLModule
+from wsol.metrics import DEFAULT_PERCENTILE
 
 
 @dataclass
@@ -40,14 +41,31 @@ def evaluate_localization(
     cam_curve_interval: float = 0.001,
     keep_examples: int = 16,
     progress: bool = True,
+    normalization: str = "minmax",
+    percentile: float = DEFAULT_PERCENTILE,
 ) -> LocalizationRun:
     """GT-known localization of ``model`` over a single-label loader with boxes.
 
-    CAMs of the GT class are upsampled to the input size and min-max normalised (protocol §1), then
-    streamed into a :class:`wsol.metrics.BoxAccumulator`; the top-1 prediction gives Top-1 Loc.
-    """
-    from wsol.metrics import BoxAccumulator, prepare_scoremaps
+    CAMs of the GT class are upsampled to the input size and normalised per map (min-max by default, as in
+    protocol §1), then streamed into a :class:`wsol.metrics.BoxAccumulator`; the top-1 prediction gives
+    Top-1 Loc.
 
+    Args:
+        model: the trained model.
+        loader: single-label batches with ``image``, ``label`` and ``boxes``.
+        cam_curve_interval: threshold step of the box metrics.
+        keep_examples: how many first images (with their score maps) to keep for pictures.
+        progress: show a progress bar.
+        normalization: ``"minmax"``, ``"max"``, ``"pas"`` or ``"ivr"`` (Kim et al., ICCV 2021; see
+            :func:`wsol.metrics.normalize_scoremaps`).
+        percentile: IVR's percentile in [0, 1).
+
+    Raises:
+        ValueError: for multi-label batches, an empty loader, or a bad normalisation or percentile.
+    """
+    from wsol.metrics import BoxAccumulator, check_normalization, prepare_scoremaps
+
+    check_normalization(normalization, percentile)
     model.eval()
     acc = BoxAccumulator(cam_curve_interval=cam_curve_interval)
     correct_total, seen = 0, 0
@@ -61,7 +79,11 @@ def evaluate_localization(
         logits, maps = model.forward_with_cams(images)
         preds = logits.argmax(dim=1)
         gt_maps = maps[torch.arange(len(labels), device=maps.device), labels]
-        scoremaps = prepare_scoremaps(gt_maps, tuple(images.shape[-2:])).cpu().numpy()
+        scoremaps = (
+            prepare_scoremaps(gt_maps, tuple(images.shape[-2:]), normalization=normalization, percentile=percentile)
+            .cpu()
+            .numpy()
+        )
         correct = (preds == labels).cpu().numpy()
         boxes = [b.numpy() for b in batch["boxes"]]
         acc.update(scoremaps, boxes, correct)

@@ -2,7 +2,8 @@
 
 Protocol (``wsol-eval-protocol`` spec §1): images squashed to ``size x size`` (PIL bilinear as the
 reference's torchvision ``Resize``, or OpenCV), the map of the GT class (GT-known), float64 bicubic
-upsampling to ``size x size`` and per-image min-max (:func:`wsol.metrics.prepare_scoremaps`).
+upsampling to ``size x size`` and per-image min-max (:func:`wsol.metrics.prepare_scoremaps`); the last step
+may be another normalisation of :data:`wsol.metrics.NORMALIZATIONS` (Kim et al., ICCV 2021).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from torch.utils.data import DataLoader
 from wsol.cams.base import CAMMethod
 from wsol.cams.models import CAMModel, class_mapping
 from wsol.data import EvalTransform, SampleDataset, collate, list_readers, read_dataset
+from wsol.metrics import DEFAULT_PERCENTILE
 
 
 @dataclass(frozen=True)
@@ -125,14 +127,24 @@ def score_batch(
     class_map: torch.Tensor,
     image_size: int,
     targets: Literal["gt", "top1"] = "gt",
+    normalization: str = "minmax",
+    percentile: float = DEFAULT_PERCENTILE,
 ) -> ScoredBatch:
-    """The GT class's (or the top-1 class's) map of every image of ``batch`` as a protocol score map."""
+    """The GT class's (or the top-1 class's) map of every image of ``batch`` as a protocol score map.
+
+    ``normalization`` (``"minmax"``, the protocol's, or ``"max"``, ``"pas"``, ``"ivr"``) and ``percentile``
+    (IVR's) choose how the upsampled map becomes a score map (see :func:`wsol.metrics.normalize_scoremaps`).
+    """
     from wsol.metrics import prepare_scoremaps
 
     labels = class_map[batch["label"]]
     start = time.perf_counter()
     result = method(batch["image"], labels if targets == "gt" else None)
-    scoremaps = prepare_scoremaps(result.maps, (image_size, image_size)).cpu().numpy()
+    scoremaps = (
+        prepare_scoremaps(result.maps, (image_size, image_size), normalization=normalization, percentile=percentile)
+        .cpu()
+        .numpy()
+    )
     seconds = time.perf_counter() - start
     predicted = result.logits.argmax(dim=1).cpu()
     return ScoredBatch(batch, scoremaps, (predicted == labels).numpy(), predicted.numpy(), seconds)
@@ -144,10 +156,12 @@ def score_batches(
     class_map: torch.Tensor,
     image_size: int,
     targets: Literal["gt", "top1"] = "gt",
+    normalization: str = "minmax",
+    percentile: float = DEFAULT_PERCENTILE,
 ) -> Iterator[ScoredBatch]:
     """:func:`score_batch` over every batch of ``loader``."""
     for batch in loader:
-        yield score_batch(method, batch, class_map, image_size, targets)
+        yield score_batch(method, batch, class_map, image_size, targets, normalization, percentile)
 
 
 def dataset_class_map(dataset: SampleDataset, model: CAMModel) -> torch.Tensor:

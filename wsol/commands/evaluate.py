@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from wsol.commands.cams import add_normalization_arguments, check_normalization_arguments
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
@@ -15,7 +17,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "Input is either the reference's layout (--metadata split folder with image_ids.txt, "
             "class_labels.txt, image_sizes.txt, localization.txt, and --scoremaps with <image_id>.npy files) "
             "or one --npz with the keys cams, gt_boxes_flat, gt_box_counts[, image_sizes, gt_masks, cls_correct]. "
-            "Score maps must be float arrays in [0, 1]; constant or all-NaN maps count as all-zero maps."
+            "Score maps must be float arrays in [0, 1]; constant or all-NaN maps count as all-zero maps. "
+            "With --normalization the maps are raw CAMs (any sign and range) and each is normalised first; "
+            "raw maps with NaN or inf then count as all-zero maps."
         ),
     )
     source = p.add_mutually_exclusive_group(required=True)
@@ -36,6 +40,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=0.001,
         metavar="Δ",
         help="threshold grid step: 0.001 as in the papers (default) or 0.01 as in the reference's CLI",
+    )
+    add_normalization_arguments(
+        p, default=None, what="read the maps as raw CAMs and normalise each by this rule (default: they are score maps)"
     )
     p.add_argument("--iou-thresholds", default="30,50,70", metavar="LIST", help="IoU thresholds in percent")
     p.add_argument("--metrics", default=None, metavar="LIST", help="boxes,masks (default: what the GT allows)")
@@ -60,14 +67,16 @@ def run(args: argparse.Namespace) -> int:
     from wsol.evaluation import MetadataSource, NpzSource, evaluate
     from wsol.evaluation.plots import plot_box_accuracy, plot_pixel_pr
 
+    check_normalization_arguments(args)
+    normalization = {"normalization": args.normalization, "percentile": args.percentile}
     if args.metadata is not None:
         if args.scoremaps is None:
             raise ValueError("--metadata needs --scoremaps (the folder of <image_id>.npy score maps)")
-        source = MetadataSource(args.metadata, args.scoremaps, args.mask_root, args.predictions)
+        source = MetadataSource(args.metadata, args.scoremaps, args.mask_root, args.predictions, **normalization)
     else:
         if args.scoremaps is not None or args.predictions is not None or args.mask_root is not None:
             raise ValueError("--scoremaps, --mask-root and --predictions go with --metadata, not --npz")
-        source = NpzSource(args.npz)
+        source = NpzSource(args.npz, **normalization)
     if args.workers < 1:
         raise ValueError(f"--workers must be >= 1, got {args.workers}")
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
@@ -82,12 +91,19 @@ def run(args: argparse.Namespace) -> int:
 
     if result.degenerate:
         shown = ", ".join(repr(i) for i in result.degenerate[:5]) + (", ..." if len(result.degenerate) > 5 else "")
+        what = "constant or all-NaN"
+        if args.normalization is not None:
+            what = f"constant, with NaN/inf or all zero after {args.normalization} normalisation"
         print(
-            f"wsol evaluate: warning: {len(result.degenerate)} score map(s) constant or all-NaN, evaluated as "
+            f"wsol evaluate: warning: {len(result.degenerate)} score map(s) {what}, evaluated as "
             f"all-zero maps (protocol §1.4): {shown}",
             file=sys.stderr,
         )
-    print(f"{len(source)} images, cam_curve_interval {args.cam_curve_interval:g}")
+    rule = ""
+    if args.normalization is not None:
+        rule = f", raw maps normalised by {args.normalization}"
+        rule += f" (percentile {args.percentile:g})" if args.normalization == "ivr" else ""
+    print(f"{len(source)} images, cam_curve_interval {args.cam_curve_interval:g}{rule}")
     if result.boxes is not None:
         for name, mode in result.boxes.modes.items():
             per_iou = ", ".join(f"IoU{t} {v:.2f} (τ={mode.best_cam_threshold[t]:.3f})" for t, v in mode.per_iou.items())

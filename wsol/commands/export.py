@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+from wsol.commands.cams import add_normalization_arguments, check_normalization_arguments
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
@@ -15,8 +17,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "Export a trained checkpoint or a backbone (pretrained ImageNet head, or a random head) to one "
             "ONNX graph: input 'images' (normalised float32 NCHW, dynamic batch), outputs 'logits' and "
-            "'cams' (upsampled to the input size, min-max normalised). Writes OUT and OUT with a .json "
-            "suffix (preprocessing, class names, opset, parity), runs onnx.checker and, unless "
+            "'cams' (upsampled to the input size, min-max normalised or as --normalization says). Writes OUT "
+            "and OUT with a .json suffix (preprocessing, class names, opset, parity), runs onnx.checker and, unless "
             "--skip-parity, compares onnxruntime with PyTorch (|delta| <= 1e-4, same top-1)."
         ),
     )
@@ -41,6 +43,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="auto",
         help="auto: TorchScript for opset <= 17, dynamo above (default)",
     )
+    add_normalization_arguments(p, what="in-graph per-map normalisation of 'cams'")
     p.add_argument("--class-names", default=None, help="text file with one class name per line")
     p.add_argument("--skip-parity", action="store_true", help="skip the onnxruntime-vs-PyTorch parity check")
     p.add_argument("--seed", type=int, default=0, help="seed of a random head (default: %(default)s)")
@@ -64,6 +67,7 @@ def parse_image_size(text: str) -> tuple[int, int]:
 def run(args: argparse.Namespace) -> int:
     from wsol.export import build_backbone_model, export_onnx, imagenet_class_names, load_checkpoint_model
 
+    check_normalization_arguments(args)
     image_size = parse_image_size(args.image_size)
     class_names = None
     if args.class_names:
@@ -98,6 +102,8 @@ def run(args: argparse.Namespace) -> int:
         class_names=class_names,
         parity=not args.skip_parity,
         extra_metadata={"source": source},
+        normalization=args.normalization,
+        percentile=args.percentile,
     )
     meta = result.metadata
     print(

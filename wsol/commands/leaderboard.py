@@ -6,17 +6,17 @@ import argparse
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from wsol.commands.cams import add_data_arguments, add_model_arguments
+    from wsol.commands.cams import add_data_arguments, add_model_arguments, add_normalization_arguments
 
     p = subparsers.add_parser(
         "leaderboard",
         help="compare CAM methods and models on localization (MaxBoxAccV2, Top-1 Loc, PxAP) with pictures",
         description=(
             "Run every CAM method on every model and dataset under the reference protocol (GT-class maps, "
-            "squash to SIZE, bicubic float64 upsampling, min-max), score them (MaxBoxAccV2 with per-IoU "
-            "values, MaxBoxAcc, Top-1 Loc, PxAP where masks exist, seconds per image) and write "
-            "OUT/leaderboard.{md,csv,json}, BoxAcc(tau) curves per method and an overlay grid of the same "
-            "images under every method."
+            "squash to SIZE, bicubic float64 upsampling, min-max or the --normalization chosen), score them "
+            "(MaxBoxAccV2 with per-IoU values, MaxBoxAcc, Top-1 Loc, PxAP where masks exist, seconds per "
+            "image) and write OUT/leaderboard.{md,csv,json}, BoxAcc(tau) curves per method and an overlay "
+            "grid of the same images under every method."
         ),
     )
     p.add_argument(
@@ -30,15 +30,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--cam-curve-interval", type=float, default=0.001, help="threshold step (0.001: the papers' grid; default)"
     )
+    add_normalization_arguments(p, what="per-map normalisation of every method's upsampled maps")
     p.add_argument("--overlay-images", type=int, default=6, help="images in the overlay grid (default: %(default)s)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from wsol.cams.runner import parse_data_spec
-    from wsol.commands.cams import parse_json_option
+    from wsol.commands.cams import check_normalization_arguments, parse_json_option
     from wsol.leaderboard import ModelSpec, run_leaderboard
 
+    check_normalization_arguments(args)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     options = parse_json_option(args.data_options, "--data-options")
     datasets = [parse_data_spec(d.strip(), args.split, options) for d in args.data.split(",") if d.strip()]
@@ -67,6 +69,8 @@ def run(args: argparse.Namespace) -> int:
         limit=args.limit,
         num_classes=args.num_classes,
         overlay_images=args.overlay_images,
+        normalization=args.normalization,
+        percentile=args.percentile,
     )
     print(board.markdown_table())
     print(f"wrote {', '.join(str(p) for p in board.files)}")

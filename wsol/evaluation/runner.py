@@ -23,18 +23,22 @@ class EvaluationResult:
     Attributes:
         boxes: MaxBoxAcc / MaxBoxAccV2 (and Top-1 Loc) or None.
         masks: PxAP / PIoU or None.
-        degenerate: Ids of constant or all-NaN maps, evaluated as all-zero maps (protocol §1.4).
+        degenerate: Ids of constant or all-NaN maps (with a normalisation: of raw maps with NaN or ±inf, or
+            that the rule leaves all zero), evaluated as all-zero maps (protocol §1.4).
         source: Where the inputs came from.
+        normalization: ``{"method", "percentile"}``: the rule that turned raw maps into score maps (``method``
+            None when the maps were score maps already; ``percentile`` set for ``ivr`` only).
     """
 
     boxes: BoxResult | None
     masks: MaskResult | None
     degenerate: list[str] = field(default_factory=list)
     source: dict = field(default_factory=dict)
+    normalization: dict = field(default_factory=lambda: {"method": None, "percentile": None})
 
     def to_dict(self) -> dict:
         """One JSON-ready dict; ``curves`` holds the box curves and ``PxAP_hist`` as in the reference files."""
-        out: dict = {"source": self.source}
+        out: dict = {"source": self.source, "normalization": self.normalization}
         curves: dict = {}
         for part in (self.boxes, self.masks):
             if part is None:
@@ -117,7 +121,7 @@ def evaluate(
     """Evaluate every image of ``source``.
 
     Args:
-        source: A :class:`~wsol.evaluation.sources.Source`.
+        source: A :class:`~wsol.evaluation.sources.Source` (its ``normalization`` says whether its maps are raw).
         metrics: ``"boxes"`` and/or ``"masks"``; default: whatever the source has annotations for.
         cam_curve_interval: Δ of the threshold grid (0.001 for the papers' numbers, 0.01 for the
             reference's command line).
@@ -194,4 +198,8 @@ def evaluate(
         masks=masks.compute() if masks is not None else None,
         degenerate=[image_id for _, image_id in sorted(degenerate)],
         source=source.describe(),
+        normalization={
+            "method": source.normalization,
+            "percentile": source.percentile if source.normalization == "ivr" else None,
+        },
     )

@@ -5,6 +5,10 @@ pixels and/or its GT mask (0 background, 1 object, 255 ignore), and whether its 
 Sources are small, picklable descriptions (paths and parsed text) so that worker processes rebuild what
 they need themselves.
 
+By default the stored maps are score maps already (floats in [0, 1]). A source given a ``normalization``
+reads them as raw maps instead (any sign and range) and turns each into a score map with
+:func:`wsol.metrics.normalize_scoremaps` (Kim et al., ICCV 2021, arXiv 2107.13221).
+
 Bad input raises ``ValueError`` or ``FileNotFoundError`` naming the image id and the file.
 """
 
@@ -18,7 +22,7 @@ import numpy as np
 
 from wsol.data import wsoleval_metadata as md
 from wsol.data._io import resize_nearest
-from wsol.metrics import resize_gt_boxes
+from wsol.metrics import DEFAULT_PERCENTILE, check_normalization, normalize_scoremaps, resize_gt_boxes
 
 __all__ = ["ImageInput", "MetadataSource", "NpzSource", "Source", "prepare_loaded_scoremap"]
 
@@ -44,17 +48,40 @@ class ImageInput:
     degenerate: bool = False
 
 
-def prepare_loaded_scoremap(scoremap: np.ndarray, image_id: str, where: str) -> tuple[np.ndarray, bool]:
-    """Validate a loaded score map; constant and all-NaN maps become all zeros (protocol §1.4).
+def prepare_loaded_scoremap(
+    scoremap: np.ndarray,
+    image_id: str,
+    where: str,
+    normalization: str | None = None,
+    percentile: float = DEFAULT_PERCENTILE,
+) -> tuple[np.ndarray, bool]:
+    """Validate a loaded map; constant and all-NaN maps become all zeros (protocol §1.4).
+
+    Args:
+        scoremap: The stored ``(H, W)`` map.
+        image_id: Its image id, for error messages.
+        where: Its file (and key), for error messages.
+        normalization: None: the map is a score map in [0, 1] already. Otherwise the map is raw (any sign and
+            range) and is normalised by this rule of :data:`wsol.metrics.NORMALIZATIONS`; a map with NaN or
+            ±inf anywhere, or one the rule leaves all zero (constant; no positive value under ``max``),
+            becomes all zeros.
+        percentile: IVR's percentile (``normalization="ivr"`` only).
 
     Returns:
         The map and whether it was such a degenerate map.
 
     Raises:
-        ValueError: Not 2-D, not a float array, some (not all) NaN, or values outside [0, 1].
+        ValueError: Not 2-D, not a float array (raw maps may also be integers), or, for score maps, some (not
+            all) NaN or values outside [0, 1].
     """
     if scoremap.ndim != 2:
         raise ValueError(f"score map of {image_id!r} ({where}) must be 2-D, got shape {scoremap.shape}")
+    if normalization is not None:
+        if scoremap.dtype.kind not in "fiu":
+            raise ValueError(f"raw map of {image_id!r} ({where}) must hold numbers, got dtype {scoremap.dtype}")
+        normalized = normalize_scoremaps(scoremap, normalization, percentile)
+        # Every rule maps a usable map to one whose maximum is positive; all zeros means the map was dropped.
+        return normalized, not normalized.any()
     if scoremap.dtype.kind != "f":
         raise ValueError(f"score map of {image_id!r} ({where}) must hold floats in [0, 1], got dtype {scoremap.dtype}")
     nan = np.isnan(scoremap)
@@ -71,12 +98,18 @@ def prepare_loaded_scoremap(scoremap: np.ndarray, image_id: str, where: str) -> 
 
 
 class Source:
-    """Base class: ``image_ids``, ``has_boxes``, ``has_masks``, ``has_classes`` and ``load(i)``."""
+    """Base class: ``image_ids``, ``has_boxes``, ``has_masks``, ``has_classes`` and ``load(i)``.
+
+    ``normalization`` (None: the maps are score maps already) and ``percentile`` say how raw maps become score
+    maps; the evaluation result records them.
+    """
 
     image_ids: list[str]
     has_boxes: bool
     has_masks: bool
     has_classes: bool
+    normalization: str | None = None
+    percentile: float = DEFAULT_PERCENTILE
 
     def __len__(self) -> int:
         return len(self.image_ids)
@@ -114,12 +147,17 @@ class MetadataSource(Source):
         mask_root: Folder the mask paths of a mask ``localization.txt`` are relative to (default: the
             metadata folder).
         predictions: Optional ``image_id,predicted_label`` file for Top-1 Loc.
+        normalization: None (the maps are score maps in [0, 1]) or the rule that turns the raw maps into score
+            maps (see :func:`prepare_loaded_scoremap`).
+        percentile: IVR's percentile.
     """
 
     metadata: Path
     scoremaps: Path
     mask_root: Path | None = None
     predictions: Path | None = None
+    normalization: str | None = None
+    percentile: float = DEFAULT_PERCENTILE
     image_ids: list[str] = field(init=False)
     boxes: dict[str, list] = field(init=False, default_factory=dict)
     sizes: dict[str, tuple[int, int]] = field(init=False, default_factory=dict)
@@ -129,6 +167,8 @@ class MetadataSource(Source):
     shape: tuple[int, ...] = field(init=False, default=())
 
     def __post_init__(self) -> None:
+        if self.normalization is not None:
+            check_normalization(self.normalization, self.percentile)
         self.metadata, self.scoremaps = Path(self.metadata), Path(self.scoremaps)
         if not self.metadata.is_dir():
             raise FileNotFoundError(f"metadata folder not found: {self.metadata}")
@@ -187,7 +227,7 @@ class MetadataSource(Source):
             raise ValueError(
                 f"score map of {image_id!r} ({path}) has shape {raw.shape}, but {first!r} has {self.shape}"
             )
-        scoremap, degenerate = prepare_loaded_scoremap(raw, image_id, str(path))
+        scoremap, degenerate = prepare_loaded_scoremap(raw, image_id, str(path), self.normalization, self.percentile)
         item = ImageInput(image_id, scoremap, degenerate=degenerate, cls_correct=self.correct.get(image_id))
         height, width = scoremap.shape
         if boxes and self.has_boxes:
@@ -216,12 +256,19 @@ class MetadataSource(Source):
 class NpzSource(Source):
     """One ``.npz`` with the keys of the reference cases: ``cams``, ``gt_boxes_flat`` + ``gt_box_counts``
     (boxes), optional ``image_sizes`` (then boxes are in original-image pixels), ``gt_masks`` and
-    ``cls_correct``; image ids are the indices unless an ``image_ids`` array is present."""
+    ``cls_correct``; image ids are the indices unless an ``image_ids`` array is present.
+
+    ``normalization`` and ``percentile`` are as in :class:`MetadataSource`: with a rule, ``cams`` holds raw maps.
+    """
 
     path: Path
+    normalization: str | None = None
+    percentile: float = DEFAULT_PERCENTILE
     image_ids: list[str] = field(init=False)
 
     def __post_init__(self) -> None:
+        if self.normalization is not None:
+            check_normalization(self.normalization, self.percentile)
         self.path = Path(self.path)
         if not self.path.is_file():
             raise FileNotFoundError(f"npz file not found: {self.path}")
@@ -268,7 +315,9 @@ class NpzSource(Source):
         data = self._arrays()
         image_id = self.image_ids[index]
         where = f"{self.path}[cams][{index}]"
-        scoremap, degenerate = prepare_loaded_scoremap(data["cams"][index], image_id, where)
+        scoremap, degenerate = prepare_loaded_scoremap(
+            data["cams"][index], image_id, where, self.normalization, self.percentile
+        )
         correct = bool(data["cls_correct"][index]) if self.has_classes else None
         item = ImageInput(image_id, scoremap, degenerate=degenerate, cls_correct=correct)
         if boxes and self.has_boxes:

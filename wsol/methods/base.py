@@ -18,7 +18,7 @@ from torch import nn
 from wsol.augment.base import Mixer
 from wsol.backbones import Backbone, create_backbone
 from wsol.heads import CAMHead
-from wsol.metrics import BoxLocalizationMetric, prepare_scoremaps
+from wsol.metrics import DEFAULT_PERCENTILE, BoxLocalizationMetric, check_normalization, prepare_scoremaps
 
 
 class WSOLModule(pl.LightningModule):
@@ -46,6 +46,10 @@ class WSOLModule(pl.LightningModule):
         warmup_epochs: linear warm-up length in epochs (may be fractional).
         head_lr_mult: learning-rate multiplier of the CAM head (e.g. 10 on a pretrained backbone).
         cam_curve_interval: threshold step of the validation localization metric.
+        normalization: how the validation metric turns upsampled raw CAMs into score maps: ``"minmax"`` (the
+            reference protocol), ``"max"``, ``"pas"`` or ``"ivr"`` (Kim et al., ICCV 2021; see
+            :func:`wsol.metrics.normalize_scoremaps`).
+        percentile: IVR's percentile in [0, 1) (used by ``normalization="ivr"`` only).
     """
 
     def __init__(
@@ -69,8 +73,11 @@ class WSOLModule(pl.LightningModule):
         warmup_epochs: float = 0.0,
         head_lr_mult: float = 1.0,
         cam_curve_interval: float = 0.01,
+        normalization: str = "minmax",
+        percentile: float = DEFAULT_PERCENTILE,
     ) -> None:
         super().__init__()
+        check_normalization(normalization, percentile)
         if optimizer not in ("sgd", "adamw"):
             raise ValueError(f"optimizer must be 'sgd' or 'adamw', got {optimizer!r}")
         if lr_schedule not in ("cosine", "poly", "constant"):
@@ -193,7 +200,12 @@ class WSOLModule(pl.LightningModule):
         self.log("val/top1_acc", correct.float().mean() * 100, prog_bar=True, batch_size=bs)
         if batch.get("boxes") is not None:
             gt_maps = maps[torch.arange(bs, device=maps.device), labels]
-            scoremaps = prepare_scoremaps(gt_maps.detach(), tuple(images.shape[-2:]))
+            scoremaps = prepare_scoremaps(
+                gt_maps.detach(),
+                tuple(images.shape[-2:]),
+                normalization=self.hparams.normalization,
+                percentile=self.hparams.percentile,
+            )
             self.val_localization.update(scoremaps, list(batch["boxes"]), correct)
 
     def on_validation_epoch_end(self) -> None:
