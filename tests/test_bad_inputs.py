@@ -26,7 +26,39 @@ def _checkpoint(tmp: Path, content: bytes) -> None:
     load_checkpoint(path)
 
 
+def _image(tmp: Path, content: bytes) -> None:
+    from wsol.data._io import load_rgb
+
+    path = tmp / "broken.jpg"
+    path.write_bytes(content)
+    load_rgb(path)
+
+
+def _truncated_jpeg(tmp: Path) -> None:
+    from PIL import Image
+
+    from wsol.data._io import load_rgb
+
+    path = tmp / "cut.jpg"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(path)
+    path.write_bytes(path.read_bytes()[:400])
+    load_rgb(path)
+
+
+def _npz(tmp: Path, **arrays: np.ndarray) -> None:
+    from wsol.evaluation import NpzSource
+
+    path = tmp / "maps.npz"
+    np.savez(path, cams=np.zeros((3, 8, 8)), **arrays)
+    NpzSource(path)
+
+
 ROWS: list[tuple[str, Callable[[Path], object], str]] = [
+    ("0-byte JPEG", lambda t: _image(t, b""), "broken.jpg cannot be read (empty, truncated or not an image)"),
+    ("text as a JPEG", lambda t: _image(t, b"GIF? no"), "broken.jpg cannot be read"),
+    ("truncated JPEG", _truncated_jpeg, "cut.jpg cannot be read"),
+    ("npz ids too short", lambda t: _npz(t, image_ids=np.array(["a", "b"])), "'image_ids' has 2 entries for 3 maps"),
+    ("npz ids repeated", lambda t: _npz(t, image_ids=np.array(["a", "b", "a"])), "'image_ids' repeats 'a'"),
     ("interval 1e-9 (would need tens of GB)", lambda t: cam_thresholds(1e-9), "cam_curve_interval must be >= 0.0001"),
     ("interval 0", lambda t: cam_thresholds(0.0), "cam_curve_interval must lie in (0, 1)"),
     (
@@ -67,3 +99,15 @@ def test_gt_boxes_on_the_last_pixel_are_accepted():
     scoremap[0, 7, 7] = 1.0
     acc.update(scoremap, [np.array([[7, 7, 7, 7]])])
     assert acc.compute().modes["MaxBoxAccV2"].value == 100.0
+
+
+def test_16_bit_images_are_scaled_not_saturated(tmp_path):
+    from PIL import Image
+
+    from wsol.data._io import load_rgb
+
+    ramp = (np.arange(256, dtype=np.uint16) * 257).reshape(16, 16)  # 0 .. 65535
+    Image.fromarray(ramp).save(tmp_path / "deep.png")
+    rgb = load_rgb(tmp_path / "deep.png")
+    assert rgb.dtype == np.uint8 and rgb.shape == (16, 16, 3)
+    np.testing.assert_array_equal(rgb[..., 0], np.arange(256, dtype=np.uint8).reshape(16, 16))

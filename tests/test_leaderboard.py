@@ -162,3 +162,29 @@ def test_bad_normalization_flags_are_one_line_errors(tmp_path: Path, capsys: pyt
     assert main([*argv, "--normalization", "ivr", "--percentile", "2"]) == 2
     assert capsys.readouterr().err == f"wsol {command}: error: --percentile must lie in [0, 1), got 2.0\n"
     assert not (tmp_path / "x").exists()
+
+
+def test_cams_refuses_an_out_with_another_runs_outputs(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    run = tmp_path / "run"
+    argv = ["cams", "--backbone", "resnet10", *MODEL, "--method", "cam", *COMMON, "--out", str(run)]
+    assert main(argv) == 0
+    assert json.loads((run / "cams.json").read_text())["status"] == "complete"
+    stale = run / "scoremaps" / "stale.npy"
+    np.save(stale, np.zeros((2, 2)))
+    mtime = (run / "cams.json").stat().st_mtime_ns
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "already holds the outputs of a run (scoremaps, metadata, cams.json, predictions.txt)" in err
+    assert stale.exists() and (run / "cams.json").stat().st_mtime_ns == mtime  # nothing touched
+    (run / "notes.txt").write_text("mine")
+    assert main([*argv, "--overwrite"]) == 0
+    assert not stale.exists() and (run / "notes.txt").read_text() == "mine"  # only its own outputs replaced
+
+
+def test_cams_refuses_an_image_id_that_climbs_out(tmp_path: Path) -> None:
+    from wsol.commands.cams import _relative_id
+
+    assert _relative_id("n01/val_3.JPEG") == "n01/val_3.JPEG"
+    for bad in ("../evil", "a/../../b", "/etc/passwd", "a\\..\\b"):
+        with pytest.raises(ValueError, match="cannot name a file inside OUT/scoremaps"):
+            _relative_id(bad)

@@ -9,6 +9,7 @@ may be another normalisation of :data:`wsol.metrics.NORMALIZATIONS` (Kim et al.,
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -181,5 +182,8 @@ def write_json(path: str | Path, payload: dict[str, Any]) -> Path:
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(payload, indent=2, default=default))
+    # Atomic: a reader never sees half a file, and a crash leaves the previous version whole.
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(payload, indent=2, default=default))
+    os.replace(tmp, path)
     return path

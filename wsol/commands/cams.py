@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 # The rules of wsol.metrics.NORMALIZATIONS, spelled out so that building the parser stays free of heavy imports;
 # the flags are checked against the library's tuple when the command runs.
@@ -121,6 +121,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="boxes",
         help="what localization.txt holds: boxes (default) or mask PNGs written under OUT/metadata/masks (PxAP)",
     )
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace the outputs of an earlier run in OUT (refused otherwise)"
+    )
     p.set_defaults(func=run)
 
 
@@ -164,6 +167,9 @@ def run(args: argparse.Namespace) -> int:
     method = create_cam(args.method, model.module, target_layer=args.target_layer)
     out = Path(args.out)
     maps_dir = out / "scoremaps"
+    _claim_output(out, args.overwrite)
+    # The manifest comes first and is completed last: an interrupted run is recognisable as such.
+    write_json(out / "cams.json", {"status": "running", "method": args.method, "data": spec.label})
     # Top-1 classes in dataset indices; a model class outside the dataset (ImageNet) becomes "other" (K).
     to_dataset = {int(m): d for d, m in enumerate(class_map.tolist())}
     records, predictions, seconds, correct = [], [], 0.0, 0
@@ -175,7 +181,7 @@ def run(args: argparse.Namespace) -> int:
         seconds += scored.seconds
         correct += int(scored.correct.sum())
         for i, image_id in enumerate(batch["image_id"]):
-            path = maps_dir / f"{image_id}.npy"
+            path = maps_dir / f"{_relative_id(image_id)}.npy"
             path.parent.mkdir(parents=True, exist_ok=True)
             np.save(path, scored.scoremaps[i].astype(args.dtype))
             label = int(batch["label"][i])
@@ -188,8 +194,11 @@ def run(args: argparse.Namespace) -> int:
     if not records:
         raise ValueError("the dataset yielded no images")
     write_metadata(out / "metadata", records, class_names=list(dataset.class_names))
-    (out / "predictions.txt").write_text("".join(predictions))
+    tmp = out / ".predictions.txt.tmp"
+    tmp.write_text("".join(predictions))
+    tmp.replace(out / "predictions.txt")
     info = {
+        "status": "complete",
         "method": args.method,
         "model": model.label,
         "head": model.head,
@@ -221,6 +230,40 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+_OUTPUTS = ("scoremaps", "metadata", "cams.json", "predictions.txt")
+
+
+def _claim_output(out: Path, overwrite: bool) -> None:
+    """Refuse an OUT holding another run's outputs (their maps would mix with ours), or clear it with --overwrite.
+
+    Only this command's own outputs are ever deleted.
+    """
+    found = [name for name in _OUTPUTS if (out / name).exists()]
+    if not found:
+        return
+    if not overwrite:
+        raise ValueError(
+            f"{out} already holds the outputs of a run ({', '.join(found)}); pass --overwrite to replace them "
+            "or choose a new --out"
+        )
+    import shutil
+
+    for name in found:
+        target = out / name
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        else:
+            target.unlink()
+
+
+def _relative_id(image_id: str) -> str:
+    """The image id as a path inside OUT/scoremaps; an id that would climb out of it is refused."""
+    path = PurePosixPath(str(image_id).replace("\\", "/"))
+    if path.is_absolute() or ".." in path.parts or not path.name:
+        raise ValueError(f"image id {image_id!r} cannot name a file inside OUT/scoremaps")
+    return str(path)
+
+
 def _write_masks(metadata: Path, image_id: str, mask, label: int) -> tuple[list[str], str]:
     """The GT class's mask (and the ignore region, if any) as 0/255 PNGs; paths relative to ``metadata``."""
     import cv2
@@ -228,7 +271,7 @@ def _write_masks(metadata: Path, image_id: str, mask, label: int) -> tuple[list[
 
     if mask is None:
         raise ValueError(f"--gt masks needs masks, but {image_id!r} has none")
-    rel = Path("masks") / f"{image_id}.png"
+    rel = Path("masks") / f"{_relative_id(image_id)}.png"
     (metadata / rel).parent.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(metadata / rel), np.where(mask == label + 1, 255, 0).astype(np.uint8))
     ignore = ""

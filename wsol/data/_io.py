@@ -9,16 +9,42 @@ import numpy as np
 from PIL import Image
 
 
+def _unreadable(path: Path, err: Exception) -> ValueError:
+    reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return ValueError(f"image {path} cannot be read (empty, truncated or not an image): {reason}")
+
+
 def load_rgb(path: Path) -> np.ndarray:
-    """``(H, W, 3)`` uint8 RGB; grayscale, palette and RGBA files are converted."""
-    with Image.open(path) as im:
-        return np.asarray(im.convert("RGB"))
+    """``(H, W, 3)`` uint8 RGB; grayscale, palette and RGBA files are converted, 16-bit ones scaled.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ValueError: the file is empty, truncated or not an image (the message names it).
+    """
+    try:
+        with Image.open(path) as im:
+            if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+                # 16-bit (or 32-bit integer) gray: scale the full range to 8 bits instead of saturating at 255.
+                pixels = np.asarray(im).astype(np.float64)
+                peak = 65535.0 if im.mode.startswith("I;16") else max(float(pixels.max()), 1.0)
+                gray = np.clip(np.round(pixels * (255.0 / peak)), 0, 255).astype(np.uint8)
+                return np.repeat(gray[..., None], 3, axis=2)
+            return np.asarray(im.convert("RGB"))
+    except FileNotFoundError:
+        raise
+    except (OSError, SyntaxError, ValueError) as err:  # PIL's UnidentifiedImageError is an OSError
+        raise _unreadable(path, err) from None
 
 
 def image_size(path: Path) -> tuple[int, int]:
     """``(width, height)`` from the file header, without decoding the pixels."""
-    with Image.open(path) as im:
-        return im.size
+    try:
+        with Image.open(path) as im:
+            return im.size
+    except FileNotFoundError:
+        raise
+    except (OSError, SyntaxError, ValueError) as err:
+        raise _unreadable(path, err) from None
 
 
 def load_label_png(path: Path) -> np.ndarray:

@@ -283,6 +283,11 @@ class NpzSource(Source):
             self.has_boxes = "gt_boxes_flat" in keys and "gt_box_counts" in keys
             self.has_masks = "gt_masks" in keys
             self.has_classes = "cls_correct" in keys
+            if len(self.image_ids) != n:
+                raise ValueError(f"{self.path}: 'image_ids' has {len(self.image_ids)} entries for {n} maps")
+            if len(set(self.image_ids)) != n:
+                duplicate = next(i for i in self.image_ids if self.image_ids.count(i) > 1)
+                raise ValueError(f"{self.path}: 'image_ids' repeats {duplicate!r}")
             for key, shape in (("gt_box_counts", (n,)), ("image_sizes", (n, 2)), ("cls_correct", (n,))):
                 if key in keys and data[key].shape != shape:
                     raise ValueError(f"{self.path}: '{key}' must have shape {shape}, got {data[key].shape}")
