@@ -111,3 +111,56 @@ def test_16_bit_images_are_scaled_not_saturated(tmp_path):
     rgb = load_rgb(tmp_path / "deep.png")
     assert rgb.dtype == np.uint8 and rgb.shape == (16, 16, 3)
     np.testing.assert_array_equal(rgb[..., 0], np.arange(256, dtype=np.uint8).reshape(16, 16))
+
+
+def _metadata(tmp: Path, ids: bytes = b"img1\n", loc: bytes = b"img1,1,1,3,3\n", npy: bytes | None = None) -> list[str]:
+    meta, maps = tmp / "meta", tmp / "maps"
+    meta.mkdir()
+    maps.mkdir()
+    (meta / "image_ids.txt").write_bytes(ids)
+    (meta / "class_labels.txt").write_text("img1,0\n")
+    (meta / "image_sizes.txt").write_text("img1,8,8\n")
+    (meta / "localization.txt").write_bytes(loc)
+    if npy is None:
+        np.save(maps / "img1.npy", np.zeros((8, 8)))
+    else:
+        (maps / "img1.npy").write_bytes(npy)
+    return ["evaluate", "--metadata", str(meta), "--scoremaps", str(maps), "--out", str(tmp / "out.json")]
+
+
+def _npz_file(tmp: Path, content: bytes) -> list[str]:
+    (tmp / "maps.npz").write_bytes(content)
+    return ["evaluate", "--npz", str(tmp / "maps.npz"), "--out", str(tmp / "out.json")]
+
+
+CLI_ROWS: list[tuple[str, Callable[[Path], list[str]], str]] = [
+    ("empty metadata", lambda t: _metadata(t, ids=b""), "image_ids.txt lists no images"),
+    ("non-UTF-8 metadata", lambda t: _metadata(t, ids=b"img\xff1\n"), "image_ids.txt: not UTF-8 text"),
+    ("0-byte .npy", lambda t: _metadata(t, npy=b""), "score map of 'img1' could not be read"),
+    ("text as .npy", lambda t: _metadata(t, npy=b"hello"), "score map of 'img1' could not be read"),
+    (
+        "absolute mask path",
+        lambda t: _metadata(t, loc=b"img1,/etc/shadow,\n"),
+        "mask path '/etc/shadow' must be relative",
+    ),
+    ("mask path climbing out", lambda t: _metadata(t, loc=b"img1,../x.png,\n"), "must be relative, inside"),
+    ("0-byte .npz", lambda t: _npz_file(t, b""), "maps.npz: not a readable npz file"),
+    ("truncated .npz", lambda t: _npz_file(t, b"PK\x03\x04\x14\x00\x00"), "maps.npz: not a readable npz file"),
+    (
+        "--out is a folder",
+        lambda t: [*_metadata(t)[:-1], str(t / "meta")],
+        "Is a directory",
+    ),
+]
+
+
+@pytest.mark.parametrize(("case", "argv", "fragment"), CLI_ROWS, ids=[r[0] for r in CLI_ROWS])
+def test_cli_bad_input_is_one_line(tmp_path, capsys, case, argv, fragment):
+    from wsol.cli import main
+
+    args = argv(tmp_path)
+    assert main(args) == 2, case
+    err = capsys.readouterr().err.strip().splitlines()
+    last = err[-1]
+    assert last.startswith(f"wsol {args[0]}: error: ") and fragment in last, f"{case}: {err}"
+    assert not any("Traceback" in line for line in err)

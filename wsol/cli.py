@@ -45,8 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         code = args.func(args)
-    except (FileNotFoundError, NotADirectoryError, ValueError, KeyError, ConnectionError, ImportError) as err:
-        # Bad input is reported as one clear line; WSOL_DEBUG=1 shows the traceback.
+    except (OSError, ValueError, KeyError, ImportError) as err:
+        # OSError covers missing files, folders given where a file is expected and permissions;
+        # bad input is reported as one clear line; WSOL_DEBUG=1 shows the traceback.
         if os.environ.get("WSOL_DEBUG"):
             raise
         message = err.args[0] if isinstance(err, KeyError) and err.args else err

@@ -9,6 +9,14 @@ import numpy as np
 from PIL import Image
 
 
+def read_text(path: Path) -> str:
+    """A metadata or annotation file as UTF-8 text; another encoding is refused with the file named."""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path}: not UTF-8 text (byte {err.start}: {err.reason})") from None
+
+
 def _unreadable(path: Path, err: Exception) -> ValueError:
     reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
     return ValueError(f"image {path} cannot be read (empty, truncated or not an image): {reason}")

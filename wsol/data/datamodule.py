@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader
 from wsol.backbones import IMAGENET_MEAN, IMAGENET_STD
 from wsol.data.collate import collate
 from wsol.data.datasets import SampleDataset, read_dataset
+from wsol.data.sampling import EpochSampler, SeededSamples
 from wsol.data.transforms import EvalTransform, TrainTransform
 
 
@@ -32,7 +33,9 @@ class WSOLDataModule(pl.LightningDataModule):
         val_options: options for the reader of the validation split.
         mean: normalisation mean.
         std: normalisation std.
-        seed: seed of the training loader's shuffling.
+        seed: seed of the training loader's shuffling and augmentation: epoch ``e``'s order is a function of
+            ``(seed, e)`` and sample ``i``'s crop and flip of ``(seed, e, i)`` (see :mod:`wsol.data.sampling`),
+            so a run resumed at any epoch replays that epoch exactly.
     """
 
     def __init__(
@@ -61,6 +64,7 @@ class WSOLDataModule(pl.LightningDataModule):
         self.mean, self.std, self.seed = tuple(mean), tuple(std), seed
         self.train_set: SampleDataset | None = None
         self.val_set: SampleDataset | None = None
+        self._resume_epoch = 0
 
     def _read(self, split: str, options: dict[str, Any]) -> SampleDataset:
         return read_dataset(self.dataset, self.root, split, **options)
@@ -96,17 +100,42 @@ class WSOLDataModule(pl.LightningDataModule):
     def _loader(self, ds: SampleDataset | None, shuffle: bool) -> DataLoader:
         if ds is None:
             raise RuntimeError("call setup() before asking for a dataloader")
-        generator = torch.Generator().manual_seed(self.seed) if shuffle else None
+        if not shuffle:
+            return DataLoader(
+                ds,
+                batch_size=self.batch_size,
+                num_workers=self.num_workers,
+                collate_fn=collate,
+                persistent_workers=self.num_workers > 0,
+            )
+        sampler = EpochSampler(len(ds), seed=self.seed, epoch=max(self._fit_epoch(), self._resume_epoch))
         return DataLoader(
-            ds,
+            SeededSamples(ds, seed=self.seed),
             batch_size=self.batch_size,
-            shuffle=shuffle,
+            sampler=sampler,
             num_workers=self.num_workers,
             collate_fn=collate,
-            generator=generator,
-            drop_last=shuffle and len(ds) > self.batch_size,
+            # Only the workers' base seed comes from it; without one, each new iterator would draw from the global RNG.
+            generator=torch.Generator().manual_seed(self.seed),
+            drop_last=len(ds) > self.batch_size,
             persistent_workers=self.num_workers > 0,
         )
+
+    def _fit_epoch(self) -> int:
+        """The epoch a fit is at (0 without a trainer): the value Lightning passes to ``set_epoch``."""
+        fit_loop = getattr(self.trainer, "fit_loop", None)
+        return int(fit_loop.epoch_progress.current.processed) if fit_loop is not None else 0
+
+    def state_dict(self) -> dict[str, Any]:
+        """Checkpointed state: the epoch at which a fit resumed from this checkpoint starts shuffling."""
+        return {"train_epoch": self._fit_epoch()}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        # Lightning builds the training iterator (to count the steps for the LR schedule) before it restores the
+        # loops and calls set_epoch, and does not rebuild it for the first resumed epoch. With workers that
+        # iterator has already read the sampler's order, so the sampler must start at the resumed epoch.
+        # (Strategies that restore after setup, e.g. FSDP or DeepSpeed, call this too late for that.)
+        self._resume_epoch = int(state_dict.get("train_epoch", 0))
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_set, shuffle=True)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from wsol.data._io import image_size, load_rgb
+from wsol.data._io import image_size, load_rgb, read_text
 from wsol.data.datasets import SampleDataset, register_reader, resolve_root
 from wsol.data.schema import Sample
 from wsol.data.wsoleval_metadata import read_class_names
@@ -70,7 +70,7 @@ class ImageFolderDataset(SampleDataset):
         known = {rel for rel, _ in self.items}
         boxes: dict[str, list[tuple[float, ...]]] = {}
         sizes: dict[str, tuple[int, int]] = {}
-        for number, line in enumerate(csv.read_text().splitlines(), start=1):
+        for number, line in enumerate(read_text(csv).splitlines(), start=1):
             if not line.strip():
                 continue
             parts = [p.strip() for p in line.split(",")]

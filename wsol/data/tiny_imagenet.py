@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from wsol.data._io import read_text
 from wsol.data.datasets import SampleDataset, register_reader, resolve_root
 from wsol.data.schema import Sample
 
@@ -20,7 +21,7 @@ def _read_rows(path: Path, fields: int) -> list[tuple[int, list[str]]]:
     if not path.is_file():
         raise FileNotFoundError(f"annotation file not found: {path}")
     rows = []
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
+    for number, line in enumerate(read_text(path).splitlines(), start=1):
         if not line.strip():
             continue
         parts = line.split()
@@ -54,11 +55,11 @@ class TinyImageNet(SampleDataset):
         wnids_file = root / "wnids.txt"
         if not wnids_file.is_file():
             raise FileNotFoundError(f"{wnids_file} not found: is {root} a Tiny ImageNet folder?")
-        self.wnids = [w.strip() for w in wnids_file.read_text().split() if w.strip()]
+        self.wnids = [w.strip() for w in read_text(wnids_file).split() if w.strip()]
         names = dict.fromkeys(self.wnids, "")
         words = root / "words.txt"
         if words.is_file():
-            for line in words.read_text().splitlines():
+            for line in read_text(words).splitlines():
                 wnid, _, text = line.partition("\t")
                 if wnid in names:
                     names[wnid] = text.split(",")[0].strip()

@@ -11,6 +11,7 @@ protocol's truncating ``int(coord * size / W)`` rather than through the augmenta
 
 from __future__ import annotations
 
+import random
 from typing import Any, Literal
 
 import albumentations as A
@@ -67,6 +68,7 @@ class TrainTransform:
         std: normalisation std.
         seed: seed of the augmentation RNG; None draws one from torch's global RNG, so
             ``pl.seed_everything`` makes runs repeat (albumentations 2 keeps its own generator).
+            A ``seed`` given to a call overrides it for that sample.
     """
 
     def __init__(
@@ -87,7 +89,19 @@ class TrainTransform:
             seed=seed,
         )
 
-    def __call__(self, sample: Sample) -> dict[str, Any]:
+    def __call__(self, sample: Sample, seed: int | None = None) -> dict[str, Any]:
+        """Crop and flip ``sample``; with ``seed``, the draws are a function of that seed alone.
+
+        Args:
+            sample: the image with its boxes and optional mask.
+            seed: reseed the pipeline first, so this sample's augmentation does not depend on how many
+                samples were drawn before (see :class:`wsol.data.sampling.SeededSamples`); None carries on
+                from the pipeline's current state.
+        """
+        if seed is not None:
+            # One generator pair shared by every transform: Compose.set_random_seed would give each transform
+            # its own copy of the same stream, so the flip's draw would repeat the crop's first draw.
+            self.pipeline.set_random_state(np.random.default_rng(seed), random.Random(seed))
         boxes = sample.boxes.copy()
         boxes[:, 2:] += 1  # inclusive -> exclusive end
         kwargs: dict[str, Any] = {

@@ -22,7 +22,7 @@ from xml.parsers import expat
 
 import numpy as np
 
-from wsol.data._io import image_size, load_label_png, load_rgb
+from wsol.data._io import image_size, load_label_png, load_rgb, read_text
 from wsol.data.datasets import SampleDataset, register_reader, resolve_root
 from wsol.data.schema import IGNORE_INDEX, Sample
 
@@ -124,7 +124,7 @@ def read_split_ids(path: Path) -> list[tuple[int, str]]:
     if not path.is_file():
         raise FileNotFoundError(f"split list not found: {path}")
     rows = []
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
+    for number, line in enumerate(read_text(path).splitlines(), start=1):
         if line.strip():
             rows.append((number, Path(line.split()[0]).stem))
     return rows

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from wsol.data import wsoleval_metadata as md
-from wsol.data._io import load_label_png, load_rgb, resize_nearest, tight_box
+from wsol.data._io import load_label_png, load_rgb, read_text, resize_nearest, tight_box
 from wsol.data.datasets import SampleDataset, register_reader, resolve_root
 from wsol.data.schema import IGNORE_INDEX, Sample
 
@@ -157,7 +157,7 @@ class WSOLEvalDataset(SampleDataset):
 
 def _is_mask_file(path: Path) -> bool:
     """Whether a ``localization.txt`` holds mask paths (3 fields) rather than boxes (5 fields)."""
-    for line in path.read_text().splitlines():
+    for line in read_text(path).splitlines():
         if line.strip():
             return len(line.split(",")) == 3
     return False
@@ -165,7 +165,7 @@ def _is_mask_file(path: Path) -> bool:
 
 def _line_with(path: Path, text: str) -> int:
     """Line number of the first record of ``path`` with a field equal to ``text`` (0 if none)."""
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
+    for number, line in enumerate(read_text(path).splitlines(), start=1):
         if text in line.split(","):
             return number
     return 0

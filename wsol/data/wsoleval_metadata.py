@@ -21,7 +21,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
+
+from wsol.data._io import read_text
 
 __all__ = [
     "MetadataRecord",
@@ -45,7 +47,7 @@ def _rows(path: str | Path, fields: int | tuple[int, ...]) -> list[tuple[int, li
         raise FileNotFoundError(f"metadata file not found: {path}")
     allowed = (fields,) if isinstance(fields, int) else fields
     rows = []
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
+    for number, line in enumerate(read_text(path).splitlines(), start=1):
         if not line.strip():
             continue
         parts = [p.strip() for p in line.split(",")]
@@ -71,7 +73,7 @@ def find_line(path: str | Path, image_id: str) -> int:
     Used to point at the offending line when a problem is found after parsing (e.g. an image whose real
     size differs from ``image_sizes.txt``).
     """
-    for number, line in enumerate(Path(path).read_text().splitlines(), start=1):
+    for number, line in enumerate(read_text(Path(path)).splitlines(), start=1):
         if line.split(",")[0].strip() == image_id:
             return number
     return 0
@@ -177,6 +179,10 @@ def read_mask_paths(path: str | Path) -> tuple[dict[str, list[str]], dict[str, s
     for number, (image_id, mask_path, ignore_path) in _rows(path, 3):
         if not mask_path:
             raise ValueError(f"{path}:{number}: empty mask path for {image_id!r}")
+        for given in (mask_path, ignore_path):
+            # Mask paths are relative to the dataset's mask folder: nothing outside it is read.
+            if given and (PurePosixPath(given).is_absolute() or ".." in PurePosixPath(given).parts):
+                raise ValueError(f"{path}:{number}: mask path {given!r} must be relative, inside the dataset folder")
         if image_id in masks:
             if ignore_path:
                 raise ValueError(f"{path}:{number}: ignore mask of {image_id!r} given again (only on its first line)")
@@ -192,7 +198,7 @@ def read_class_names(path: str | Path) -> tuple[str, ...]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"class names file not found: {path}")
-    names = path.read_text().splitlines()
+    names = read_text(path).splitlines()
     while names and not names[-1].strip():
         names.pop()
     for number, name in enumerate(names, start=1):

@@ -14,14 +14,16 @@ Bad input raises ``ValueError`` or ``FileNotFoundError`` naming the image id and
 
 from __future__ import annotations
 
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 
 from wsol.data import wsoleval_metadata as md
-from wsol.data._io import resize_nearest
+from wsol.data._io import read_text, resize_nearest
 from wsol.metrics import DEFAULT_PERCENTILE, check_normalization, normalize_scoremaps, resize_gt_boxes
 
 __all__ = ["ImageInput", "MetadataSource", "NpzSource", "Source", "prepare_loaded_scoremap"]
@@ -126,6 +128,17 @@ class Source:
         raise NotImplementedError
 
 
+def _open_npz(path: Path) -> Any:
+    """``np.load`` of an npz without pickles; an empty, truncated or foreign file is named in one ValueError."""
+    try:
+        data = np.load(path, allow_pickle=False)
+    except (ValueError, EOFError, OSError, zipfile.BadZipFile) as err:
+        raise ValueError(f"{path}: not a readable npz file (empty or truncated?): {err or 'no data'}") from None
+    if not hasattr(data, "files"):
+        raise ValueError(f"{path}: holds one array, not an npz archive of named arrays")
+    return data
+
+
 def _read_gray(path: Path, image_id: str, what: str) -> np.ndarray:
     # cv2.imread(GRAYSCALE), as the reference's load_mask_image: palette PNGs are read as gray levels.
     if not path.is_file():
@@ -176,10 +189,12 @@ class MetadataSource(Source):
             raise FileNotFoundError(f"score-map folder not found: {self.scoremaps}")
         self.mask_root = Path(self.mask_root) if self.mask_root is not None else self.metadata
         self.image_ids = md.read_image_ids(self.metadata / "image_ids.txt")
+        if not self.image_ids:
+            raise ValueError(f"{self.metadata / 'image_ids.txt'} lists no images")
         loc = self.metadata / "localization.txt"
         if not loc.is_file():
             raise FileNotFoundError(f"metadata file not found: {loc}")
-        first = next((line for line in loc.read_text().splitlines() if line.strip()), "")
+        first = next((line for line in read_text(loc).splitlines() if line.strip()), "")
         if first.count(",") == 2:  # image_id,mask_path,ignore_path
             self.mask_paths, self.ignore_paths = md.read_mask_paths(loc)
             self._same_ids(self.mask_paths, loc)
@@ -207,8 +222,8 @@ class MetadataSource(Source):
             raise FileNotFoundError(f"score map of {image_id!r} not found: {path}")
         try:
             return np.load(path, mmap_mode="r", allow_pickle=False)
-        except ValueError as err:
-            raise ValueError(f"score map of {image_id!r} could not be read: {path}: {err}") from err
+        except (ValueError, EOFError, OSError) as err:
+            raise ValueError(f"score map of {image_id!r} could not be read: {path}: {err or 'empty file'}") from None
 
     def _same_ids(self, table: dict, path: Path) -> None:
         missing = [i for i in self.image_ids if i not in table]
@@ -272,7 +287,7 @@ class NpzSource(Source):
         self.path = Path(self.path)
         if not self.path.is_file():
             raise FileNotFoundError(f"npz file not found: {self.path}")
-        with np.load(self.path, allow_pickle=False) as data:
+        with _open_npz(self.path) as data:
             keys = set(data.files)
             if "cams" not in keys:
                 raise KeyError(f"{self.path}: no 'cams' array (keys: {sorted(keys)})")
@@ -309,8 +324,11 @@ class NpzSource(Source):
 
     def _arrays(self) -> dict[str, np.ndarray]:
         if self._data is None:
-            with np.load(self.path, allow_pickle=False) as data:
-                self._data = {k: data[k] for k in data.files}
+            with _open_npz(self.path) as data:
+                try:
+                    self._data = {k: data[k] for k in data.files}
+                except (ValueError, EOFError, OSError, zipfile.BadZipFile) as err:
+                    raise ValueError(f"{self.path}: an array cannot be read (truncated file?): {err}") from None
             if self.has_boxes:
                 counts = self._data["gt_box_counts"]
                 self._starts = np.concatenate([[0], np.cumsum(counts)])
