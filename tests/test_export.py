@@ -192,7 +192,7 @@ def test_cli_export_from_checkpoint(tmp_path, capsys) -> None:
     assert main(["export", "--checkpoint", str(tmp_path / "missing.ckpt"), "--out", str(out)]) == 2
     assert "checkpoint not found" in capsys.readouterr().err
     assert main(["export", "--checkpoint", str(ckpt), "--method", "load_checkpoint", "--out", str(out)]) == 2
-    assert "unknown method 'load_checkpoint'; known: auto, ACoL, ADL, CAM" in capsys.readouterr().err
+    assert "unknown method 'load_checkpoint'; known: auto, ACoL, ADL, BAS, BGC, CAM" in capsys.readouterr().err
 
 
 def test_checkpoint_method_is_read_from_the_checkpoint(tmp_path) -> None:

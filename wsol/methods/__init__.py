@@ -2,7 +2,9 @@
 
 from wsol.methods.acol import ACoL
 from wsol.methods.adl import ADL
+from wsol.methods.bas import BAS
 from wsol.methods.base import WSOLModule
+from wsol.methods.bgc import BGC
 from wsol.methods.cam import CAM
 from wsol.methods.checkpoint import checkpoint_method, load_checkpoint
 from wsol.methods.fsl import FSL
@@ -14,6 +16,8 @@ from wsol.methods.spg import SPG
 __all__ = [
     "ACoL",
     "ADL",
+    "BAS",
+    "BGC",
     "CAM",
     "FSL",
     "SEAM",
