@@ -21,6 +21,8 @@ METHODS = {
     "acol": "ACoL",
     "spg": "SPG",
     "adl": "ADL",
+    "bgc": "BGC",
+    "bas": "BAS",
 }
 DATASETS = {"cub": "cub", "imagenet": "imagenet", "voc12": "voc", "tinyimagenet10": "tiny_imagenet"}
 
@@ -55,6 +57,8 @@ def test_the_published_rows_all_have_a_config():
         "seam_resnet50_voc12",
         "mixup_cam_resnet50_voc12",
         "cam_resnet10_tinyimagenet10",
+        "bgc_resnet50_cub",
+        "bas_resnet50_cub",
     }
     assert names == expected
 
