@@ -91,7 +91,7 @@ def test_targets_are_convex_label_weights(name, seed, b, h, w, alpha, pairing) -
     else:
         assert out.mask.shape == (b, 1, h, w)
         assert ((out.mask >= 0) & (out.mask <= 1)).all()
-        # lam is the fraction of image a actually kept, i.e. the mask mean (spec §14.3).
+        # lam is the fraction of image a actually kept, i.e. the mask mean (docs/methods.md §14.3).
         torch.testing.assert_close(out.mask.mean(dim=(1, 2, 3)), out.lam, atol=1e-5, rtol=0)
     if name in ("cutmix", "fmix", "gmix", "hmix"):
         expected = out.mask * images + (1 - out.mask) * images[out.index]

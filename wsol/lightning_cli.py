@@ -14,26 +14,45 @@ A config names every part by ``class_path`` (model, mixer, data; a backbone eith
 
 The model's ``num_classes`` and ``multilabel`` are not written in configs: they are linked from the
 instantiated datamodule, so one config cannot disagree with its data.
+
+Resuming: ``trainer.default_root_dir`` is the run's folder. Unless the config names a ``ModelCheckpoint``,
+one saving ``last.ckpt`` after every training epoch goes to ``<default_root_dir>/checkpoints``, and the default
+logger writes to ``<default_root_dir>/lightning_logs/version_0`` on every start, so after a crash the same
+command with ``--ckpt_path last`` continues in the same folders (a fresh run there replaces both; Lightning
+warns). The data order and augmentation (:mod:`wsol.data.sampling`) and the training draws
+(:meth:`wsol.methods.base.WSOLModule.seed_step`) are functions of (seed, epoch, step), so the resumed run
+ends with the uninterrupted run's weights. A kill mid-epoch resumes from the previous epoch's end.
 """
 
 from __future__ import annotations
 
+import importlib.util
+import os
 import warnings
 from typing import Any
 
+from pytorch_lightning import Trainer
+from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
+from pytorch_lightning.loggers import Logger, TensorBoardLogger
+from pytorch_lightning.utilities.rank_zero import rank_zero_info
 
 from wsol.data.datamodule import WSOLDataModule
 from wsol.methods.base import WSOLModule
+from wsol.resumable_csv import ResumableCSVLogger
 
-__all__ = ["WSOLCLI", "train"]
+__all__ = ["WSOLCLI", "last_checkpoint", "train"]
+
+CHECKPOINT_DIR = "checkpoints"
+LOG_NAME, LOG_VERSION = "lightning_logs", 0
 
 
 class WSOLCLI(LightningCLI):
     """LightningCLI over :class:`WSOLModule` subclasses and :class:`WSOLDataModule` (sub)classes.
 
     It never runs a subcommand itself (``run=False``): :func:`train` fits, and tests build it to check that
-    a config instantiates. ``--ckpt_path`` resumes a fit from a checkpoint.
+    a config instantiates. ``--ckpt_path`` resumes a fit from a checkpoint; ``--ckpt_path last`` from the
+    run folder's ``last.ckpt`` (see the module docstring for the folders it fixes).
 
     Args:
         args: command-line arguments (``None`` reads ``sys.argv``), e.g. ``["--config", "x.yaml"]``.
@@ -64,11 +83,69 @@ class WSOLCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.link_arguments("data.num_classes", "model.init_args.num_classes", apply_on="instantiate")
         parser.link_arguments("data.multilabel", "model.init_args.multilabel", apply_on="instantiate")
-        parser.add_argument("--ckpt_path", type=str | None, default=None, help="checkpoint to resume the fit from")
+        parser.add_argument(
+            "--ckpt_path",
+            type=str | None,
+            default=None,
+            help="checkpoint to resume the fit from; 'last' resumes the run folder's last.ckpt, if there is one",
+        )
+
+    def instantiate_trainer(self, **kwargs: Any) -> Trainer:
+        """The configured trainer, plus a fixed-folder ``last.ckpt`` checkpoint and logger (module docstring)."""
+        config = self._get(self.config_init, "trainer", default={})
+        if config.get("barebones"):  # no checkpoints or loggers to add
+            return super().instantiate_trainer(**kwargs)
+        root = os.fspath(config.get("default_root_dir") or os.getcwd())
+        if "callbacks" not in kwargs and config.get("enable_checkpointing") is not False:
+            callbacks = config.get("callbacks") or []
+            callbacks = list(callbacks) if isinstance(callbacks, list) else [callbacks]
+            if not any(isinstance(c, ModelCheckpoint) for c in callbacks):
+                # save_on_train_epoch_end: with check_val_every_n_epoch > 1 Lightning would otherwise save only
+                # after a validation, i.e. not after most epochs.
+                last = ModelCheckpoint(
+                    dirpath=os.path.join(root, CHECKPOINT_DIR), save_last=True, save_on_train_epoch_end=True
+                )
+                kwargs["callbacks"] = [*callbacks, last]
+        if "logger" not in kwargs and config.get("logger") in (None, True):
+            kwargs["logger"] = _fixed_logger(root, resume=self._get(self.config, "ckpt_path") is not None)
+        return super().instantiate_trainer(**kwargs)
+
+
+def _fixed_logger(root: str, resume: bool) -> Logger:
+    """Lightning's default logger for ``root``, with its version pinned so that every start writes to one folder."""
+    if importlib.util.find_spec("tensorboard") or importlib.util.find_spec("tensorboardX"):
+        return TensorBoardLogger(root, name=LOG_NAME, version=LOG_VERSION)  # appends event files
+    return ResumableCSVLogger(root, name=LOG_NAME, version=LOG_VERSION, resume=resume)
+
+
+def last_checkpoint(trainer: Trainer) -> str | None:
+    """The checkpoint ``trainer.fit(ckpt_path="last")`` would load (the newest ``last*.ckpt``), or None."""
+    found: set[str] = set()
+    for callback in trainer.checkpoint_callbacks:
+        if isinstance(callback, ModelCheckpoint):
+            # Lightning's own search for ckpt_path="last" (CheckpointConnector), so both agree on the folder.
+            found |= {p for p in callback._find_last_checkpoints(trainer) if callback._fs.exists(p)}
+    return max(found, key=lambda p: os.path.getmtime(p) if os.path.exists(p) else 0.0) if found else None
 
 
 def train(args: list[str] | None = None) -> WSOLCLI:
-    """Build the CLI from ``args`` and fit; returns the CLI (its ``trainer`` holds the logged metrics)."""
+    """Build the CLI from ``args`` and fit; returns the CLI (its ``trainer`` holds the logged metrics).
+
+    ``--ckpt_path last`` with no checkpoint yet starts from scratch, saying so, so one command both starts a
+    run and resumes it after a crash.
+    """
     cli = WSOLCLI(args)
-    cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=cli.config.get("ckpt_path"))
+    ckpt_path = cli.config.get("ckpt_path")
+    if ckpt_path == "last":
+        ckpt_path = last_checkpoint(cli.trainer)
+        if ckpt_path is None:
+            folders = sorted({str(c.dirpath) for c in cli.trainer.checkpoint_callbacks if getattr(c, "dirpath", None)})
+            where = " or ".join(folders) or "the checkpoint folder"
+            rank_zero_info(f"wsol train: --ckpt_path last: no last.ckpt in {where} yet; starting from scratch")
+        else:
+            rank_zero_info(f"wsol train: resuming from {ckpt_path}")
+    with warnings.catch_warnings():
+        if ckpt_path is not None:  # the folder holds the run being resumed: that is the point, not a mistake
+            warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
+        cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=ckpt_path)
     return cli

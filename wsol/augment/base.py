@@ -2,9 +2,10 @@
 
 Every mixer takes a batch of images ``(B, C, H, W)`` and one-hot / multi-hot targets ``(B, K)`` and
 returns a :class:`MixOutput`. Mixing happens on the images' device; random numbers come from a CPU
-``torch.Generator`` seeded from ``seed`` so that a given seed reproduces the same sequence of mixes.
+``torch.Generator`` seeded from ``seed`` so that a given seed reproduces the same sequence of mixes. In
+training, :meth:`Mixer.seed_step` reseeds it per batch from ``(seed, epoch, batch)``, so resumes are exact.
 
-Conventions (methods spec §14):
+Conventions (docs/methods.md §14):
 
 * ``lam`` is the fraction of image a actually kept *after* clipping (CutMix/ResizeMix: the area,
   FMix: the binarised mask mean, HMix: exact, GMix: the mask mean).
@@ -26,6 +27,8 @@ from typing import Literal
 import numpy as np
 import torch
 from torch import Tensor
+
+from wsol.seeding import MIXER, derive_seed
 
 __all__ = ["MixOutput", "Mixer", "Pairing", "create_mixer", "list_mixers", "register_mixer"]
 
@@ -81,14 +84,23 @@ class Mixer:
         self.prob = float(prob)
         self.pairing = pairing
         self.seed = seed
-        self.generator = torch.Generator()
         # Without a seed, draw one from torch's global RNG, so that ``pl.seed_everything`` still makes runs repeat.
-        self.generator.manual_seed(int(seed) if seed is not None else int(torch.randint(2**62, ()).item()))
+        self.base_seed = int(seed) if seed is not None else int(torch.randint(2**62, ()).item())
+        self.generator = torch.Generator()
+        self.generator.manual_seed(self.base_seed)
 
     def __repr__(self) -> str:
         return (
             f"{type(self).__name__}(alpha={self.alpha}, prob={self.prob}, pairing={self.pairing!r}, seed={self.seed})"
         )
+
+    def seed_step(self, epoch: int, batch_idx: int) -> None:
+        """Reseed the generator from ``(seed, epoch, batch_idx)``: that batch's mix no longer depends on earlier draws.
+
+        :class:`~wsol.methods.base.WSOLModule` calls this before every training batch, so a run resumed from a
+        checkpoint mixes each batch as the uninterrupted run did, with no generator state in the checkpoint.
+        """
+        self.generator.manual_seed(derive_seed(MIXER, self.base_seed, epoch, batch_idx))
 
     # -- random helpers (all on the CPU generator) -------------------------------------------
     def uniform(self, low: float = 0.0, high: float = 1.0) -> float:

@@ -55,8 +55,8 @@ class EpochSampler(Sampler[tuple[int, int]]):
         return torch.randperm(self.size, generator=generator).tolist()
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
-        epoch = self.epoch  # read once: the order cannot change halfway through an epoch
-        return iter([(epoch, index) for index in self.order(epoch)])
+        epoch = self.epoch  # read when the iteration starts: a later set_epoch does not change it halfway
+        return ((epoch, index) for index in self.order(epoch))
 
     def __len__(self) -> int:
         return self.size
@@ -66,7 +66,9 @@ class SeededSamples(Dataset):
     """Items of a :class:`SampleDataset` keyed by ``(epoch, index)``, its transform seeded per item.
 
     The dataset's transform must take a ``seed`` keyword (as :class:`~wsol.data.transforms.TrainTransform`
-    does); item ``(epoch, index)`` is transformed with seed ``derive_seed(AUGMENT, seed, epoch, index)``.
+    does); item ``(epoch, index)`` is transformed with seed ``derive_seed(AUGMENT, seed, epoch, index)``. A plain
+    ``index`` (from a stock sampler, e.g. the sequential one Lightning puts in for ``overfit_batches``) is
+    served as in epoch 0.
 
     Args:
         dataset: the samples and their transform.
@@ -86,6 +88,6 @@ class SeededSamples(Dataset):
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def __getitem__(self, key: tuple[int, int]) -> Any:
-        epoch, index = key
+    def __getitem__(self, key: tuple[int, int] | int) -> Any:
+        epoch, index = key if isinstance(key, tuple) else (0, key)
         return self.dataset.transform(self.dataset.load(index), seed=self.sample_seed(epoch, index))

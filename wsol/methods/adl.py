@@ -13,6 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from wsol.methods.base import WSOLModule
+from wsol.seeding import METHOD, derive_seed
 
 __all__ = ["ADL", "AttentionDropout", "default_adl_layers"]
 
@@ -106,7 +107,9 @@ class ADL(WSOLModule):
         adl_threshold: ``gamma``, drop threshold as a fraction of the per-image max attention (default 0.9).
         adl_layers: dotted names of backbone submodules (relative to ``self.backbone``) whose outputs get ADL;
             None for :func:`default_adl_layers`.
-        seed: seed of the CPU generator shared by the layers' draws; None uses torch's global RNG.
+        seed: seed of the CPU generator shared by the layers' draws; None uses torch's global RNG. Either is
+            reseeded before every training batch from ``(seed, epoch, batch)`` (see :meth:`seed_step`), so a
+            resumed run drops what the uninterrupted run dropped.
         **kwargs: :class:`~wsol.methods.base.WSOLModule` arguments (backbone, num_classes, mixer, ...).
     """
 
@@ -144,3 +147,8 @@ class ADL(WSOLModule):
             target.register_forward_hook(layer.hook)
             self.adl.append(layer)
         self.adl_layer_names = names
+
+    def seed_step(self, epoch: int, batch_idx: int) -> None:
+        super().seed_step(epoch, batch_idx)
+        if self.generator is not None:  # shared by the layers: reseeding it in place reseeds them all
+            self.generator.manual_seed(derive_seed(METHOD, self.hparams.seed, epoch, batch_idx))

@@ -19,6 +19,7 @@ from wsol.augment.base import Mixer
 from wsol.backbones import Backbone, create_backbone
 from wsol.heads import CAMHead
 from wsol.metrics import DEFAULT_PERCENTILE, BoxLocalizationMetric, check_normalization, prepare_scoremaps
+from wsol.seeding import seed_torch_for_step
 
 
 class WSOLModule(pl.LightningModule):
@@ -214,6 +215,21 @@ class WSOLModule(pl.LightningModule):
         for name, value in self.val_localization.compute().items():
             self.log(f"val/{name}", value, prog_bar=name == "MaxBoxAccV2")
         self.val_localization.reset()
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        self.seed_step(self.current_epoch, batch_idx)
+
+    def seed_step(self, epoch: int, batch_idx: int) -> None:
+        """Reseed every random source of a training step from ``(seed, epoch, batch_idx)``; run before each batch.
+
+        The mixer, torch's global RNG (dropout; only under ``pl.seed_everything``, see
+        :func:`wsol.seeding.seed_torch_for_step`) and, in methods that extend this, their own generators then
+        draw as a pure function of where training is, so a run resumed from a checkpoint replays the
+        uninterrupted run's draws with no generator state in the checkpoint.
+        """
+        seed_torch_for_step(epoch, batch_idx)
+        if self.mixer is not None and hasattr(self.mixer, "seed_step"):
+            self.mixer.seed_step(epoch, batch_idx)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # Record the method class so wsol.methods.load_checkpoint rebuilds the right one.

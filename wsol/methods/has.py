@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 
 from wsol.methods.base import WSOLModule
+from wsol.seeding import METHOD, derive_seed
 
 __all__ = ["HaS", "hide_patches"]
 
@@ -66,7 +67,8 @@ class HaS(WSOLModule):
         has_grid_size: side of a hidden cell in pixels (benchmark default 4).
         has_drop_rate: probability of hiding each cell (benchmark default 0.5).
         seed: seed of the private CPU generator of the hiding draws; None draws from torch's global RNG
-            (which ``pl.seed_everything`` seeds). The generator's state is not checkpointed.
+            (which ``pl.seed_everything`` seeds). Either is reseeded before every training batch from
+            ``(seed, epoch, batch)`` (see :meth:`seed_step`), so a resumed run hides what the uninterrupted run hid.
         **kwargs: :class:`~wsol.methods.base.WSOLModule` arguments (backbone, num_classes, mixer, ...).
     """
 
@@ -85,6 +87,11 @@ class HaS(WSOLModule):
             raise ValueError(f"seed must be None or a non-negative int, got {seed!r}")
         super().__init__(**kwargs)
         self.generator = None if seed is None else torch.Generator().manual_seed(seed)
+
+    def seed_step(self, epoch: int, batch_idx: int) -> None:
+        super().seed_step(epoch, batch_idx)
+        if self.generator is not None:
+            self.generator.manual_seed(derive_seed(METHOD, self.hparams.seed, epoch, batch_idx))
 
     def hide(self, images: Tensor) -> Tensor:
         """:func:`hide_patches` with this module's grid size, drop rate and generator."""
