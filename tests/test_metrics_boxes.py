@@ -103,7 +103,7 @@ def test_integer_thresholds_equal_exact_fractions_and_float32_grids_differ():
         assert np.array_equal(integer_thresholds(cam_thresholds(1 / n), 255), (k * 255) // n)
     float32_grid = np.arange(0, 1, 0.01, dtype=np.float32).astype(np.float64)
     shifted = integer_thresholds(float32_grid, 255) != integer_thresholds(cam_thresholds(0.01), 255)
-    assert shifted.sum() == 4  # protocol §2.4: why the grid must be float64
+    assert shifted.sum() == 4  # docs/protocol.md §2.4: why the grid must be float64
     # Unnormalised maps: int(float64(0.58) * 100) is 57, not 58.
     assert integer_thresholds(cam_thresholds(0.01), 100)[58] == 57
 

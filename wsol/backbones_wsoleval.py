@@ -12,7 +12,7 @@ and ``SPG_A3_2b`` (3x3, 1024 -> 1024) + ReLU. The reference's ``SPG_A4`` (1x1 co
 GAP is again the CAM head. ``large_feature_map=True`` (default) gives 28x28 at 224 px (stride 8);
 ``False`` adds the reference's extra 3x3/2 max-pool before ``Mixed_6a`` (14x14, stride 16).
 
-What is approximate (written from the protocol spec and memory of the reference files, not a line-by-line
+What is approximate (written from docs/protocol.md §1.1 and memory of the reference files, not a line-by-line
 port):
 
 * InceptionV3 padding: here every stem convolution that torchvision runs unpadded (``Conv2d_1a``,

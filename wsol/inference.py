@@ -47,7 +47,7 @@ def evaluate_localization(
     """GT-known localization of ``model`` over a single-label loader with boxes.
 
     CAMs of the GT class are upsampled to the input size and normalised per map (min-max by default, as in
-    protocol §1), then streamed into a :class:`wsol.metrics.BoxAccumulator`; the top-1 prediction gives
+    docs/protocol.md §1), then streamed into a :class:`wsol.metrics.BoxAccumulator`; the top-1 prediction gives
     Top-1 Loc.
 
     Args:

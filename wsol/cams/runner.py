@@ -1,6 +1,6 @@
 """Running CAM methods over a dataset under the evaluation protocol (shared by ``wsol cams``/``leaderboard``).
 
-Protocol (``wsol-eval-protocol`` spec §1): images squashed to ``size x size`` (PIL bilinear as the
+Protocol (docs/protocol.md §1): images squashed to ``size x size`` (PIL bilinear as the
 reference's torchvision ``Resize``, or OpenCV), the map of the GT class (GT-known), float64 bicubic
 upsampling to ``size x size`` and per-image min-max (:func:`wsol.metrics.prepare_scoremaps`); the last step
 may be another normalisation of :data:`wsol.metrics.NORMALIZATIONS` (Kim et al., ICCV 2021).

@@ -96,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
             what = f"constant, with NaN/inf or all zero after {args.normalization} normalisation"
         print(
             f"wsol evaluate: warning: {len(result.degenerate)} score map(s) {what}, evaluated as "
-            f"all-zero maps (protocol §1.4): {shown}",
+            f"all-zero maps (docs/protocol.md §1.4): {shown}",
             file=sys.stderr,
         )
     rule = ""

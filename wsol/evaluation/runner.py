@@ -24,7 +24,7 @@ class EvaluationResult:
         boxes: MaxBoxAcc / MaxBoxAccV2 (and Top-1 Loc) or None.
         masks: PxAP / PIoU or None.
         degenerate: Ids of constant or all-NaN maps (with a normalisation: of raw maps with NaN or ±inf, or
-            that the rule leaves all zero), evaluated as all-zero maps (protocol §1.4).
+            that the rule leaves all zero), evaluated as all-zero maps (docs/protocol.md §1.4).
         source: Where the inputs came from.
         normalization: ``{"method", "percentile"}``: the rule that turned raw maps into score maps (``method``
             None when the maps were score maps already; ``percentile`` set for ``ivr`` only).

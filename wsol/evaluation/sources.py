@@ -39,7 +39,7 @@ class ImageInput:
         boxes: ``(k, 4)`` int64 GT boxes in score-map pixels, or None.
         mask: ``(H, W)`` uint8 GT mask (0/1/255), or None.
         cls_correct: Whether the top-1 class is right, or None when unknown.
-        degenerate: The map was constant or all-NaN and is evaluated as all zeros (protocol §1.4).
+        degenerate: The map was constant or all-NaN and is evaluated as all zeros (docs/protocol.md §1.4).
     """
 
     image_id: str
@@ -57,7 +57,7 @@ def prepare_loaded_scoremap(
     normalization: str | None = None,
     percentile: float = DEFAULT_PERCENTILE,
 ) -> tuple[np.ndarray, bool]:
-    """Validate a loaded map; constant and all-NaN maps become all zeros (protocol §1.4).
+    """Validate a loaded map; constant and all-NaN maps become all zeros (docs/protocol.md §1.4).
 
     Args:
         scoremap: The stored ``(H, W)`` map.

@@ -1,6 +1,6 @@
 """Mixup-CAM (Chang et al., BMVC 2020, arXiv 2008.01201): mixup + uncertainty regularization.
 
-There is no official code. The formulas follow the paper as restated in the methods spec (§2); the
+There is no official code. The formulas follow the paper as restated in docs/methods.md §2; the
 weights are those of the only re-implementation (``liuvince/mva-wsss``), whose entropy term is a no-op
 under mixup (computed on the targets). Here it acts on the predictions of the mixed image.
 """
@@ -74,7 +74,7 @@ class MixUpCAM(WSOLModule):
     """CAM trained on mixed images with entropy and concentration regularizers.
 
     ``L = L_cls(f(x~), y~) + ent_weight * L_ent(f(x~)) + con_weight * L_con(M(x~), y~)``
-    (Eq. (1)-(4) of arXiv 2008.01201 as restated in the spec §2.1), where ``x~, y~`` come from the
+    (Eq. (1)-(4) of arXiv 2008.01201 as restated in docs/methods.md §2.1), where ``x~, y~`` come from the
     mixer, ``L_cls`` is the base soft-target CE (single-label) or BCE (multi-label), ``L_ent`` is
     :func:`prediction_entropy` of the mixed image's logits (entropy minimisation: mixing makes the
     classifier under-confident, which spreads but also flattens the maps) and ``L_con`` is

@@ -1,7 +1,7 @@
 """SEAM's pixel correlation module (PCM) and the CAM normalisations around it.
 
 After ``YudeWang/SEAM`` ``network/resnet38_SEAM.py::Net.forward/PCM`` and
-``tool/visualization.py::max_norm`` (methods spec §1.1, §1.3). Channel 0 of every map with a
+``tool/visualization.py::max_norm`` (docs/methods.md §1.1, §1.3). Channel 0 of every map with a
 background slot is the background.
 """
 

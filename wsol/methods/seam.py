@@ -1,7 +1,7 @@
 """SEAM: self-supervised equivariant attention mechanism (Wang et al., CVPR 2020, arXiv 2004.04581).
 
 After ``YudeWang/SEAM`` ``train_SEAM.py`` (losses) and ``network/resnet38_SEAM.py`` (PCM), made
-backbone-agnostic. See the methods spec §1 for the exact formulas, defaults and pitfalls.
+backbone-agnostic. See docs/methods.md §1 for the exact formulas, defaults and pitfalls.
 """
 
 from __future__ import annotations
@@ -270,7 +270,8 @@ class SEAM(WSOLModule):
         if not self.hparams.official_optimizer:
             return super().configure_optimizers()
         groups = self.parameter_groups()
-        # PolyOptimizer calls SGD(params, lr, weight_decay): the decay lands in the momentum slot (spec §1.4).
+        # PolyOptimizer calls SGD(params, lr, weight_decay): the decay lands in the momentum slot
+        # (docs/methods.md §1.4).
         opt = torch.optim.SGD(groups, lr=groups[0]["lr"], momentum=self.hparams.weight_decay)
         total = max(1, int(self.trainer.estimated_stepping_batches))
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: (1 - min(step, total - 1) / total) ** 0.9)

@@ -1,7 +1,7 @@
 """Evaluation metrics for WSOL (box and mask) and WSSS (segmentation), reproducing the reference numbers.
 
 Pure functions and streaming accumulators (no file I/O, no printing); the semantics follow
-``../shared/specs/wsol-eval-protocol.md`` (clovaai/wsolevaluation), and every extension (Top-1 Loc,
+docs/protocol.md (clovaai/wsolevaluation), and every extension (Top-1 Loc,
 MaxPIoU, the WSSS metrics) is labelled as such.
 """
 

@@ -1,6 +1,6 @@
 """Box metrics of the WSOL protocol: inclusive IoU, GT box rescaling, boxes from score maps.
 
-Conventions (protocol §2): boxes are ``x0, y0, x1, y1`` in inclusive pixel coordinates; predicted
+Conventions (docs/protocol.md §2): boxes are ``x0, y0, x1, y1`` in inclusive pixel coordinates; predicted
 boxes come from ``cv2.boundingRect`` as ``(x, y, min(x + w, W - 1), min(y + h, H - 1))``, i.e. one
 pixel too large on the right and bottom (the reference's ``+w`` convention, kept for parity); an empty
 mask predicts the single box ``[0, 0, 0, 0]``.
@@ -147,7 +147,7 @@ def best_box_ious(
 ) -> tuple[np.ndarray | None, np.ndarray | None]:
     """Best IoU with any GT box at every threshold, for largest-contour (v1) and all-contour (v2) boxes.
 
-    ``best(τ) = max over predicted boxes at τ of max over all GT boxes`` (protocol §2.9); an empty mask
+    ``best(τ) = max over predicted boxes at τ of max over all GT boxes`` (docs/protocol.md §2.9); an empty mask
     predicts ``[0, 0, 0, 0]``. Both come from one analysis of the map. The map is assumed valid (see
     :func:`wsol.metrics.check_scoremaps`).
 

@@ -1,4 +1,4 @@
-"""Pixel metrics of the WSOL protocol (protocol §3): PxAP histograms, PxAP and the best pixel IoU.
+"""Pixel metrics of the WSOL protocol (docs/protocol.md §3): PxAP histograms, PxAP and the best pixel IoU.
 
 Scores are the raw float maps (no uint8 quantisation). Bin edges are the reference's
 ``np.append(np.arange(0, 1, Δ), [1, 2, 3])`` in float64; bins are ``[e_i, e_{i+1})`` with the last one

@@ -1,6 +1,6 @@
 """Score maps: from raw CAMs to the evaluator's input, and the threshold grid.
 
-Protocol §1: a CAM is upsampled bicubically in float64 and then normalised per image — min-max by default,
+docs/protocol.md §1: a CAM is upsampled bicubically in float64 and then normalised per image — min-max by default,
 or any rule of :mod:`wsol.metrics.normalization`; a map containing NaN or with ``min == max`` becomes all
 zeros. The evaluator itself takes maps in [0, 1] and quantises them to ``uint8(255 * s)`` for the box metrics.
 """
@@ -34,7 +34,7 @@ def cam_thresholds(cam_curve_interval: float) -> np.ndarray:
     """The reference's CAM threshold grid ``np.arange(0, 1, interval)`` in float64.
 
     Float64 matters: a float32 grid shifts 4 of the 100 integer thresholds of the 0.01 grid
-    (protocol §2.4).
+    (docs/protocol.md §2.4).
 
     Args:
         cam_curve_interval: Grid step Δ, e.g. 0.001 (papers) or 0.01 (the reference's CLI).
@@ -128,10 +128,10 @@ def prepare_scoremaps(
     normalization: str = "minmax",
     percentile: float = DEFAULT_PERCENTILE,
 ) -> torch.Tensor:
-    """CAMs ``(B, h, w)`` → score maps ``(B, H, W)`` float64 following protocol §1, in pure torch.
+    """CAMs ``(B, h, w)`` → score maps ``(B, H, W)`` float64 following docs/protocol.md §1, in pure torch.
 
     Bicubic ``interpolate(align_corners=False)`` in float64 equals cv2 ``INTER_CUBIC`` to ≤ 1e-15
-    (protocol §8.5); the min-max step uses the reference's order of operations. A map with NaN (or ±inf)
+    (docs/protocol.md §8.5); the min-max step uses the reference's order of operations. A map with NaN (or ±inf)
     or with ``min == max`` becomes all zeros. Works on any device; the result stays on the input's device.
 
     Args:

@@ -112,7 +112,7 @@ def collect_maps(model: Any, loader: DataLoader) -> RawMaps:
 def score_maps(
     raw: RawMaps, cam_curve_interval: float = 0.001, normalization: str = "minmax", percentile: float = 0.6
 ) -> SplitCurves:
-    """Top-1 and BoxAcc(τ) curves of raw maps: protocol §1 upsampling, then the chosen normalisation.
+    """Top-1 and BoxAcc(τ) curves of raw maps: docs/protocol.md §1 upsampling, then the chosen normalisation.
 
     The accumulator is kept because the Top-1 Loc counts are needed at the tuning split's τ.
     """
@@ -130,7 +130,7 @@ def score_maps(
 def score_model(model: Any, loader: DataLoader, cam_curve_interval: float = 0.001) -> SplitCurves:
     """Top-1 accuracy and the min-max GT-class CAMs' BoxAcc(τ) curves of ``model`` over ``loader``.
 
-    The maps follow protocol §1 (bicubic upsampling to the input, min-max), as in
+    The maps follow docs/protocol.md §1 (bicubic upsampling to the input, min-max), as in
     :func:`wsol.inference.evaluate_localization`.
     """
     return score_maps(collect_maps(model, loader), cam_curve_interval)

@@ -1,6 +1,6 @@
 """CAM inference for pseudo-masks: multi-scale + flip maps, normalisation, background score and argmax.
 
-After SEAM's ``infer_SEAM.py`` (methods spec §1.5, §14.7): every scale/flip pass is upsampled (bilinear,
+After SEAM's ``infer_SEAM.py`` (docs/methods.md §1.5, §14.7): every scale/flip pass is upsampled (bilinear,
 ``align_corners=False``) to the original image size and flipped back; the passes are combined, negatives
 clipped, and each class map min-max normalised over space (SEAM's ``max_norm``). The label map is the
 argmax over ``[t, cam_1, ..., cam_K]`` with a constant background score ``t`` and only the image's classes
