@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from wsol.metrics import BoxAccumulator, cam_thresholds, check_normalization, normalize_scoremaps
 
@@ -53,7 +55,27 @@ def _npz(tmp: Path, **arrays: np.ndarray) -> None:
     NpzSource(path)
 
 
+def _tiny_imagenet(tmp: Path, edit: Callable[[Path], None]) -> None:
+    from dataset_fixtures import write_tiny_imagenet
+
+    from wsol.data import read_dataset
+
+    write_tiny_imagenet(tmp / "tin", per_class=1)
+    edit(tmp / "tin")
+    read_dataset("tiny_imagenet", tmp / "tin", "train")
+
+
 ROWS: list[tuple[str, Callable[[Path], object], str]] = [
+    (
+        "empty training annotation file",
+        lambda t: _tiny_imagenet(t, lambda r: (r / "train/n00000002/n00000002_boxes.txt").write_text("")),
+        "n00000002_boxes.txt: no annotation lines",
+    ),
+    (
+        "non-UTF-8 annotation file",
+        lambda t: _tiny_imagenet(t, lambda r: (r / "wnids.txt").write_bytes(b"n0000\xff0001\n")),
+        "wnids.txt: not UTF-8 text",
+    ),
     ("0-byte JPEG", lambda t: _image(t, b""), "broken.jpg cannot be read (empty, truncated or not an image)"),
     ("text as a JPEG", lambda t: _image(t, b"GIF? no"), "broken.jpg cannot be read"),
     ("truncated JPEG", _truncated_jpeg, "cut.jpg cannot be read"),
@@ -149,7 +171,7 @@ CLI_ROWS: list[tuple[str, Callable[[Path], list[str]], str]] = [
     (
         "--out is a folder",
         lambda t: [*_metadata(t)[:-1], str(t / "meta")],
-        "Is a directory",
+        "is a folder; a file path is expected",
     ),
 ]
 
@@ -164,3 +186,37 @@ def test_cli_bad_input_is_one_line(tmp_path, capsys, case, argv, fragment):
     last = err[-1]
     assert last.startswith(f"wsol {args[0]}: error: ") and fragment in last, f"{case}: {err}"
     assert not any("Traceback" in line for line in err)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(content=st.binary(max_size=200), which=st.sampled_from(["image_ids.txt", "localization.txt", "image_sizes.txt"]))
+def test_fuzzed_metadata_files_end_in_one_clear_error(tmp_path, content, which):
+    import tempfile
+
+    from wsol.evaluation import MetadataSource
+
+    folder = Path(tempfile.mkdtemp(dir=tmp_path))
+    args = _metadata(folder)
+    (folder / "meta" / which).write_bytes(content)
+    try:
+        source = MetadataSource(args[2], args[4])
+        for i in range(len(source.image_ids)):
+            source.load(i)
+    except (ValueError, FileNotFoundError, KeyError) as err:
+        assert "\n" not in str(err).strip()
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(content=st.binary(max_size=300))
+def test_fuzzed_npz_and_images_end_in_one_clear_error(tmp_path, content):
+    from wsol.data._io import load_rgb
+    from wsol.evaluation import NpzSource
+
+    path = tmp_path / "fuzz.npz"
+    path.write_bytes(content)
+    with pytest.raises((ValueError, KeyError)):
+        NpzSource(path)
+    image = tmp_path / "fuzz.png"
+    image.write_bytes(content)
+    with pytest.raises(ValueError, match="fuzz.png cannot be read"):
+        load_rgb(image)

@@ -53,3 +53,24 @@ def test_quickstart_end_to_end_tiny(tmp_path):
     assert metrics["num_val_images"] == 15
     png = (out / "overlays.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+
+
+def test_help_and_the_evaluator_import_no_torch(tmp_path):
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    maps = np.zeros((2, 16, 16))
+    maps[:, 4:9, 4:9] = 1.0
+    np.savez(tmp_path / "m.npz", cams=maps, gt_boxes_flat=np.array([[4, 4, 8, 8]] * 2), gt_box_counts=np.array([1, 1]))
+    code = (
+        "import sys\n"
+        "from wsol.cli import build_parser, main\n"
+        "build_parser()\n"
+        f"assert main(['evaluate', '--npz', {str(tmp_path / 'm.npz')!r}, '--out', {str(tmp_path / 'e.json')!r}]) == 0\n"
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'pytorch_lightning', 'torchvision'))\n"
+        "print('HEAVY', heavy)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "HEAVY []" in out

@@ -176,6 +176,12 @@ def test_cams_refuses_an_out_with_another_runs_outputs(tmp_path: Path, capsys: p
     err = capsys.readouterr().err
     assert "already holds the outputs of a run (scoremaps, metadata, cams.json, predictions.txt)" in err
     assert stale.exists() and (run / "cams.json").stat().st_mtime_ns == mtime  # nothing touched
+    # A run that died midway leaves its manifest "running": wsol evaluate refuses its maps.
+    info = json.loads((run / "cams.json").read_text())
+    (run / "cams.json").write_text(json.dumps({**info, "status": "running"}, indent=2))
+    ev = ["evaluate", "--metadata", str(run / "metadata"), "--scoremaps", str(run / "scoremaps")]
+    assert main([*ev, "--out", str(tmp_path / "e.json")]) == 2
+    assert "did not finish; rerun it with --overwrite" in capsys.readouterr().err
     (run / "notes.txt").write_text("mine")
     assert main([*argv, "--overwrite"]) == 0
     assert not stale.exists() and (run / "notes.txt").read_text() == "mine"  # only its own outputs replaced

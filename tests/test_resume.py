@@ -19,7 +19,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from torch.utils.data import DataLoader
 
 from wsol.augment import CutMix
-from wsol.data.collate import collate
+from wsol.data.batching import collate
 from wsol.data.datasets import ListDataset
 from wsol.data.sampling import EpochSampler, SeededSamples
 from wsol.data.schema import Sample

@@ -1,7 +1,19 @@
-"""wsol: weakly supervised object localization and semantic segmentation."""
+"""wsol: weakly supervised object localization and semantic segmentation.
 
-from wsol import backbones_wsoleval  # noqa: F401  (registers vgg16 and inception_v3)
-from wsol.backbones import Backbone, create_backbone, list_backbones, register_backbone
+The public names below are loaded on first use (PEP 562), so ``import wsol`` — and the command line's start,
+and the torch-free evaluator — import no torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __all__ = ["Backbone", "create_backbone", "list_backbones", "register_backbone"]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        return getattr(importlib.import_module("wsol.backbones"), name)
+    raise AttributeError(f"module 'wsol' has no attribute {name!r}")

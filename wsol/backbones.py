@@ -388,3 +388,7 @@ def _timm_backbone(
         mean=tuple(cfg.get("mean", IMAGENET_MEAN)),
         std=tuple(cfg.get("std", IMAGENET_STD)),
     )
+
+
+# The reference benchmark's VGG16 / InceptionV3 variants register themselves with the builders above.
+from wsol import backbones_wsoleval as _backbones_wsoleval  # noqa: E402, F401

@@ -34,6 +34,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from wsol.atomic import write_text
+
 SIDECAR_VERSION = 1
 DEFAULT_EPS = 1e-5  # >= 1e-5 so the normalisation survives a TensorRT FP16 engine (min normal ~6e-5)
 
@@ -433,7 +435,7 @@ def export_onnx(
     if parity:
         metadata["parity"] = check_parity(wrapper, out, parity_batches, atol=atol, rtol=rtol)
     sidecar = out.with_suffix(".json")
-    sidecar.write_text(json.dumps(metadata, indent=2) + "\n")
+    write_text(sidecar, json.dumps(metadata, indent=2) + "\n")
     return ExportResult(out, sidecar, metadata)
 
 

@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from wsol.atomic import atomic_write, write_text
 from wsol.cams.models import CAMModel, load_cam_model
 from wsol.cams.runner import DataSpec, dataset_class_map, protocol_loader, score_batch, write_json
 from wsol.metrics import DEFAULT_PERCENTILE, check_normalization
@@ -227,10 +228,14 @@ def _binary_masks(label_maps: np.ndarray, labels: np.ndarray) -> np.ndarray:
 def _write_tables(out: Path, board: Leaderboard) -> list[Path]:
     rows = board.rows()
     csv_path = out / "leaderboard.csv"
-    with csv_path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
+
+    def write_csv(tmp: Path) -> None:
+        with tmp.open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=COLUMNS)
+            writer.writeheader()
+            writer.writerows(rows)
+
+    atomic_write(csv_path, write_csv)
     cfg = board.config
     pictures = sorted(p.name for p in board.files)
     md = [
@@ -249,7 +254,7 @@ def _write_tables(out: Path, board: Leaderboard) -> list[Path]:
         "",
     ]
     md_path = out / "leaderboard.md"
-    md_path.write_text("\n".join(md))
+    write_text(md_path, "\n".join(md))
     payload = {
         "config": cfg,
         "entries": [

@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from wsol.atomic import atomic_write
+
 
 def pyplot() -> Any:
     """``matplotlib.pyplot`` on the non-interactive Agg backend (works headless, in workers and in CI)."""
@@ -24,7 +26,7 @@ def save_figure(fig: Any, path: str | Path, dpi: int = 110) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(path, dpi=dpi)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=dpi))
     pyplot().close(fig)
     return path
 

@@ -9,7 +9,6 @@ may be another normalisation of :data:`wsol.metrics.NORMALIZATIONS` (Kim et al.,
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from wsol.atomic import write_text
 from wsol.cams.base import CAMMethod
 from wsol.cams.models import CAMModel, class_mapping
 from wsol.data import EvalTransform, SampleDataset, collate, list_readers, read_dataset
@@ -180,10 +180,4 @@ def write_json(path: str | Path, payload: dict[str, Any]) -> Path:
             return value.tolist()
         raise TypeError(f"cannot serialise {type(value).__name__}")
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Atomic: a reader never sees half a file, and a crash leaves the previous version whole.
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(payload, indent=2, default=default))
-    os.replace(tmp, path)
-    return path
+    return write_text(Path(path), json.dumps(payload, indent=2, default=default))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from wsol.atomic import write_text
 from wsol.commands.cams import add_normalization_arguments, check_normalization_arguments
 
 
@@ -117,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
         )
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result.to_dict(), indent=1, allow_nan=False, default=_json_default))
+        write_text(args.out, json.dumps(result.to_dict(), indent=1, allow_nan=False, default=_json_default))
         print(f"results: {args.out}")
     if args.plots is not None:
         args.plots.mkdir(parents=True, exist_ok=True)

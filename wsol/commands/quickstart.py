@@ -7,6 +7,8 @@ import json
 import time
 from pathlib import Path
 
+from wsol.atomic import write_text
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
@@ -135,7 +137,7 @@ def run(args: argparse.Namespace) -> int:
             Path(trainer.checkpoint_callback.best_model_path or trainer.checkpoint_callback.last_model_path)
         ),
     }
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    write_text(out / "metrics.json", json.dumps(metrics, indent=2))
     v2, c2 = result["MaxBoxAccV2"]["value"], centre_v2["value"]
     print(f"top-1 accuracy {run_.top1_acc:.1f}%  |  MaxBoxAccV2 {v2:.2f} (centre prior {c2:.2f})")
     print(f"wrote {out / 'metrics.json'} and {out / 'overlays.png'} in {metrics['total_seconds']:.0f} s")

@@ -6,6 +6,7 @@ by name, so a new dataset family is one registered function.
 
 from __future__ import annotations
 
+import importlib
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -77,13 +78,24 @@ def register_reader(name: str) -> Callable[[Reader], Reader]:
     return decorator
 
 
+_BUILTIN = ("coco", "folder", "synthetic", "tiny_imagenet", "voc", "wsoleval")
+
+
+def _load_builtin_readers() -> None:
+    # The built-in readers register on import; importing them here keeps `import wsol.data` light.
+    for module in _BUILTIN:
+        importlib.import_module(f"wsol.data.{module}")
+
+
 def list_readers() -> list[str]:
     """Registered dataset names."""
+    _load_builtin_readers()
     return sorted(_READERS)
 
 
 def read_dataset(name: str, root: str | Path | None, split: str, **options: Any) -> SampleDataset:
     """Read ``split`` of the dataset ``name`` from ``root`` with its registered reader."""
+    _load_builtin_readers()
     if name not in _READERS:
         raise KeyError(f"unknown dataset {name!r}; registered: {', '.join(list_readers())}")
     return _READERS[name](root, split, **options)

@@ -70,7 +70,10 @@ class TinyImageNet(SampleDataset):
         if split == "train":
             for wnid in self.wnids:
                 boxes_file = root / "train" / wnid / f"{wnid}_boxes.txt"
-                for number, (name, *coords) in _read_rows(boxes_file, 5):
+                rows = _read_rows(boxes_file, 5)
+                if not rows:
+                    raise ValueError(f"{boxes_file}: no annotation lines: class {wnid} would have no images")
+                for number, (name, *coords) in rows:
                     self.items.append(
                         (
                             root / "train" / wnid / "images" / name,
@@ -81,7 +84,10 @@ class TinyImageNet(SampleDataset):
                     sources.append(f"{boxes_file}:{number}")
         else:
             ann = root / "val" / "val_annotations.txt"
-            for number, (name, wnid, *coords) in _read_rows(ann, 6):
+            rows = _read_rows(ann, 6)
+            if not rows:
+                raise ValueError(f"{ann}: no annotation lines")
+            for number, (name, wnid, *coords) in rows:
                 if wnid not in index:
                     raise ValueError(f"{ann}:{number}: unknown class {wnid!r} (not in {wnids_file})")
                 self.items.append((root / "val" / "images" / name, index[wnid], _box(ann, number, coords)))

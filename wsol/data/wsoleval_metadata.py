@@ -23,6 +23,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+from wsol.atomic import write_text
 from wsol.data._io import read_text
 
 __all__ = [
@@ -261,7 +262,7 @@ def write_metadata(
         else:
             loc += [f"{r.image_id}," + ",".join(_fmt(v) for v in box) for box in r.boxes]
     for name, lines in (("image_ids", ids), ("class_labels", labels), ("image_sizes", sizes), ("localization", loc)):
-        (folder / f"{name}.txt").write_text("".join(line + "\n" for line in lines))
+        write_text(folder / f"{name}.txt", "".join(line + "\n" for line in lines))
     if class_names is not None:
-        (folder.parent / "class_names.txt").write_text("".join(f"{n}\n" for n in class_names))
+        write_text(folder.parent / "class_names.txt", "".join(f"{n}\n" for n in class_names))
     return folder

@@ -187,6 +187,12 @@ class MetadataSource(Source):
             raise FileNotFoundError(f"metadata folder not found: {self.metadata}")
         if not self.scoremaps.is_dir():
             raise FileNotFoundError(f"score-map folder not found: {self.scoremaps}")
+        manifest = self.scoremaps.parent / "cams.json"
+        if manifest.is_file() and '"status": "running"' in read_text(manifest):
+            # wsol cams writes its manifest first and completes it last: this run never finished.
+            raise ValueError(
+                f"{manifest}: the run that wrote {self.scoremaps} did not finish; rerun it with --overwrite"
+            )
         self.mask_root = Path(self.mask_root) if self.mask_root is not None else self.metadata
         self.image_ids = md.read_image_ids(self.metadata / "image_ids.txt")
         if not self.image_ids:

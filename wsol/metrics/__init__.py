@@ -6,6 +6,7 @@ MaxPIoU, the WSSS metrics) is labelled as such.
 """
 
 from wsol.metrics._histogram import warm_up as _warm_up_histogram
+from wsol.metrics._select import warm_up as _warm_up_select
 from wsol.metrics._sweep import warm_up as _warm_up_sweep
 from wsol.metrics.accumulators import (
     BoxAccumulator,
@@ -55,7 +56,6 @@ from wsol.metrics.segmentation import (
     labels_from_scores,
     segmentation_scores,
 )
-from wsol.metrics.torchmetrics_wrappers import BoxLocalizationMetric, PxAPMetric, SegmentationMetric
 
 __all__ = [
     "DEFAULT_PERCENTILE",
@@ -109,3 +109,16 @@ def warm_up_kernels() -> None:
     """
     _warm_up_sweep()
     _warm_up_histogram()
+    _warm_up_select()
+
+
+_TORCHMETRICS = ("BoxLocalizationMetric", "PxAPMetric", "SegmentationMetric")
+
+
+def __getattr__(name: str) -> object:
+    # The torchmetrics wrappers need torch; the numpy metrics above do not, so they load on first use.
+    if name in _TORCHMETRICS:
+        from wsol.metrics import torchmetrics_wrappers
+
+        return getattr(torchmetrics_wrappers, name)
+    raise AttributeError(f"module 'wsol.metrics' has no attribute {name!r}")

@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from wsol.atomic import atomic_write, write_text
+
 __all__ = ["TARGET_MARGIN", "choose_normalization", "group_runs", "write_report"]
 
 # The target: the centre-Gaussian prior's val MaxBoxAccV2 plus five points.
@@ -269,11 +271,15 @@ def write_report(
     out.mkdir(parents=True, exist_ok=True)
     paths = {"csv": out / "results.csv", "markdown": out / "results.md", "plot": out / "results.png"}
     rows = _csv_rows(results, references)
-    with paths["csv"].open("w", newline="") as handle:
-        fields = list(dict.fromkeys(k for row in rows for k in row))
-        writer = csv.DictWriter(handle, fieldnames=fields, restval="")
-        writer.writeheader()
-        writer.writerows(rows)
+    fields = list(dict.fromkeys(k for row in rows for k in row))
+
+    def write_csv(tmp: Path) -> None:
+        with tmp.open("w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=fields, restval="")
+            writer.writeheader()
+            writer.writerows(rows)
+
+    atomic_write(paths["csv"], write_csv)
     grouped = group_runs(results, chosen)
     lines = ["# Small-data study: results", ""]
     for regime, groups in grouped.items():
@@ -281,7 +287,7 @@ def write_report(
         lines += [f"## Regime `{regime}` ({n_train} training images)", "", *_table(groups, references), ""]
         lines += [_verdict(groups, references), "", *_norm_table(groups)]
         lines += [f"- {note}" for note in (notes or {}).get(regime, [])] + [""]
-    paths["markdown"].write_text("\n".join(lines))
+    write_text(paths["markdown"], "\n".join(lines))
     if grouped:
         _plot(paths["plot"], grouped, references)
     return paths

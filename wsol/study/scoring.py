@@ -17,6 +17,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from wsol.atomic import write_text
+
 __all__ = [
     "NORM_VARIANTS",
     "read_maps",
@@ -266,7 +268,4 @@ def reference_rows(data: Any, folder: Path, cam_curve_interval: float = 0.001) -
 
 def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
     """Write JSON through a temporary file and a rename, so a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(payload, indent=1, sort_keys=True))
-    tmp.replace(path)
+    write_text(path, json.dumps(payload, indent=1, sort_keys=True))

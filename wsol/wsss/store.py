@@ -4,29 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
 
+from wsol.atomic import atomic_write
+
 __all__ = ["atomic_write", "check_settings", "claim_masks", "file_digest", "image_stem", "load_npz", "save_npz"]
-
-
-def atomic_write(path: Path, write: Callable[[Path], Any]) -> Path:
-    """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it to ``path``.
-
-    A run killed mid-write leaves only the temporary file, never a truncated output that resuming would skip.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
 
 
 def file_digest(path: str | Path) -> str:
