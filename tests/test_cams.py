@@ -51,7 +51,7 @@ def images() -> Tensor:
 
 
 def test_registry_lists_every_method() -> None:
-    assert sorted(list_cams()) == sorted(METHODS)
+    assert sorted(list_cams()) == sorted([*METHODS, "native"])  # native: a training method's own maps
     with pytest.raises(ValueError, match="already registered"):
         register_cam("gradcam")(CAMMethod)
     with pytest.raises(KeyError, match="unknown CAM method"):
@@ -297,3 +297,31 @@ def test_score_batch_normalises_the_upsampled_maps_as_asked(wsol_model, images, 
     assert (normalization == "minmax") == np.array_equal(scored.scoremaps, minmax)
     with pytest.raises(ValueError, match="normalization must be one of"):
         score_batch(extractor, batch, torch.arange(5), 64, normalization="sigmoid")
+
+
+@pytest.mark.parametrize("name", ["FSL", "ACoL", "BAS", "SEAM", "CAM"])
+def test_native_maps_are_the_methods_own(name):
+    import wsol.methods
+    from wsol.cams import create_cam
+
+    torch.manual_seed(0)
+    model = getattr(wsol.methods, name)(num_classes=3, backbone_kwargs={"width": 8, "stem_stride": 2}).eval()
+    images, labels = torch.randn(2, 3, 32, 32), torch.tensor([2, 0])
+    native = create_cam("native", model)
+    result = native(images, targets=labels)
+    with torch.no_grad():
+        expected = model.cams(images, labels)
+        logits, every = model.forward_with_cams(images)
+    torch.testing.assert_close(result.maps, expected)
+    torch.testing.assert_close(result.logits, logits)
+    if name != "ACoL":  # ACoL's map of a class depends on erasing by that class
+        torch.testing.assert_close(native(images, targets="all").maps, every)
+
+
+def test_native_needs_a_training_method():
+    from torchvision.models import resnet18
+
+    from wsol.cams import create_cam
+
+    with pytest.raises(ValueError, match="'native' maps need a wsol training method"):
+        create_cam("native", resnet18(num_classes=3).eval())(torch.randn(1, 3, 32, 32))

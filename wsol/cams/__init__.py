@@ -3,7 +3,8 @@
 >>> from wsol.cams import create_cam
 >>> maps, logits = create_cam("gradcam", model)(images, targets=labels)
 
-Registered: ``cam``, ``gradcam``, ``gradcampp``, ``xgradcam``, ``layercam``, ``scorecam``, ``eigencam``.
+Registered: ``cam``, ``gradcam``, ``gradcampp``, ``xgradcam``, ``layercam``, ``scorecam``, ``eigencam``, and
+``native`` (a training method's own maps: SEAM's PCM, ACoL's fused maps, BAS's generator, FSL's foreground).
 """
 
 from wsol.cams.base import (
@@ -20,6 +21,7 @@ from wsol.cams.cam import CAM
 from wsol.cams.eigencam import EigenCAM
 from wsol.cams.gradient import GradCAM, GradCAMpp, LayerCAM, XGradCAM
 from wsol.cams.models import CAMModel, class_mapping, imagenet_class_indices, load_cam_model
+from wsol.cams.native import NativeCAM
 from wsol.cams.scorecam import ScoreCAM
 
 __all__ = [
@@ -28,6 +30,7 @@ __all__ = [
     "CAMModel",
     "CAMInputs",
     "CAMMethod",
+    "NativeCAM",
     "CAMResult",
     "EigenCAM",
     "GradCAM",

@@ -108,7 +108,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     add_model_arguments(p)
-    p.add_argument("--method", required=True, help="cam, gradcam, gradcampp, xgradcam, layercam, scorecam or eigencam")
+    p.add_argument(
+        "--method",
+        required=True,
+        help="cam, gradcam, gradcampp, xgradcam, layercam, scorecam, eigencam, or native (a wsol method's own maps)",
+    )
     p.add_argument("--target-layer", default=None, help="dotted layer name (default: the last feature map)")
     add_data_arguments(p)
     p.add_argument("--out", required=True, help="output folder")
