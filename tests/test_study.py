@@ -448,3 +448,22 @@ def test_tune_split_loader_and_refresh(tmp_path, data_n3):
     assert run_study(data_n3, settings, one, train_fn=fake_train) == 0 and len(calls) == 1
     refresh = StudySettings(out=tmp_path, seeds=(0,), base=SMALL, combination=False, progress=False, refresh=("cam",))
     assert run_study(data_n3, refresh, one, train_fn=fake_train) == 0 and len(calls) == 2
+
+
+def test_an_undecided_combination_keeps_its_earlier_runs_in_the_report(tmp_path):
+    from wsol.study.grid import COMBO
+    from wsol.study.planner import Plan
+    from wsol.study.runner import _earlier_combinations
+
+    run = _fake(RunSpec(COMBO, "cam_hires+l1=l1_1e-05", "all", 0, {}), 55.0)
+    path = tmp_path / "all" / COMBO / run["variant"] / "seed0.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(run))
+    undecided = Plan([], 0, {"all": []}, {"all": {"cam": "default"}})
+    found = _earlier_combinations(tmp_path, undecided, ["all"], combination=True)
+    assert [r["variant"] for r in found] == ["cam_hires+l1=l1_1e-05"]
+    assert undecided.chosen["all"][COMBO] == "cam_hires+l1=l1_1e-05"
+    assert "decided before the newest rows existed" in undecided.notes["all"][0]
+    decided = Plan([], 0, {"all": []}, {"all": {COMBO: "other"}})
+    assert _earlier_combinations(tmp_path, decided, ["all"], combination=True) == []
+    assert _earlier_combinations(tmp_path, undecided, ["all"], combination=False) == []

@@ -21,7 +21,15 @@ from pathlib import Path
 from typing import Any
 
 from wsol.study.data import StudyData
-from wsol.study.grid import SMALL_DATA_METHODS, MethodSpec, RunSpec, build_callbacks, build_model, config_hash
+from wsol.study.grid import (
+    COMBO,
+    SMALL_DATA_METHODS,
+    MethodSpec,
+    RunSpec,
+    build_callbacks,
+    build_model,
+    config_hash,
+)
 from wsol.study.planner import plan_runs
 from wsol.study.scoring import (
     collect_maps,
@@ -126,6 +134,31 @@ def train_and_score(spec: RunSpec, data: StudyData, settings: StudySettings) -> 
             "load_average_at_start": load,
         },
     }
+
+
+def _earlier_combinations(runs_dir: Path, plan: Any, regimes: Sequence[str], combination: bool) -> list[dict[str, Any]]:
+    """Finished combination runs of a regime whose combination is not decided now (rows were added since).
+
+    They stay in the report, with a note, until every row has its seeds and the combination is decided again.
+    """
+    if not combination:
+        return []
+    found = []
+    for regime in regimes:
+        if COMBO in plan.chosen.get(regime, {}):
+            continue
+        paths = sorted((runs_dir / regime / COMBO).glob("*/seed*.json"))
+        if not paths:
+            continue
+        runs = [json.loads(p.read_text()) for p in paths]
+        found += runs
+        variant = runs[0]["variant"]
+        plan.notes.setdefault(regime, []).append(
+            f"combination: {variant} was decided before the newest rows existed; it is decided again once every "
+            "row has all its seeds"
+        )
+        plan.chosen.setdefault(regime, {})[COMBO] = variant
+    return found
 
 
 @contextmanager
@@ -233,5 +266,7 @@ def run_study(
             plan = plan_runs(methods, regimes, settings.seeds, lookup, settings.base, settings.combination)
             bar.total = max(plan.total, bar.n)
             write_report(out, [r for s in plan.specs if (r := lookup(s))], references, plan.notes, plan.chosen)
-    write_report(out, [r for s in plan.specs if (r := lookup(s))], references, plan.notes, plan.chosen)
+    results = [r for s in plan.specs if (r := lookup(s))]
+    results += _earlier_combinations(runs_dir, plan, regimes, settings.combination)
+    write_report(out, results, references, plan.notes, plan.chosen)
     return 1 if failed else 0
