@@ -467,3 +467,23 @@ def test_an_undecided_combination_keeps_its_earlier_runs_in_the_report(tmp_path)
     decided = Plan([], 0, {"all": []}, {"all": {COMBO: "other"}})
     assert _earlier_combinations(tmp_path, decided, ["all"], combination=True) == []
     assert _earlier_combinations(tmp_path, undecided, ["all"], combination=False) == []
+
+
+def test_a_run_missing_normalisations_is_rescored_from_its_maps(tmp_path, data_n3):
+    from wsol.study.runner import _rescored
+    from wsol.study.scoring import NORM_VARIANTS, collect_maps, normalization_scores, write_maps
+
+    config = merge(merge(BASE_CONFIG, SMALL), {"precision": "32-true"})
+    model = build_model(config, 3, seed=0)
+    tune, val = collect_maps(model, data_n3.eval_loader("tune")), collect_maps(model, data_n3.eval_loader("val"))
+    full = normalization_scores(tune, val, 0.01)
+    path = tmp_path / "seed0.json"
+    write_maps(tmp_path / "seed0.maps.npz", {"tune": tune, "val": val})
+    old = {"cam_curve_interval": 0.01, "norms": {k: v for k, v in full.items() if k != "ivr0.1"}}
+    path.write_text(json.dumps(old))
+    again = _rescored(path, old, 0.01)
+    assert set(again["norms"]) == set(NORM_VARIANTS) and again["norms"] == json.loads(json.dumps(full))
+    assert json.loads(path.read_text())["norms"]["ivr0.1"] == again["norms"]["ivr0.1"]
+    # Without its maps a run stays as it was.
+    (tmp_path / "seed0.maps.npz").unlink()
+    assert _rescored(path, old, 0.01) is old

@@ -32,8 +32,10 @@ from wsol.study.grid import (
 )
 from wsol.study.planner import plan_runs
 from wsol.study.scoring import (
+    NORM_VARIANTS,
     collect_maps,
     normalization_scores,
+    read_maps,
     reference_rows,
     write_json_atomic,
     write_maps,
@@ -136,6 +138,23 @@ def train_and_score(spec: RunSpec, data: StudyData, settings: StudySettings) -> 
     }
 
 
+def _rescored(path: Path, result: dict[str, Any], cam_curve_interval: float) -> dict[str, Any]:
+    """The result scored under every entry of :data:`NORM_VARIANTS`, from its saved maps when it lacks some.
+
+    A grid of normalisations that grew after a run was trained is filled in without retraining; the JSON is
+    rewritten atomically. A run without saved maps (trained before they were kept) is returned as it is.
+    """
+    maps_path = path.with_name(path.stem + ".maps.npz")
+    if "norms" not in result or set(result["norms"]) >= set(NORM_VARIANTS) or not maps_path.is_file():
+        return result
+    if result.get("cam_curve_interval", cam_curve_interval) != cam_curve_interval:
+        return result
+    splits = read_maps(maps_path)
+    result = {**result, "norms": normalization_scores(splits["tune"], splits["val"], cam_curve_interval)}
+    write_json_atomic(path, result)
+    return result
+
+
 def _earlier_combinations(runs_dir: Path, plan: Any, regimes: Sequence[str], combination: bool) -> list[dict[str, Any]]:
     """Finished combination runs of a regime whose combination is not decided now (rows were added since).
 
@@ -225,7 +244,7 @@ def run_study(
                     f"{path} holds a run of another recipe (config {result.get('config_hash')}, planned "
                     f"{config_hash(spec.config)}); use another --out or delete it to rerun"
                 )
-            cache[spec.key] = result
+            cache[spec.key] = _rescored(path, result, settings.cam_curve_interval)
         return cache[spec.key]
 
     regimes = list(data.regimes)

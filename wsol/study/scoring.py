@@ -43,7 +43,7 @@ NORM_VARIANTS: dict[str, tuple[str, float]] = {
     "minmax": ("minmax", 0.6),
     "max": ("max", 0.6),
     "pas": ("pas", 0.6),
-    **{f"ivr{p:g}": ("ivr", p) for p in (0.3, 0.5, 0.6, 0.7, 0.8, 0.9)},
+    **{f"ivr{p:g}": ("ivr", p) for p in (0.1, 0.2, 0.3, 0.5, 0.6, 0.7, 0.8, 0.9)},
 }
 
 
