@@ -155,7 +155,17 @@ def _npz_file(tmp: Path, content: bytes) -> list[str]:
     return ["evaluate", "--npz", str(tmp / "maps.npz"), "--out", str(tmp / "out.json")]
 
 
+def _npz_box_outside(tmp: Path) -> list[str]:
+    maps = np.zeros((2, 16, 16))
+    maps[:, 2:6, 2:6] = 1.0
+    boxes = np.array([[2, 2, 5, 5], [20, 20, 25, 25]])
+    path = tmp / "maps.npz"
+    np.savez(path, cams=maps, gt_boxes_flat=boxes, gt_box_counts=np.array([1, 1]), image_ids=np.array(["a", "b"]))
+    return ["evaluate", "--npz", str(path), "--out", str(tmp / "out.json")]
+
+
 CLI_ROWS: list[tuple[str, Callable[[Path], list[str]], str]] = [
+    ("--npz GT box outside the map", _npz_box_outside, "image 'b': GT boxes of image 0 lie wholly outside"),
     ("empty metadata", lambda t: _metadata(t, ids=b""), "image_ids.txt lists no images"),
     ("non-UTF-8 metadata", lambda t: _metadata(t, ids=b"img\xff1\n"), "image_ids.txt: not UTF-8 text"),
     ("0-byte .npy", lambda t: _metadata(t, npy=b""), "score map of 'img1' could not be read"),
