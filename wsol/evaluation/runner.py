@@ -156,34 +156,37 @@ def evaluate(
 
     n = len(source)
     bar = tqdm(total=n, desc="wsol evaluate", unit="img", disable=not progress)
-    parts: list[_Partial] = []
-    if workers <= 1:
-        parts.append(_run_chunk(source, range(n), config, bar.update))
-    else:
-        size = max(1, min(32, -(-n // (workers * 8))))
-        chunks = [list(range(i, min(i + size, n))) for i in range(0, n, size)]
-        # fork starts workers instantly and shares the parent's imports and data (elsewhere: the default
-        # start method). OpenCV's thread count is set to 1 in the parent before the fork: a forked child
-        # that reconfigured the pool it inherited (whose threads did not survive the fork) would deadlock.
-        method = "fork" if "fork" in multiprocessing.get_all_start_methods() and os.name == "posix" else None
-        context = multiprocessing.get_context(method)
-        if method == "fork":
-            source.preload()
-            # Compiled once here (or loaded from numba's cache), the kernels are inherited by every worker.
-            warm_up_kernels()
-        cv2_threads = cv2.getNumThreads()
-        cv2.setNumThreads(1)
-        try:
-            with ProcessPoolExecutor(
-                max_workers=workers, mp_context=context, initializer=_init_worker, initargs=(source, config)
-            ) as pool:
-                futures = {pool.submit(_run_worker_chunk, chunk): len(chunk) for chunk in chunks}
-                for future in as_completed(futures):
-                    parts.append(future.result())
-                    bar.update(futures[future])
-        finally:
-            cv2.setNumThreads(cv2_threads)
-    bar.close()
+    # Closed on the way out of an error too, so the error line starts on its own line after the bar.
+    try:
+        parts: list[_Partial] = []
+        if workers <= 1:
+            parts.append(_run_chunk(source, range(n), config, bar.update))
+        else:
+            size = max(1, min(32, -(-n // (workers * 8))))
+            chunks = [list(range(i, min(i + size, n))) for i in range(0, n, size)]
+            # fork starts workers instantly and shares the parent's imports and data (elsewhere: the default
+            # start method). OpenCV's thread count is set to 1 in the parent before the fork: a forked child
+            # that reconfigured the pool it inherited (whose threads did not survive the fork) would deadlock.
+            method = "fork" if "fork" in multiprocessing.get_all_start_methods() and os.name == "posix" else None
+            context = multiprocessing.get_context(method)
+            if method == "fork":
+                source.preload()
+                # Compiled once here (or loaded from numba's cache), the kernels are inherited by every worker.
+                warm_up_kernels()
+            cv2_threads = cv2.getNumThreads()
+            cv2.setNumThreads(1)
+            try:
+                with ProcessPoolExecutor(
+                    max_workers=workers, mp_context=context, initializer=_init_worker, initargs=(source, config)
+                ) as pool:
+                    futures = {pool.submit(_run_worker_chunk, chunk): len(chunk) for chunk in chunks}
+                    for future in as_completed(futures):
+                        parts.append(future.result())
+                        bar.update(futures[future])
+            finally:
+                cv2.setNumThreads(cv2_threads)
+    finally:
+        bar.close()
 
     boxes = masks = None
     degenerate: list[tuple[int, str]] = []
