@@ -228,6 +228,11 @@ def test_every_grid_row_builds_and_takes_a_training_step(row, data):
         side = 32 // (2 * 2 * strides.get("layer3_stride", 2) * strides["last_stride"])  # stem 2, layer2 2
         assert logits.shape == (6, 3) and maps.shape == (6, 3, side, side)
         assert [type(c).__name__ for c in build_callbacks(config)] == (["EMAWeightAveraging"] if config["ema"] else [])
+        if "stage1" in config:  # the pseudo-box row: its model is the stage-2 localizer; stage 1 must train too
+            first = build_model(merge(merge(BASE_CONFIG, SMALL), config["stage1"]), 3, seed=0)
+            loss = first.loss(batch)[0] + first.regularization()
+            loss.backward()
+            assert torch.isfinite(loss) and first.eval().forward_with_cams(batch["image"])[1].shape == (6, 3, 8, 8)
 
 
 def test_run_study_trains_resumes_and_reports(tmp_path, data_n3):
@@ -487,3 +492,154 @@ def test_a_run_missing_normalisations_is_rescored_from_its_maps(tmp_path, data_n
     # Without its maps a run stays as it was.
     (tmp_path / "seed0.maps.npz").unlink()
     assert _rescored(path, old, 0.01) is old
+
+
+# ---------------------------------------------------------------------------------------- the pseudo-box row
+PSOL = next(row for row in SMALL_DATA_METHODS if row.name == "psol")
+
+
+class _Untouchable:
+    """Stands in for a training image's GT boxes or mask: any use of it fails the test."""
+
+    def __getattribute__(self, name):
+        raise AssertionError(f"a GT annotation of a training image was read (.{name})")
+
+    def _fail(self, *args, **kwargs):
+        raise AssertionError("a GT annotation of a training image was read")
+
+    __len__ = __iter__ = __getitem__ = __array__ = __bool__ = __float__ = __index__ = _fail
+
+
+def _without_pool_annotations(data):
+    import copy
+    import dataclasses
+
+    pool = []
+    for sample in data.pool:
+        sample = copy.copy(sample)  # the copy shares nothing that is rewritten below
+        sample.boxes, sample.mask = _Untouchable(), _Untouchable()
+        pool.append(sample)
+    return dataclasses.replace(data, pool=pool)
+
+
+def test_largest_component_box_on_a_hand_made_map():
+    from wsol.metrics import boxes_from_scoremap
+    from wsol.study.pseudo import largest_component_box
+
+    scoremap = np.zeros((8, 8))
+    scoremap[2:5, 3:6] = 1.0  # rows 2-4, columns 3-5
+    assert largest_component_box(scoremap, 0.5).tolist() == [3, 2, 5, 4]
+    # The protocol's own box of that mask is one pixel too large on the right and bottom (+w convention).
+    assert boxes_from_scoremap(scoremap, [0.5], multi_contour=False)[0].tolist() == [[3, 2, 6, 5]]
+    scoremap[0, 7] = 1.0  # a one-pixel component: not the largest
+    scoremap[1, 3] = 0.5  # q = 127, not above int(0.5 * 255) = 127: outside the mask at τ 0.5
+    scoremap[5, 6] = 0.6  # q = 153: touches (4, 5) diagonally, so joins the block at τ 0.5, not at τ 0.7
+    assert largest_component_box(scoremap, 0.5).tolist() == [3, 2, 6, 5]
+    assert largest_component_box(scoremap, 0.7).tolist() == [3, 2, 5, 4]
+    assert largest_component_box(scoremap, 0.49).tolist() == [3, 1, 6, 5]  # 127 > int(0.49 * 255) = 124
+    assert largest_component_box(np.zeros((8, 8)), 0.5) is None  # a constant map has an empty mask
+    with pytest.raises(ValueError, match="tau"):
+        largest_component_box(scoremap, 1.0)
+    with pytest.raises(ValueError, match="scoremap"):
+        largest_component_box(scoremap * 2, 0.5)
+
+
+def test_tau_is_the_tuning_maximiser_at_iou_50_and_boxes_follow_each_image():
+    from wsol.study.pseudo import choose_tau, pseudo_boxes
+    from wsol.study.scoring import RawMaps
+
+    curves = _curves({30: [90, 10, 10, 10], 50: [10, 40, 40, 20], 70: [0, 0, 0, 30]})
+    assert choose_tau(curves) == 0.1  # the first maximiser at IoU 50; IoU 30 and 70 are not read
+    with pytest.raises(ValueError, match="iou"):
+        choose_tau(curves, 60)
+    block = np.zeros((8, 8), np.float32)
+    block[2:5, 3:6] = 5.0  # raw scores of any scale: min-max brings the block to 1 and the rest to 0
+    coarse = np.array([[0, 0], [0, 1]], np.float32)
+    maps = np.stack([block, np.full((8, 8), 3.0, np.float32), np.kron(coarse, np.ones((4, 4), np.float32))])
+    raw = RawMaps(maps, np.ones(3, bool), [_Untouchable()] * 3, 8)  # the maps' GT boxes are not read
+    boxes, n_whole = pseudo_boxes(raw, [(8, 8), (8, 8), (16, 8)], 0.5)
+    assert boxes[0].tolist() == [[3, 2, 5, 4]]
+    assert boxes[1].tolist() == [[0, 0, 7, 7]] and n_whole == 1  # a constant map: the whole image
+    # Upsampled to the 16 x 8 image itself: the bright bottom-right quadrant stays in the bottom-right.
+    x0, y0, x1, y1 = boxes[2][0].tolist()
+    assert x0 >= 8 and y0 >= 4 and (x1, y1) == (15, 7)
+    with pytest.raises(ValueError, match="sizes"):
+        pseudo_boxes(raw, [(8, 8)], 0.5)
+
+
+def test_label_only_and_pseudo_splits_keep_the_regimes_images_and_crops(data_n3):
+    import torch
+
+    plain = next(iter(data_n3.train_loader("n3", 4, 0, (0.5, 1.0))))
+    labels = next(iter(data_n3.train_loader("n3", 4, 0, (0.5, 1.0), split="labels")))
+    # The same images, order and crops as the regime's loader, without its GT boxes.
+    assert torch.equal(plain["image"], labels["image"]) and plain["image_id"] == labels["image_id"]
+    assert all(len(b) == 0 for b in labels["boxes"]) and any(len(b) for b in plain["boxes"])
+    whole = [np.array([[0, 0, 31, 31]])] * len(data_n3.regimes["n3"])
+    pseudo = next(iter(data_n3.train_loader("n3", 4, 0, (0.5, 1.0), split="pseudo", boxes=whole)))
+    assert torch.equal(plain["image"], pseudo["image"])
+    # A box over the whole image still covers the whole crop after cropping and flipping.
+    assert [b.tolist() for b in pseudo["boxes"]] == [[[0.0, 0.0, 31.0, 31.0]]] * 4
+    with pytest.raises(ValueError, match="boxes must be given"):
+        data_n3.train_loader("n3", 4, 0, (0.5, 1.0), split="pseudo")
+    with pytest.raises(ValueError, match="one entry per image"):
+        data_n3.train_loader("n3", 4, 0, (0.5, 1.0), split="pseudo", boxes=whole[:2])
+    with pytest.raises(ValueError, match="split must be"):
+        data_n3.eval_loader("train")
+
+
+def test_psol_row_trains_both_stages_without_reading_a_training_box(tmp_path, data_n3, monkeypatch):
+    import wsol.study.pseudo as pseudo
+
+    blind = _without_pool_annotations(data_n3)
+    with pytest.raises(AssertionError, match="GT annotation"):  # the sentinel does catch a read
+        next(iter(blind.train_loader("n3", 4, 0, (0.5, 1.0))))
+    made: dict = {}
+    make = pseudo.pseudo_boxes
+
+    def spy(raw, sizes, tau):
+        made["raw"], made["tau"] = raw, tau
+        made["boxes"] = make(raw, sizes, tau)[0]
+        return made["boxes"], 0
+
+    loaders: list = []
+    original = type(blind).train_loader
+
+    def recording(self, regime, batch_size, seed, scale, split="regime", boxes=None):
+        loaders.append((split, boxes))
+        return original(self, regime, batch_size, seed, scale, split, boxes)
+
+    import wsol.study.runner as runner
+
+    collected: list = []
+    collect = runner.collect_maps
+
+    def collecting(model, loader):
+        collected.append(collect(model, loader))
+        return collected[-1]
+
+    monkeypatch.setattr("wsol.study.pseudo.pseudo_boxes", spy)
+    monkeypatch.setattr(runner, "collect_maps", collecting)
+    monkeypatch.setattr(type(blind), "train_loader", recording)
+    settings = _settings(tmp_path, limit_train_batches=2)
+    config = merge(merge(BASE_CONFIG, SMALL), PSOL.variants["default"])
+    result = train_and_score(RunSpec("psol", "default", "n3", 0, config), blind, settings)
+
+    # Stage 1 trains on labels only; stage 2 on exactly the boxes made from stage 1's maps at its τ.
+    assert [split for split, _ in loaders] == ["labels", "pseudo"] and loaders[1][1] is made["boxes"]
+    assert made["raw"].maps.shape == (9, 8, 8)  # stage 1 is the 16x16-map recipe: 8x8 maps at 32 px
+    stage1 = result["stage1"]
+    assert stage1["tau"] == made["tau"] and stage1["pseudo_boxes"]["n"] == 9
+    assert stage1["config"] == merge(merge(BASE_CONFIG, SMALL), PSOL.variants["default"]["stage1"])
+    assert result["config"]["method"] == "FSL" and result["supervision"] == "labels" and result["n_train"] == 9
+    assert result["_raw_maps"]["tune"].maps.shape == (6, 2, 2)  # stage 2 keeps the base recipe's maps
+    seconds = result["seconds"]
+    assert seconds["stage1"] == stage1["seconds"]["total"] and seconds["stage1"] + seconds["stage2"] == pytest.approx(
+        seconds["total"], rel=1e-3
+    )
+
+    # Stage 1 is the run its recipe would be: same seed, same batches and crops, so the same weights and maps.
+    hires = train_and_score(RunSpec("cam_hires16", "default", "n3", 0, stage1["config"]), data_n3, settings)
+    assert len(collected) == 2 + 2 + 2 and collected[1] is made["raw"]  # stage-1 tune and pool, stage 2, hires
+    assert np.array_equal(collected[0].maps, hires["_raw_maps"]["tune"].maps) and stage1["tune"] == hires["tune"]
+    assert stage1["tau"] == float(hires["tune"]["tau"]["50"])

@@ -8,6 +8,7 @@ The images are read into memory once (Tiny ImageNet 10 at 64 px is about 70 MB) 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,8 +77,40 @@ class StudyData:
     image_size: int
     description: dict[str, Any]
 
+    def regime_samples(self, regime: str, boxes: Sequence[np.ndarray] | None = None) -> list[Sample]:
+        """The regime's pool images with their GT boxes and masks dropped, or replaced by ``boxes``.
+
+        New samples are built without reading the originals' boxes or masks, so a row that must never see a
+        training image's localization annotation (the pseudo-box localizer) can rely on it.
+
+        Args:
+            regime: Regime whose subset of the pool is returned, in the order of ``regimes[regime]``.
+            boxes: One ``(k, 4)`` array of inclusive boxes per image, in that image's pixels (e.g. pseudo boxes);
+                None gives every image an empty box list (class labels only).
+
+        Raises:
+            ValueError: ``boxes`` does not have one entry per image of the regime.
+        """
+        indices = self.regimes[regime]
+        if boxes is not None and len(boxes) != len(indices):
+            raise ValueError(
+                f"boxes must have one entry per image of regime {regime!r} ({len(indices)}), got {len(boxes)}"
+            )
+        out = []
+        for n, i in enumerate(indices):
+            new = np.zeros((0, 4), np.float32) if boxes is None else np.asarray(boxes[n], np.float32).reshape(-1, 4)
+            # replace() reads every field except those it is given: the GT boxes and mask are never touched.
+            out.append(dataclasses.replace(self.pool[i], boxes=new, mask=None))
+        return out
+
     def train_loader(
-        self, regime: str, batch_size: int, seed: int, scale: Sequence[float], split: str = "regime"
+        self,
+        regime: str,
+        batch_size: int,
+        seed: int,
+        scale: Sequence[float],
+        split: str = "regime",
+        boxes: Sequence[np.ndarray] | None = None,
     ) -> DataLoader:
         """Shuffled, augmented loader over training images (shuffling and crops seeded by ``seed``).
 
@@ -86,15 +119,27 @@ class StudyData:
             batch_size: Batch size.
             seed: Seed of shuffling and augmentation.
             scale: Area range of the random crop.
-            split: ``"regime"`` (the regime's images, class labels only) or ``"tune"`` (the box-labelled
-                tuning split, for the few-shot fully supervised reference row).
+            split: ``"regime"`` (the regime's images; their GT boxes go through the crop but no WSOL loss reads
+                them), ``"tune"`` (the box-labelled tuning split, for the few-shot fully supervised reference row),
+                ``"labels"`` (the regime's images with their GT boxes and masks dropped: the same images, order and
+                crops as ``"regime"``) or ``"pseudo"`` (the regime's images with ``boxes`` in place of their GT
+                boxes).
+            boxes: For ``"pseudo"`` only: one ``(k, 4)`` inclusive box array per image of the regime, in the
+                order of ``regimes[regime]`` (see :meth:`regime_samples`).
         """
         import torch
 
         k = len(self.class_names)
-        if split not in ("regime", "tune"):
-            raise ValueError(f"split must be 'regime' or 'tune', got {split!r}")
-        samples = [self.pool[i] for i in self.regimes[regime]] if split == "regime" else list(self.tune)
+        if split not in ("regime", "tune", "labels", "pseudo"):
+            raise ValueError(f"split must be 'regime', 'tune', 'labels' or 'pseudo', got {split!r}")
+        if (boxes is not None) != (split == "pseudo"):
+            raise ValueError(f"boxes must be given with split 'pseudo' and only then, got split {split!r}")
+        if split == "regime":
+            samples = [self.pool[i] for i in self.regimes[regime]]
+        elif split == "tune":
+            samples = list(self.tune)
+        else:
+            samples = self.regime_samples(regime, boxes)
         dataset = ListDataset(samples, self.class_names)
         dataset.transform = TrainTransform(self.image_size, k, tuple(scale))
         # albumentations 2 draws from its own generator, which seed_everything does not reach.
@@ -110,8 +155,19 @@ class StudyData:
         )
 
     def eval_loader(self, split: str, batch_size: int = 100) -> DataLoader:
-        """Loader over ``"tune"`` or ``"val"`` with the reference protocol's evaluation transform."""
-        samples = {"tune": self.tune, "val": self.val}[split]
+        """Loader with the reference protocol's evaluation transform, in a fixed order.
+
+        Args:
+            split: ``"tune"``, ``"val"``, or ``"regime:<name>"`` for a regime's training images with their GT boxes
+                and masks dropped (:meth:`regime_samples`), e.g. to make pseudo boxes from a model's maps.
+            batch_size: Batch size.
+        """
+        if split.startswith("regime:"):
+            samples = self.regime_samples(split.removeprefix("regime:"))
+        elif split in ("tune", "val"):
+            samples = {"tune": self.tune, "val": self.val}[split]
+        else:
+            raise ValueError(f"split must be 'tune', 'val' or 'regime:<name>', got {split!r}")
         dataset = ListDataset(samples, self.class_names)
         dataset.transform = EvalTransform(self.image_size, len(self.class_names))
         return DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate)

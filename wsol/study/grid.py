@@ -163,6 +163,22 @@ SMALL_DATA_METHODS: tuple[MethodSpec, ...] = (
         {"default": {"method": "FSL", "train_split": "tune", "epochs": 60}},
         "few-shot fully supervised reference: box masks of the tuning split, per-pixel BCE",
     ),
+    # PSOL (Zhang et al., CVPR 2020, arXiv 2002.11359): a WSOL row, since only class labels of the training images
+    # are read. Stage 1 is the 16x16-map row's recipe (best tuning MaxBoxAccV2 of the CAM rows); it boxes every
+    # training image at its tuning-split τ, and FSL, at the base recipe like the fsl row, learns from those boxes.
+    # Not combinable (group None): its recipe is two stages, and FSL takes no mixer.
+    MethodSpec(
+        "psol",
+        None,
+        {
+            "default": {
+                "method": "FSL",
+                "train_split": "pseudo",
+                "stage1": {"model": {"backbone_kwargs": {"layer3_stride": 1, "last_stride": 1}}},
+            }
+        },
+        "PSOL-style: FSL trained on the 16x16 CAM's pseudo boxes of the training images",
+    ),
 )
 
 

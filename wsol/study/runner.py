@@ -20,8 +20,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from wsol.study.data import StudyData
 from wsol.study.grid import (
+    BASE_CONFIG,
     COMBO,
     SMALL_DATA_METHODS,
     MethodSpec,
@@ -29,6 +32,7 @@ from wsol.study.grid import (
     build_callbacks,
     build_model,
     config_hash,
+    merge,
 )
 from wsol.study.planner import plan_runs
 from wsol.study.scoring import (
@@ -37,6 +41,8 @@ from wsol.study.scoring import (
     normalization_scores,
     read_maps,
     reference_rows,
+    score_maps,
+    summarize,
     write_json_atomic,
     write_maps,
 )
@@ -77,19 +83,10 @@ class StudySettings:
     refresh: Sequence[str] = ()
 
 
-def train_and_score(spec: RunSpec, data: StudyData, settings: StudySettings) -> dict[str, Any]:
-    """Train one configuration and score it on the tuning and val splits (see :mod:`wsol.study.scoring`)."""
+def _fit(model: Any, loader: Any, config: dict[str, Any], settings: StudySettings) -> Any:
+    """Train ``model`` on ``loader`` with the recipe's regime; returns the finished Trainer."""
     import pytorch_lightning as pl
-    import torch
 
-    config = spec.config
-    # CPU timings depend on what else runs on the machine: the load at the start is kept with them.
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-    start = time.perf_counter()
-    pl.seed_everything(spec.seed, workers=True, verbose=False)
-    model = build_model(config, len(data.class_names), spec.seed)
-    split = config.get("train_split", "regime")
-    loader = data.train_loader(spec.regime, config["batch_size"], spec.seed, config["train_scale"], split=split)
     trainer = pl.Trainer(
         max_epochs=config["epochs"],
         accelerator=settings.accelerator,
@@ -105,11 +102,103 @@ def train_and_score(spec: RunSpec, data: StudyData, settings: StudySettings) -> 
         limit_train_batches=settings.limit_train_batches,
     )
     trainer.fit(model, train_dataloaders=loader)
+    return trainer
+
+
+def _pseudo_stage(spec: RunSpec, data: StudyData, settings: StudySettings) -> tuple[list[Any], dict[str, Any]]:
+    """Stage 1 of the pseudo-box localizer: a WSOL model, its τ on the tuning split and its boxes on the regime.
+
+    The stage-1 model is trained as a run of its recipe (``merge(base, config["stage1"])``) would be, with the
+    same seed, on the same images, order and crops, but through :meth:`StudyData.regime_samples`, which drops the
+    training images' GT boxes before any transform sees them. τ maximises the stage-1 maps' BoxAcc at IoU 50 on
+    the tuning split (min-max), the one split with boxes that WSOL may read.
+
+    Returns:
+        One ``(1, 4)`` pseudo box per image of the regime, and what the result records of stage 1.
+    """
+    import pytorch_lightning as pl
+
+    from wsol.study.pseudo import choose_tau, pseudo_boxes
+
+    if not isinstance(spec.config.get("stage1"), dict):
+        raise ValueError(f"config of {spec.key}: train_split 'pseudo' needs a 'stage1' dict of recipe overrides")
+    start = time.perf_counter()
+    config = merge(merge(BASE_CONFIG, settings.base), spec.config["stage1"])
+    pl.seed_everything(spec.seed, workers=True, verbose=False)
+    model = build_model(config, len(data.class_names), spec.seed)
+    loader = data.train_loader(spec.regime, config["batch_size"], spec.seed, config["train_scale"], split="labels")
+    trainer = _fit(model, loader, config, settings)
+    trained = time.perf_counter()
+    tune = score_maps(collect_maps(model, data.eval_loader("tune")), settings.cam_curve_interval)
+    tau = choose_tau(tune, 50)
+    sizes = [data.pool[i].size for i in data.regimes[spec.regime]]
+    boxes, n_whole = pseudo_boxes(collect_maps(model, data.eval_loader(f"regime:{spec.regime}")), sizes, tau)
+    box_areas = [(b[0, 2] - b[0, 0] + 1) * (b[0, 3] - b[0, 1] + 1) for b in boxes]
+    end = time.perf_counter()
+    record = {
+        "config": config,
+        "config_hash": config_hash(config),
+        "tau": tau,
+        "tune": summarize(tune),
+        "pseudo_boxes": {
+            "n": len(boxes),
+            "whole_image": n_whole,
+            "mean_area_fraction": float(np.mean([a / (w * h) for a, (w, h) in zip(box_areas, sizes, strict=True)])),
+        },
+        "seconds": {
+            "train": trained - start,
+            "pseudo_boxes": end - trained,
+            "total": end - start,
+            "per_epoch": (trained - start) / max(1, trainer.current_epoch),
+        },
+    }
+    return boxes, record
+
+
+def train_and_score(spec: RunSpec, data: StudyData, settings: StudySettings) -> dict[str, Any]:
+    """Train one configuration and score it on the tuning and val splits (see :mod:`wsol.study.scoring`).
+
+    A configuration with ``train_split: "pseudo"`` is the PSOL-style row (Zhang et al., CVPR 2020,
+    arXiv 2002.11359): its ``stage1`` recipe is trained first and makes a pseudo box for every training image
+    (:func:`_pseudo_stage`); the configuration itself (a box-supervised localizer such as ``FSL``) is then trained
+    on those boxes and scored like every run. The result's ``stage1`` entry holds τ, the stage-1 tuning scores
+    and its seconds. No GT box of a training image is read in that row.
+    """
+    import pytorch_lightning as pl
+    import torch
+
+    config = spec.config
+    # CPU timings depend on what else runs on the machine: the load at the start is kept with them.
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    start = time.perf_counter()
+    split = config.get("train_split", "regime")
+    stage1: dict[str, Any] | None = None
+    boxes = None
+    if split == "pseudo":
+        boxes, stage1 = _pseudo_stage(spec, data, settings)
+    stage2_start = time.perf_counter()
+    pl.seed_everything(spec.seed, workers=True, verbose=False)
+    model = build_model(config, len(data.class_names), spec.seed)
+    loader = data.train_loader(
+        spec.regime, config["batch_size"], spec.seed, config["train_scale"], split=split, boxes=boxes
+    )
+    trainer = _fit(model, loader, config, settings)
     trained = time.perf_counter()
     tune = collect_maps(model, data.eval_loader("tune"))
     val = collect_maps(model, data.eval_loader("val"))
     norms = normalization_scores(tune, val, settings.cam_curve_interval)
     end = time.perf_counter()
+    seconds = {
+        # Every stage's training (and the pseudo boxes) counts as training; per_epoch is this model's own.
+        "train": trained - start,
+        "eval": end - trained,
+        "total": end - start,
+        "per_epoch": (trained - stage2_start) / max(1, trainer.current_epoch),
+        "torch_threads": torch.get_num_threads(),
+        "load_average_at_start": load,
+    }
+    if stage1 is not None:
+        seconds |= {"stage1": stage1["seconds"]["total"], "stage2": end - stage2_start}
     return {
         "key": spec.key,
         "method": spec.method,
@@ -127,14 +216,8 @@ def train_and_score(spec: RunSpec, data: StudyData, settings: StudySettings) -> 
         **norms["minmax"],
         "norms": norms,
         MAPS_KEY: {"tune": tune, "val": val},
-        "seconds": {
-            "train": trained - start,
-            "eval": end - trained,
-            "total": end - start,
-            "per_epoch": (trained - start) / max(1, trainer.current_epoch),
-            "torch_threads": torch.get_num_threads(),
-            "load_average_at_start": load,
-        },
+        "seconds": seconds,
+        **({"stage1": stage1} if stage1 is not None else {}),
     }
 
 
