@@ -233,7 +233,9 @@ def _rescored(path: Path, result: dict[str, Any], cam_curve_interval: float) -> 
     if result.get("cam_curve_interval", cam_curve_interval) != cam_curve_interval:
         return result
     splits = read_maps(maps_path)
-    result = {**result, "norms": normalization_scores(splits["tune"], splits["val"], cam_curve_interval)}
+    missing = [name for name in NORM_VARIANTS if name not in result["norms"]]
+    added = normalization_scores(splits["tune"], splits["val"], cam_curve_interval, names=missing)
+    result = {**result, "norms": {name: {**result["norms"], **added}[name] for name in NORM_VARIANTS}}
     write_json_atomic(path, result)
     return result
 

@@ -9,6 +9,7 @@ the full BoxAcc(τ) curves of :class:`wsol.metrics.BoxAccumulator`, one per spli
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -138,10 +139,14 @@ def score_model(model: Any, loader: DataLoader, cam_curve_interval: float = 0.00
     return score_maps(collect_maps(model, loader), cam_curve_interval)
 
 
-def normalization_scores(tune: RawMaps, val: RawMaps, cam_curve_interval: float = 0.001) -> dict[str, dict[str, Any]]:
-    """Per entry of :data:`NORM_VARIANTS`: the tuning and val summaries and the fair number (τ from tuning)."""
+def normalization_scores(
+    tune: RawMaps, val: RawMaps, cam_curve_interval: float = 0.001, names: Sequence[str] | None = None
+) -> dict[str, dict[str, Any]]:
+    """Per entry of :data:`NORM_VARIANTS` (or of ``names``): tuning and val summaries and the fair number."""
     out = {}
     for name, (rule, percentile) in NORM_VARIANTS.items():
+        if names is not None and name not in names:
+            continue
         curves = {"tune": score_maps(tune, cam_curve_interval, rule, percentile)}
         curves["val"] = score_maps(val, cam_curve_interval, rule, percentile)
         out[name] = {
