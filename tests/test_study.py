@@ -643,3 +643,19 @@ def test_psol_row_trains_both_stages_without_reading_a_training_box(tmp_path, da
     assert len(collected) == 2 + 2 + 2 and collected[1] is made["raw"]  # stage-1 tune and pool, stage 2, hires
     assert np.array_equal(collected[0].maps, hires["_raw_maps"]["tune"].maps) and stage1["tune"] == hires["tune"]
     assert stage1["tau"] == float(hires["tune"]["tau"]["50"])
+
+
+def test_norm_table_counts_the_runs_that_have_the_scores(tmp_path):
+    old = _fake(RunSpec("cam", "default", "all", 0, {}), 50.0)
+    new = _with_norms(
+        _fake(RunSpec("cam", "default", "all", 1, {}), 50.0),
+        {"minmax": 50.0, "max": 40.0, "pas": 52.0, "ivr0.3": 49.0},
+        {"minmax": 41, "max": 30, "pas": 43, "ivr0.3": 44},
+    )
+    centre = _fake(RunSpec("center_gaussian", "", "any", 0, {}), 45.0)
+    write_report(tmp_path, [old, new], {"center_gaussian": centre})
+    table = (tmp_path / "results.md").read_text()
+    line = next(ln for ln in table.splitlines() if ln.startswith("| cam (1 of 2 runs) |"))
+    assert line == "| cam (1 of 2 runs) | 41.00 | 30.00 | **43.00** | 44.00 (p 0.3) | +2.00 |"
+    # The main table keeps min-max for the row: not every run has the other scores.
+    assert "| minmax | **" in next(ln for ln in table.splitlines() if ln.startswith("| cam |"))

@@ -162,7 +162,13 @@ def _table(groups: list[tuple[str, str, list[dict[str, Any]]]], references: Mapp
 
 def _norm_table(groups: list[tuple[str, str, list[dict[str, Any]]]]) -> list[str]:
     """Val MaxBoxAccV2 (τ from tune) of every row scored under each normalisation, IVR's p chosen on tune."""
-    scored = [(m, runs) for m, _, runs in groups if all("norms" in run for run in runs)]
+    # Rows whose older runs predate the normalisation scores show the runs that have them, counted.
+    scored = []
+    for method, _, runs in groups:
+        normed = [run for run in runs if "norms" in run]
+        if normed:
+            label = method if len(normed) == len(runs) else f"{method} ({len(normed)} of {len(runs)} runs)"
+            scored.append((label, normed))
     if not scored:
         return []
     lines = [
