@@ -634,9 +634,9 @@ def test_psol_row_trains_both_stages_without_reading_a_training_box(tmp_path, da
     assert result["config"]["method"] == "FSL" and result["supervision"] == "labels" and result["n_train"] == 9
     assert result["_raw_maps"]["tune"].maps.shape == (6, 2, 2)  # stage 2 keeps the base recipe's maps
     seconds = result["seconds"]
-    assert seconds["stage1"] == stage1["seconds"]["total"] and seconds["stage1"] + seconds["stage2"] == pytest.approx(
-        seconds["total"], rel=1e-3
-    )
+    # Both stages are timed inside the run's total (scoring comes on top); timings are never compared exactly.
+    assert seconds["stage1"] == stage1["seconds"]["total"] and seconds["stage1"] > 0 and seconds["stage2"] > 0
+    assert seconds["stage1"] + seconds["stage2"] <= seconds["total"] + 1e-6
 
     # Stage 1 is the run its recipe would be: same seed, same batches and crops, so the same weights and maps.
     hires = train_and_score(RunSpec("cam_hires16", "default", "n3", 0, stage1["config"]), data_n3, settings)
