@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 # The rules of wsol.metrics.NORMALIZATIONS, spelled out so that building the parser stays free of heavy imports;
 # the flags are checked against the library's tuple when the command runs.
@@ -262,10 +262,12 @@ def _claim_output(out: Path, overwrite: bool) -> None:
 
 def _relative_id(image_id: str) -> str:
     """The image id as a path inside OUT/scoremaps; an id that would climb out of it is refused."""
-    path = PurePosixPath(str(image_id).replace("\\", "/"))
-    if path.is_absolute() or ".." in path.parts or not path.name:
-        raise ValueError(f"image id {image_id!r} cannot name a file inside OUT/scoremaps")
-    return str(path)
+    from wsol.wsss.store import relative_id
+
+    try:
+        return str(relative_id(image_id))
+    except ValueError:
+        raise ValueError(f"image id {image_id!r} cannot name a file inside OUT/scoremaps") from None
 
 
 def _write_masks(metadata: Path, image_id: str, mask, label: int) -> tuple[list[str], str]:

@@ -158,12 +158,6 @@ class ACoL(WSOLModule):
         cls_b = self.classification_loss(logits_b, targets)
         return cls_a + cls_b, {"cls": cls_a, "cls_b": cls_b}
 
-    def parameter_groups(self) -> list[dict[str, Any]]:
-        """The base's groups (backbone, classifier A) plus classifier B at ``lr * head_lr_mult``."""
-        lr, wd = self.effective_lr() * self.hparams.head_lr_mult, self.hparams.weight_decay
-        params = [p for p in self.classifier_b.parameters() if p.requires_grad]
-        extra = [
-            {"params": [p for p in params if p.ndim > 1], "lr": lr, "weight_decay": wd},
-            {"params": [p for p in params if p.ndim <= 1], "lr": lr, "weight_decay": 0.0},
-        ]
-        return super().parameter_groups() + [g for g in extra if g["params"]]
+    def head_modules(self) -> tuple[nn.Module, ...]:
+        """Classifier A (the head) and classifier B."""
+        return (self.head, self.classifier_b)

@@ -227,12 +227,6 @@ class BAS(WSOLModule):
         total = cls + hp.frg_weight * frg + hp.bas_weight * bas + hp.area_weight * area
         return total, {"cls": cls, "frg": frg, "bas": bas, "area": area}
 
-    def parameter_groups(self) -> list[dict[str, Any]]:
-        """The base's groups (backbone, head) plus the generator at ``lr * head_lr_mult``."""
-        lr, wd = self.effective_lr() * self.hparams.head_lr_mult, self.hparams.weight_decay
-        params = [p for p in self.generator.parameters() if p.requires_grad]
-        extra = [
-            {"params": [p for p in params if p.ndim > 1], "lr": lr, "weight_decay": wd},
-            {"params": [p for p in params if p.ndim <= 1], "lr": lr, "weight_decay": 0.0},
-        ]
-        return super().parameter_groups() + [g for g in extra if g["params"]]
+    def head_modules(self) -> tuple[nn.Module, ...]:
+        """The CAM head and the foreground generator."""
+        return (self.head, self.generator)

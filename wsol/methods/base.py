@@ -249,12 +249,16 @@ class WSOLModule(pl.LightningModule):
             raise ValueError("scale_lr=True needs the batch size: pass batch_size= or use a datamodule with one")
         return lr * batch_size / 256
 
+    def head_modules(self) -> tuple[nn.Module, ...]:
+        """Modules trained at ``lr * head_lr_mult``: the head, plus what a method adds on top of the backbone."""
+        return (self.head,)
+
     def parameter_groups(self) -> list[dict[str, Any]]:
-        """Optimizer parameter groups: backbone and head, weights decayed, biases and norms not."""
+        """Optimizer parameter groups: backbone and head modules, weights decayed, biases and norms not."""
         lr, wd = self.effective_lr(), self.hparams.weight_decay
         groups = []
-        for module, mult in ((self.backbone, 1.0), (self.head, self.hparams.head_lr_mult)):
-            params = [p for p in module.parameters() if p.requires_grad]
+        for modules, mult in (((self.backbone,), 1.0), (self.head_modules(), self.hparams.head_lr_mult)):
+            params = [p for module in modules for p in module.parameters() if p.requires_grad]
             decay = [p for p in params if p.ndim > 1]
             no_decay = [p for p in params if p.ndim <= 1]
             groups.append({"params": decay, "lr": lr * mult, "weight_decay": wd})

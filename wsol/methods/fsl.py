@@ -162,12 +162,6 @@ class FSL(WSOLModule):
         return total, {"fg": fg_loss, "cls": cls}
 
     # --------------------------------------------------------------------------------- optimizers
-    def parameter_groups(self) -> list[dict[str, Any]]:
-        """Backbone x1; CAM and foreground heads x ``head_lr_mult``; weights decayed, biases and norms not."""
-        lr, wd = self.effective_lr(), self.hparams.weight_decay
-        groups = []
-        for modules, mult in (((self.backbone,), 1.0), ((self.head, self.fg_head), self.hparams.head_lr_mult)):
-            params = [p for m in modules for p in m.parameters() if p.requires_grad]
-            groups.append({"params": [p for p in params if p.ndim > 1], "lr": lr * mult, "weight_decay": wd})
-            groups.append({"params": [p for p in params if p.ndim <= 1], "lr": lr * mult, "weight_decay": 0.0})
-        return [g for g in groups if g["params"]]
+    def head_modules(self) -> tuple[nn.Module, ...]:
+        """The CAM head and the foreground head."""
+        return (self.head, self.fg_head)

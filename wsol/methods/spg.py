@@ -178,12 +178,6 @@ class SPG(WSOLModule):
         total = cls + hp.aux_weight * (spg_b2 + spg_b1 + spg_c)
         return total, {"cls": cls, "spg_b2": spg_b2, "spg_b1": spg_b1, "spg_c": spg_c}
 
-    def parameter_groups(self) -> list[dict[str, Any]]:
-        """The base's groups (backbone, CAM head) plus branches B and C at ``lr * head_lr_mult``."""
-        lr, wd = self.effective_lr() * self.hparams.head_lr_mult, self.hparams.weight_decay
-        params = [p for p in self.branches.parameters() if p.requires_grad]
-        extra = [
-            {"params": [p for p in params if p.ndim > 1], "lr": lr, "weight_decay": wd},
-            {"params": [p for p in params if p.ndim <= 1], "lr": lr, "weight_decay": 0.0},
-        ]
-        return super().parameter_groups() + [g for g in extra if g["params"]]
+    def head_modules(self) -> tuple[nn.Module, ...]:
+        """The CAM head and the SPG branches B and C."""
+        return (self.head, self.branches)

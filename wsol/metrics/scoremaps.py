@@ -152,15 +152,4 @@ def prepare_scoremaps(
     maps = cams.detach().to(torch.float64)
     if tuple(maps.shape[-2:]) != tuple(size):
         maps = F.interpolate(maps[:, None], size=tuple(size), mode="bicubic", align_corners=False)[:, 0]
-    else:
-        maps = maps.clone()
-    if normalization != "minmax":
-        return normalize_scoremaps_torch(maps, normalization, percentile)
-    flat = maps.flatten(1)
-    invalid = ~torch.isfinite(flat).all(dim=1)
-    flat = flat - flat.amin(dim=1, keepdim=True)
-    peak = flat.amax(dim=1, keepdim=True)
-    invalid |= peak[:, 0] == 0  # constant map
-    flat = flat / torch.where(invalid[:, None], torch.ones_like(peak), peak)
-    flat[invalid] = 0.0
-    return flat.view_as(maps)
+    return normalize_scoremaps_torch(maps, normalization, percentile)

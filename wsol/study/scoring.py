@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from wsol.atomic import write_text
+from wsol.atomic import atomic_write, write_text
 
 __all__ = [
     "NORM_VARIANTS",
@@ -166,10 +166,7 @@ def write_maps(path: Path, splits: dict[str, RawMaps]) -> None:
         arrays[f"{split}_boxes_flat"] = np.concatenate(raw.boxes).astype(np.int32)
         arrays[f"{split}_box_counts"] = np.array([len(b) for b in raw.boxes], dtype=np.int32)
         arrays[f"{split}_size"] = np.array(raw.size)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.npz")
-    np.savez_compressed(tmp, **arrays)
-    tmp.replace(path)
+    atomic_write(path, lambda tmp: np.savez_compressed(tmp, **arrays))
 
 
 def read_maps(path: Path) -> dict[str, RawMaps]:

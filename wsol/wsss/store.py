@@ -11,7 +11,16 @@ import numpy as np
 
 from wsol.atomic import atomic_write
 
-__all__ = ["atomic_write", "check_settings", "claim_masks", "file_digest", "image_stem", "load_npz", "save_npz"]
+__all__ = [
+    "atomic_write",
+    "check_settings",
+    "claim_masks",
+    "file_digest",
+    "image_stem",
+    "load_npz",
+    "relative_id",
+    "save_npz",
+]
 
 
 def file_digest(path: str | Path) -> str:
@@ -23,16 +32,21 @@ def file_digest(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def image_stem(image_id: str) -> str:
-    """Relative output name of an image id, without extension (``train/00012.png`` -> ``train/00012``).
+def relative_id(image_id: str) -> PurePosixPath:
+    """An image id as a relative path inside an output folder.
 
     Raises:
         ValueError: for an absolute id or one that climbs out of the folder.
     """
     path = PurePosixPath(str(image_id).replace("\\", "/"))
     if path.is_absolute() or ".." in path.parts or not path.name:
-        raise ValueError(f"image id {image_id!r} cannot name an output file")
-    return str(path.with_suffix(""))
+        raise ValueError(f"image id {image_id!r} cannot name a file inside the output folder")
+    return path
+
+
+def image_stem(image_id: str) -> str:
+    """Relative output name of an image id, without extension (``train/00012.png`` -> ``train/00012``)."""
+    return str(relative_id(image_id).with_suffix(""))
 
 
 def save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
