@@ -4,12 +4,14 @@
   -> reference-style metadata;
 * :func:`prepare_imagenet`: ILSVRC 2012 folders + PASCAL-style box XMLs -> reference-style metadata;
 * :func:`prepare_openimages`: Open Images segmentation CSV + mask PNGs -> reference-style mask metadata;
-* :func:`prepare_voc`: SBD -> ``SegmentationClassAug`` PNGs and the 10,582-image ``train_aug`` list.
+* :func:`prepare_voc`: SBD -> ``SegmentationClassAug`` PNGs and the 10,582-image ``train_aug`` list;
+* :func:`subset_tiny_imagenet`: a reproducible class subset of Tiny ImageNet (held-out class sets).
 """
 
 from __future__ import annotations
 
 import csv
+import shutil
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -17,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from wsol.data._io import image_size
+from wsol.data._io import image_size, read_text
 from wsol.data.voc import parse_voc_xml, read_split_ids
 from wsol.data.wsoleval_metadata import MetadataRecord, write_metadata
 
@@ -267,3 +269,54 @@ def prepare_voc(voc_dir: str | Path, sbd_dir: str | Path) -> int:
             raise FileNotFoundError(f"no mask for {image_id}: neither {voc_mask} nor {sbd / 'cls' / image_id}.mat")
     (seg / "train_aug.txt").write_text("".join(f"{i}\n" for i in aug))
     return len(aug)
+
+
+def subset_tiny_imagenet(
+    source: str | Path,
+    out: str | Path,
+    classes: int = 10,
+    seed: int = 0,
+    exclude: Iterable[str] = (),
+    wnids: Iterable[str] | None = None,
+) -> list[str]:
+    """Copy a class subset of a full Tiny ImageNet folder into ``out`` (train, val, ``wnids.txt``, ``words.txt``).
+
+    The subset is ``wnids`` when given, else ``classes`` classes drawn with ``seed`` from the source's
+    ``wnids.txt`` minus ``exclude`` (for example the classes a study was tuned on), so a held-out set is
+    reproducible from its seed. Val annotations are filtered to the subset; files are copied, never moved.
+    Returns the chosen wnids (sorted).
+    """
+    source, out = Path(source), Path(out)
+    available = [w for w in read_text(source / "wnids.txt").split() if w.strip()]
+    if wnids is not None:
+        chosen = sorted(dict.fromkeys(wnids))
+        missing = [w for w in chosen if w not in available]
+        if missing:
+            raise ValueError(f"{source / 'wnids.txt'} does not list {', '.join(missing)}")
+    else:
+        excluded = set(exclude)
+        pool = sorted(w for w in available if w not in excluded)
+        if classes < 1 or classes > len(pool):
+            raise ValueError(f"classes={classes}: {source} has {len(pool)} classes outside the excluded ones")
+        chosen = sorted(np.random.default_rng(seed).choice(pool, size=classes, replace=False).tolist())
+    if out.exists() and any(out.iterdir()):
+        raise FileExistsError(f"{out} is not empty: choose a new folder")
+    for wnid in chosen:
+        shutil.copytree(source / "train" / wnid, out / "train" / wnid)
+    keep = set(chosen)
+    rows = []
+    (out / "val" / "images").mkdir(parents=True)
+    for number, line in enumerate(read_text(source / "val" / "val_annotations.txt").splitlines(), 1):
+        fields = line.split()
+        if len(fields) != 6:
+            raise ValueError(f"{source / 'val' / 'val_annotations.txt'}:{number}: expected 6 fields, got {len(fields)}")
+        if fields[1] in keep:
+            shutil.copy2(source / "val" / "images" / fields[0], out / "val" / "images" / fields[0])
+            rows.append(line)
+    (out / "val" / "val_annotations.txt").write_text("\n".join(rows) + "\n")
+    (out / "wnids.txt").write_text("\n".join(chosen) + "\n")
+    words = source / "words.txt"
+    if words.is_file():
+        lines = [line for line in read_text(words).splitlines() if line.split("\t", 1)[0] in keep]
+        (out / "words.txt").write_text("\n".join(lines) + "\n")
+    return chosen
