@@ -60,17 +60,17 @@ def test_truncated_real_checkpoint_names_the_file(tmp_path):
 def test_a_file_never_chooses_the_module_to_import(tmp_path):
     path = tmp_path / "elsewhere.ckpt"
     torch.save({"wsol_method": "os.system", "state_dict": {}}, path)
-    with pytest.raises(ValueError, match="outside wsol.methods: pass its class as method_class"):
+    with pytest.raises(ValueError, match="not a registered training method .*: register its class"):
         load_checkpoint(path)
 
 
 @pytest.mark.parametrize(
     "command",
     [
-        ["cams", "--method", "cam", "--data", "synthetic", "--out", "{out}", "--checkpoint", "{ckpt}"],
-        ["export", "--out", "{out}/model.onnx", "--checkpoint", "{ckpt}"],
+        ["cams", "--cam-method", "cam", "--data", "synthetic", "--out", "{out}", "--checkpoint", "{ckpt}"],
+        ["export", "--out", "{out}", "--checkpoint", "{ckpt}"],
         ["pseudo-masks", "--data", "synthetic", "--out", "{out}", "--checkpoint", "{ckpt}"],
-        ["leaderboard", "--methods", "cam", "--data", "synthetic", "--out", "{out}", "--checkpoints", "{ckpt}"],
+        ["leaderboard", "--cam-methods", "cam", "--data", "synthetic", "--out", "{out}", "--checkpoints", "{ckpt}"],
     ],
     ids=lambda c: c[0],
 )

@@ -154,7 +154,7 @@ def test_cli_export_writes_only_the_output_and_sidecar(tmp_path, monkeypatch, ca
     names.write_text("\n".join(f"class {i}" for i in range(5)) + "\n")
     out = tmp_path / "out" / "model.onnx"
     code = main(
-        ["export", "--backbone", "resnet10", "--num-classes", "5", "--image-size", "40,56", "--out", str(out),
+        ["export", "--backbone", "resnet10", "--num-classes", "5", "--image-size", "40,56", "--out", str(out.parent),
          "--cam-classes", "all", "--class-names", str(names), "--backbone-kwargs", '{"width": 8}']
     )  # fmt: skip
     assert code == 0, capsys.readouterr().err
@@ -178,11 +178,12 @@ def test_cli_export_from_checkpoint(tmp_path, capsys) -> None:
     hparams = dict(model.hparams)
     hparams["class_names"] = ["a", "b", "c", "d"]
     torch.save(
-        {"state_dict": model.state_dict(), "hyper_parameters": hparams, "pytorch-lightning_version": pl.__version__},
+        {"state_dict": model.state_dict(), "hyper_parameters": hparams, "pytorch-lightning_version": pl.__version__,
+         "wsol_method": "wsol.methods.cam.CAM"},
         ckpt,
-    )
-    out = tmp_path / "cam.onnx"
-    assert main(["export", "--checkpoint", str(ckpt), "--image-size", "64", "--out", str(out)]) == 0
+    )  # fmt: skip
+    out = tmp_path / "exported" / "model.onnx"
+    assert main(["export", "--checkpoint", str(ckpt), "--image-size", "64", "--out", str(out.parent)]) == 0
     meta = json.loads(out.with_suffix(".json").read_text())
     assert meta["class_names"] == ["a", "b", "c", "d"] and meta["source"]["checkpoint"] == "cam.ckpt"
     images = np.random.default_rng(0).standard_normal((2, 3, 64, 64), dtype=np.float32)
@@ -191,8 +192,10 @@ def test_cli_export_from_checkpoint(tmp_path, capsys) -> None:
         np.testing.assert_allclose(logits[0], model(torch.from_numpy(images)).numpy(), rtol=1e-4, atol=1e-4)
     assert main(["export", "--checkpoint", str(tmp_path / "missing.ckpt"), "--out", str(out)]) == 2
     assert "checkpoint not found" in capsys.readouterr().err
-    assert main(["export", "--checkpoint", str(ckpt), "--method", "load_checkpoint", "--out", str(out)]) == 2
-    assert "unknown method 'load_checkpoint'; known: auto, ACoL, ADL, BAS, BGC, CAM" in capsys.readouterr().err
+    # The old class flag is accepted with a note and changes nothing: the class comes from the checkpoint.
+    assert main(["export", "--checkpoint", str(ckpt), "--method", "SEAM", "--out", str(out.parent)]) == 0
+    assert "--method is deprecated; the class recorded in the checkpoint is always used" in capsys.readouterr().err
+    assert json.loads(out.with_suffix(".json").read_text())["source"]["method"] == "CAM"
 
 
 def test_checkpoint_method_is_read_from_the_checkpoint(tmp_path) -> None:
@@ -228,8 +231,12 @@ def test_cli_export_reports_parity_failure(tmp_path, monkeypatch, capsys) -> Non
     args = ["export", "--backbone", "resnet10", "--num-classes", "3", "--image-size", "32", "--out", str(out)]
     assert main([*args, "--backbone-kwargs", '{"width": 8}']) == 1
     assert "parity check failed" in capsys.readouterr().err
-    assert main([*args, "--backbone-kwargs", '{"width": 8}', "--skip-parity"]) == 0
+    assert main([*args, "--backbone-kwargs", '{"width": 8}', "--no-parity"]) == 0
     assert "parity" not in json.loads(out.with_suffix(".json").read_text())
+    out.unlink()
+    assert main([*args, "--backbone-kwargs", '{"width": 8}', "--skip-parity"]) == 0  # the old spelling, with a note
+    assert "--skip-parity is deprecated; use --no-parity" in capsys.readouterr().err
+    assert out.is_file() and "parity" not in json.loads(out.with_suffix(".json").read_text())
 
 
 # ------------------------------------------------------------------------------------------ normalisations

@@ -30,7 +30,7 @@ def _evaluate(tmp_path: Path, run: Path, *extra: str) -> dict:
 def board(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("board")
     methods = "cam,gradcam,gradcampp,xgradcam,layercam,scorecam,eigencam"
-    argv = ["leaderboard", "--methods", methods, "--backbones", "resnet10", *MODEL, *COMMON, "--out", str(out)]
+    argv = ["leaderboard", "--cam-methods", methods, "--backbones", "resnet10", *MODEL, *COMMON, "--out", str(out)]
     assert main([*argv, "--overlay-images", "3"]) == 0
     return out
 
@@ -66,7 +66,7 @@ def test_leaderboard_writes_tables_and_pictures(board: Path) -> None:
 
 def test_cams_output_is_scored_by_evaluate_like_the_leaderboard(tmp_path: Path, board: Path) -> None:
     run = tmp_path / "gradcampp"
-    argv = ["cams", "--backbone", "resnet10", *MODEL, "--method", "gradcampp", *COMMON, "--out", str(run)]
+    argv = ["cams", "--backbone", "resnet10", *MODEL, "--cam-method", "gradcampp", *COMMON, "--out", str(run)]
     assert main(argv) == 0
     ids = (run / "metadata" / "image_ids.txt").read_text().split()
     assert len(ids) == 12 and (run / "class_names.txt").read_text().split() == ["disc", "square", "triangle"]
@@ -83,7 +83,19 @@ def test_cams_output_is_scored_by_evaluate_like_the_leaderboard(tmp_path: Path, 
 
 def test_cams_mask_metadata_gives_the_leaderboard_pxap(tmp_path: Path, board: Path) -> None:
     run = tmp_path / "cam_masks"
-    argv = ["cams", "--backbone", "resnet10", *MODEL, "--method", "cam", *COMMON, "--out", str(run), "--gt", "masks"]
+    argv = [
+        "cams",
+        "--backbone",
+        "resnet10",
+        *MODEL,
+        "--cam-method",
+        "cam",
+        *COMMON,
+        "--out",
+        str(run),
+        "--gt",
+        "masks",
+    ]
     assert main([*argv, "--dtype", "float32"]) == 0
     first = (run / "metadata" / "localization.txt").read_text().splitlines()[0].split(",")
     assert first[1].startswith("masks/") and (run / "metadata" / first[1]).is_file()
@@ -95,9 +107,9 @@ def test_cams_mask_metadata_gives_the_leaderboard_pxap(tmp_path: Path, board: Pa
 
 def test_cams_reports_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     argv = ["cams", "--backbone", "resnet10", *MODEL, *COMMON, "--out", str(tmp_path)]
-    assert main([*argv, "--method", "nope"]) == 2
+    assert main([*argv, "--cam-method", "nope"]) == 2
     assert "unknown CAM method 'nope'" in capsys.readouterr().err
-    assert main(["cams", "--backbone", "resnet10", "--method", "cam", "--data", str(tmp_path), "--out", "x"]) == 2
+    assert main(["cams", "--backbone", "resnet10", "--cam-method", "cam", "--data", str(tmp_path), "--out", "x"]) == 2
     assert "cannot tell the layout" in capsys.readouterr().err
 
 
@@ -122,7 +134,9 @@ def test_cams_and_leaderboard_follow_the_normalization(tmp_path: Path, board: Pa
 
     flags = ["--normalization", "ivr", "--percentile", "0.3"]
     run = tmp_path / "cam_ivr"
-    assert main(["cams", "--backbone", "resnet10", *MODEL, "--method", "cam", *COMMON, "--out", str(run), *flags]) == 0
+    assert (
+        main(["cams", "--backbone", "resnet10", *MODEL, "--cam-method", "cam", *COMMON, "--out", str(run), *flags]) == 0
+    )
     info = json.loads((run / "cams.json").read_text())
     assert info["protocol"]["normalization"] == {"method": "ivr", "percentile": 0.3}
     # By hand: the same model and images, raw CAMs of the GT class through the cv2 pipeline with IVR at 0.3.
@@ -137,7 +151,18 @@ def test_cams_and_leaderboard_follow_the_normalization(tmp_path: Path, board: Pa
     assert scored["normalization"] == {"method": None, "percentile": None}  # cams wrote score maps
 
     out = tmp_path / "board_ivr"
-    argv = ["leaderboard", "--methods", "cam", "--backbones", "resnet10", *MODEL, *COMMON, "--out", str(out), *flags]
+    argv = [
+        "leaderboard",
+        "--cam-methods",
+        "cam",
+        "--backbones",
+        "resnet10",
+        *MODEL,
+        *COMMON,
+        "--out",
+        str(out),
+        *flags,
+    ]
     assert main([*argv, "--overlay-images", "1"]) == 0
     payload = json.loads((out / "leaderboard.json").read_text())
     assert payload["config"]["normalization"] == {"method": "ivr", "percentile": 0.3}
@@ -155,7 +180,7 @@ def test_cams_and_leaderboard_follow_the_normalization(tmp_path: Path, board: Pa
 def test_bad_normalization_flags_are_one_line_errors(tmp_path: Path, capsys: pytest.CaptureFixture, command) -> None:
     model = ["--backbone", "resnet10"] if command == "cams" else ["--backbones", "resnet10"]
     argv = [command, *model, *MODEL, *COMMON, "--out", str(tmp_path / "x")]
-    argv += ["--method", "cam"] if command == "cams" else ["--methods", "cam"]
+    argv += ["--cam-method", "cam"] if command == "cams" else ["--cam-methods", "cam"]
     assert main([*argv, "--normalization", "softmax"]) == 2
     expected = f"wsol {command}: error: --normalization must be one of minmax, max, pas, ivr, got 'softmax'\n"
     assert capsys.readouterr().err == expected
@@ -166,7 +191,7 @@ def test_bad_normalization_flags_are_one_line_errors(tmp_path: Path, capsys: pyt
 
 def test_cams_refuses_an_out_with_another_runs_outputs(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     run = tmp_path / "run"
-    argv = ["cams", "--backbone", "resnet10", *MODEL, "--method", "cam", *COMMON, "--out", str(run)]
+    argv = ["cams", "--backbone", "resnet10", *MODEL, "--cam-method", "cam", *COMMON, "--out", str(run)]
     assert main(argv) == 0
     assert json.loads((run / "cams.json").read_text())["status"] == "complete"
     stale = run / "scoremaps" / "stale.npy"

@@ -334,7 +334,7 @@ def test_failed_run_is_recorded_skipped_and_retried(tmp_path, data_n3):
 
 
 def test_cli_dry_run_and_bad_input(tmp_path, capsys):
-    args = ["study", "small-data", "--dataset", "synthetic", "--data-options", json.dumps(TINY), "--image-size", "32"]
+    args = ["study", "small-data", "--data", "synthetic", "--data-options", json.dumps(TINY), "--image-size", "32"]
     args += ["--tune-per-class", "2", "--regimes", "all", "--out", str(tmp_path), "--dry-run"]
     assert main(args + ["--methods", "cam,ema", "--seeds", "2"]) == 0
     out = capsys.readouterr().out.splitlines()

@@ -19,6 +19,8 @@ from urllib.error import URLError
 import torch
 from torch import nn
 
+from wsol.registry import Registry
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -60,30 +62,22 @@ class Backbone(nn.Module):
 
 
 BackboneBuilder = Callable[..., Backbone]
-_REGISTRY: dict[str, BackboneBuilder] = {}
 _TIMM_PREFIX = "timm:"
+BACKBONES: Registry[BackboneBuilder] = Registry("backbone", hint="or 'timm:<model name>'")
 
 
 def register_backbone(name: str | None = None) -> Callable[[BackboneBuilder], BackboneBuilder]:
-    """Decorator registering a backbone builder under ``name`` (default: the function's name).
+    """Decorator registering a backbone builder under ``name`` (default: the function's name; :data:`BACKBONES`).
 
     Raises:
         ValueError: if the name is already registered.
     """
-
-    def decorator(fn: BackboneBuilder) -> BackboneBuilder:
-        key = name or fn.__name__
-        if key in _REGISTRY:
-            raise ValueError(f"backbone {key!r} is already registered")
-        _REGISTRY[key] = fn
-        return fn
-
-    return decorator
+    return BACKBONES.register(name)
 
 
 def list_backbones() -> list[str]:
     """Registered backbone names, sorted; any ``timm:<model>`` name is accepted as well."""
-    return sorted(_REGISTRY)
+    return BACKBONES.names()
 
 
 def create_backbone(name: str, pretrained: bool = False, weights_path: str | Path | None = None, **kwargs) -> Backbone:
@@ -101,9 +95,7 @@ def create_backbone(name: str, pretrained: bool = False, weights_path: str | Pat
     """
     if name.startswith(_TIMM_PREFIX):
         return _timm_backbone(name[len(_TIMM_PREFIX) :], pretrained=pretrained, weights_path=weights_path, **kwargs)
-    if name not in _REGISTRY:
-        raise KeyError(f"unknown backbone {name!r}; registered: {', '.join(list_backbones())}, or 'timm:<model name>'")
-    return _REGISTRY[name](pretrained=pretrained, weights_path=weights_path, **kwargs)
+    return BACKBONES.get(name)(pretrained=pretrained, weights_path=weights_path, **kwargs)
 
 
 @contextmanager

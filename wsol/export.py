@@ -205,37 +205,22 @@ class ExportWrapper(nn.Module):
 
 
 # ------------------------------------------------------------------------------------------ models
-def load_checkpoint_model(path: str | Path, method: str = "auto") -> tuple[nn.Module, list[str] | None]:
-    """Load a Lightning checkpoint of a :mod:`wsol.methods` class on CPU.
+def load_checkpoint_model(path: str | Path) -> tuple[nn.Module, list[str] | None]:
+    """Load a checkpoint of any registered training method on CPU (:func:`wsol.load_model`).
 
     Pretrained backbone weights are never fetched: the checkpoint holds every weight.
-
-    Args:
-        path: the ``.ckpt`` file.
-        method: ``auto`` (the class the checkpoint records, else :class:`~wsol.methods.CAM`) or a method
-            class name in :mod:`wsol.methods` (case-insensitive), e.g. ``CAM`` or ``SEAM``.
 
     Returns:
         The model in eval mode and the class names stored in the checkpoint, if any.
 
     Raises:
         FileNotFoundError: if ``path`` does not exist.
-        KeyError: for an unknown method name.
-        ValueError: if the checkpoint cannot be read safely, or was trained with a backbone module rather
-            than a name.
+        ValueError: if the checkpoint cannot be read safely, names no registered method, or was trained with a
+            backbone module rather than a name.
     """
-    import wsol.methods as methods
-    from wsol.methods.checkpoint import METHOD_KEY, load_checkpoint, read_checkpoint
+    from wsol.methods.checkpoint import load_model, read_checkpoint
 
     path = Path(path)
-    classes = {
-        name.lower(): obj
-        for name in methods.__all__
-        if isinstance(obj := getattr(methods, name), type) and issubclass(obj, methods.WSOLModule)
-    }
-    if method.lower() != "auto" and method.lower() not in classes:
-        known = ", ".join(sorted(c.__name__ for c in classes.values()))
-        raise KeyError(f"unknown method {method!r}; known: auto, {known}")
     ckpt = read_checkpoint(path)  # weights_only: a crafted file is refused, never executed
     hparams = ckpt.get("hyper_parameters", {})
     if "backbone" not in hparams:
@@ -243,11 +228,7 @@ def load_checkpoint_model(path: str | Path, method: str = "auto") -> tuple[nn.Mo
             f"{path.name} was trained with a backbone module, not a registered name; rebuild the model in "
             "Python and call wsol.export.export_onnx on it"
         )
-    if method.lower() == "auto" and METHOD_KEY in ckpt:
-        model = load_checkpoint(path)
-    else:
-        cls = classes["cam" if method.lower() == "auto" else method.lower()]
-        model = cls.load_from_checkpoint(path, map_location="cpu", pretrained=False, weights_only=True)
+    model = load_model(path)
     names = hparams.get("class_names") or ckpt.get("datamodule_hyper_parameters", {}).get("class_names")
     return model.eval(), (list(map(str, names)) if names else None)
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+import torch
 
 from wsol.atomic import atomic_write, write_text
 from wsol.cams.models import CAMModel, load_cam_model
@@ -35,7 +36,6 @@ class ModelSpec:
     checkpoint: str | None = None
     backbone: str | None = None
     pretrained: bool = False
-    checkpoint_class: str = "auto"
     backbone_kwargs: dict[str, Any] | None = field(default=None, hash=False)
     seed: int = 0
 
@@ -44,7 +44,6 @@ class ModelSpec:
             self.checkpoint,
             self.backbone,
             self.pretrained,
-            self.checkpoint_class,
             None if self.pretrained else num_classes,
             self.backbone_kwargs,
             self.seed,
@@ -131,6 +130,7 @@ def run_leaderboard(
     progress: bool = True,
     normalization: str = "minmax",
     percentile: float = DEFAULT_PERCENTILE,
+    device: str | torch.device = "cpu",
 ) -> Leaderboard:
     """Run, score and write the board into ``out`` (``leaderboard.md/.csv/.json`` and PNG pictures).
 
@@ -150,6 +150,7 @@ def run_leaderboard(
         normalization: how every method's upsampled map becomes a score map: ``"minmax"`` (the reference
             protocol), ``"max"``, ``"pas"`` or ``"ivr"`` (Kim et al., ICCV 2021).
         percentile: IVR's percentile in [0, 1).
+        device: the torch device the models run on.
 
     Raises:
         KeyError: for an unknown CAM method.
@@ -176,6 +177,7 @@ def run_leaderboard(
     for spec, model_spec in tqdm(pairs, desc="models x datasets", disable=not progress or len(pairs) < 2):
         dataset = spec.open()
         model = model_spec.load(num_classes or dataset.num_classes)
+        model.module.to(device)
         class_map = dataset_class_map(dataset, model)
         class_names = list(dataset.class_names)
         loader = protocol_loader(dataset, model, image_size, resize, batch_size, limit)

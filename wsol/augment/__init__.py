@@ -7,7 +7,7 @@ Mixers run inside the LightningModule on the batch (not in the per-sample albume
     mixer = create_mixer("fmix", decay_power=3.0)
 """
 
-from wsol.augment.base import Mixer, MixOutput, Pairing, create_mixer, list_mixers, register_mixer
+from wsol.augment.base import MIXERS, Mixer, MixOutput, Pairing, create_mixer, list_mixers, register_mixer
 from wsol.augment.cutmix import CutMix
 from wsol.augment.fmix import FMix
 from wsol.augment.hmix_gmix import GMix, HMix
@@ -15,6 +15,7 @@ from wsol.augment.mixup import MixUp
 from wsol.augment.resizemix import ResizeMix
 
 __all__ = [
+    "MIXERS",
     "CutMix",
     "FMix",
     "GMix",

@@ -28,9 +28,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from wsol.registry import Registry
 from wsol.seeding import MIXER, derive_seed
 
-__all__ = ["MixOutput", "Mixer", "Pairing", "create_mixer", "list_mixers", "register_mixer"]
+__all__ = ["MIXERS", "MixOutput", "Mixer", "Pairing", "create_mixer", "list_mixers", "register_mixer"]
 
 Pairing = Literal["permute", "flip"]
 
@@ -164,32 +165,23 @@ class Mixer:
         return lam * targets + (1.0 - lam) * targets[index]
 
 
-_REGISTRY: dict[str, type[Mixer]] = {}
+MIXERS: Registry[type[Mixer]] = Registry("mixer")
 
 
 def register_mixer(name: str) -> Callable[[type[Mixer]], type[Mixer]]:
-    """Class decorator registering a mixer under ``name``.
+    """Class decorator registering a mixer under ``name`` (:data:`MIXERS`).
 
     Raises:
         ValueError: If ``name`` is already registered.
     """
-
-    def deco(cls: type[Mixer]) -> type[Mixer]:
-        if name in _REGISTRY:
-            raise ValueError(f"mixer {name!r} is already registered ({_REGISTRY[name].__name__})")
-        _REGISTRY[name] = cls
-        return cls
-
-    return deco
+    return MIXERS.register(name)
 
 
 def create_mixer(name: str, **kwargs: object) -> Mixer:
     """Build a registered mixer by name, e.g. ``create_mixer("cutmix", alpha=1.0, seed=0)``."""
-    if name not in _REGISTRY:
-        raise KeyError(f"unknown mixer {name!r}; available: {list_mixers()}")
-    return _REGISTRY[name](**kwargs)
+    return MIXERS.get(name)(**kwargs)
 
 
 def list_mixers() -> list[str]:
     """Sorted names of the registered mixers."""
-    return sorted(_REGISTRY)
+    return MIXERS.names()

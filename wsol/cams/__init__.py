@@ -8,6 +8,7 @@ Registered: ``cam``, ``gradcam``, ``gradcampp``, ``xgradcam``, ``layercam``, ``s
 """
 
 from wsol.cams.base import (
+    CAM_METHODS,
     ActivationHook,
     CAMInputs,
     CAMMethod,
@@ -25,6 +26,7 @@ from wsol.cams.native import NativeCAM
 from wsol.cams.scorecam import ScoreCAM
 
 __all__ = [
+    "CAM_METHODS",
     "CAM",
     "ActivationHook",
     "CAMModel",

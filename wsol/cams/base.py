@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from wsol.cams._resolve import default_target_layer, resolve_classifier, resolve_layer
+from wsol.registry import Registry
 
 Targets = Tensor | Sequence[int] | int | Literal["all"] | None
 
@@ -276,29 +277,26 @@ def normalize_cams(maps: Tensor, size: tuple[int, int] | None = None, eps: float
     return out.reshape(*lead, *(size or maps.shape[-2:]))
 
 
-_REGISTRY: dict[str, type[CAMMethod]] = {}
+CAM_METHODS: Registry[type[CAMMethod]] = Registry("CAM method")
 
 
 def register_cam(name: str) -> Callable[[type[CAMMethod]], type[CAMMethod]]:
-    """Class decorator registering a CAM method under ``name``; a duplicate name raises ``ValueError``."""
+    """Class decorator registering a CAM method under ``name`` (:data:`CAM_METHODS`); a duplicate name raises
+    ``ValueError``."""
 
     def decorator(cls: type[CAMMethod]) -> type[CAMMethod]:
-        if name in _REGISTRY:
-            raise ValueError(f"CAM method {name!r} is already registered")
+        CAM_METHODS.register(name)(cls)
         cls.name = name
-        _REGISTRY[name] = cls
         return cls
 
     return decorator
 
 
 def list_cams() -> list[str]:
-    """Registered CAM method names, in registration order."""
-    return list(_REGISTRY)
+    """Registered CAM method names, sorted."""
+    return CAM_METHODS.names()
 
 
 def create_cam(name: str, model: nn.Module, **kwargs: Any) -> CAMMethod:
     """Build the registered CAM method ``name`` on ``model`` (kwargs go to its constructor)."""
-    if name not in _REGISTRY:
-        raise KeyError(f"unknown CAM method {name!r}; registered: {', '.join(list_cams())}")
-    return _REGISTRY[name](model, **kwargs)
+    return CAM_METHODS.get(name)(model, **kwargs)

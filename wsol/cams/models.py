@@ -36,12 +36,12 @@ def load_cam_model(
     checkpoint: str | Path | None = None,
     backbone: str | None = None,
     pretrained: bool = False,
-    checkpoint_class: str = "auto",
     num_classes: int | None = None,
     backbone_kwargs: dict[str, Any] | None = None,
     seed: int = 0,
 ) -> CAMModel:
-    """Load a trained checkpoint or build a classifier from a backbone name (exactly one of the two).
+    """Load a trained checkpoint (its recorded class, :func:`wsol.load_model`) or build a classifier from a
+    backbone name (exactly one of the two).
 
     A backbone with pretrained weights keeps their classifier (e.g. ImageNet's 1000-way ``fc``); without
     one the head is random (seeded) with ``num_classes`` outputs — a sanity baseline, not a method.
@@ -51,7 +51,7 @@ def load_cam_model(
     if (checkpoint is None) == (backbone is None):
         raise ValueError("give exactly one of a checkpoint and a backbone name")
     if checkpoint is not None:
-        module, _ = load_checkpoint_model(checkpoint, checkpoint_class)
+        module, _ = load_checkpoint_model(checkpoint)
         label, head = Path(checkpoint).stem, "trained"
     else:
         module, head = build_backbone_model(backbone, pretrained, num_classes, backbone_kwargs, seed)

@@ -3,94 +3,20 @@
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
-# The rules of wsol.metrics.NORMALIZATIONS, spelled out so that building the parser stays free of heavy imports;
-# the flags are checked against the library's tuple when the command runs.
-_NORMALIZATION_METAVAR = "{minmax,max,pas,ivr}"
-
-
-def add_normalization_arguments(p: argparse.ArgumentParser, default: str | None = "minmax", what: str = "") -> None:
-    """``--normalization`` and ``--percentile``: how raw maps become [0, 1] score maps (shared by the commands).
-
-    Args:
-        p: The command's parser.
-        default: The rule used when the flag is absent (None: the command's maps need no normalisation).
-        what: Help text saying what the rule applies to in this command.
-    """
-    shown = "" if default is None else " (default: %(default)s)"
-    p.add_argument(
-        "--normalization",
-        default=default,
-        metavar=_NORMALIZATION_METAVAR,
-        help=(
-            f"{what or 'per-map normalisation of the upsampled raw CAMs'}; one of minmax (the reference "
-            f"protocol), max, pas, ivr (Kim et al., ICCV 2021){shown}"
-        ),
-    )
-    p.add_argument(
-        "--percentile",
-        type=float,
-        default=0.6,
-        metavar="P",
-        help="IVR's percentile in [0, 1): the value subtracted is the map's P-quantile (default: %(default)s)",
-    )
-
-
-def check_normalization_arguments(args: argparse.Namespace) -> None:
-    """Raise ``ValueError`` naming ``--normalization`` or ``--percentile`` unless both are valid."""
-    from wsol.metrics import check_normalization
-
-    try:
-        check_normalization(args.normalization or "minmax", args.percentile)
-    except ValueError as err:
-        # The library's messages start with the argument's name; the flag is the same name with "--".
-        raise ValueError(f"--{err}") from err
-
-
-def normalization_record(normalization: str, percentile: float) -> dict:
-    """What output files record: the rule and, for IVR only, the percentile it used."""
-    return {"method": normalization, "percentile": percentile if normalization == "ivr" else None}
-
-
-def add_model_arguments(p: argparse.ArgumentParser, several: bool = False) -> None:
-    """Model options shared with ``wsol leaderboard`` (``several``: comma-separated lists)."""
-    if several:
-        p.add_argument("--backbones", default="", help="comma-separated backbone names (see 'wsol backbones')")
-        p.add_argument("--checkpoints", default="", help="comma-separated Lightning checkpoints of wsol.methods")
-    else:
-        src = p.add_mutually_exclusive_group(required=True)
-        src.add_argument("--checkpoint", help="a Lightning checkpoint of a wsol.methods class")
-        src.add_argument("--backbone", help="a registered backbone name (see 'wsol backbones') or timm:<model>")
-    p.add_argument(
-        "--checkpoint-class",
-        default="auto",
-        help="wsol.methods class of the checkpoint(s) (default: auto, the class the checkpoint records)",
-    )
-    p.add_argument("--pretrained", action="store_true", help="load the backbone's pretrained weights and classifier")
-    p.add_argument("--num-classes", type=int, default=None, help="classes of a random head (default: the dataset's)")
-    p.add_argument("--backbone-kwargs", default=None, help="JSON options of the backbone, e.g. '{\"last_stride\": 1}'")
-    p.add_argument("--seed", type=int, default=0, help="seed of a random head (default: %(default)s)")
-
-
-def add_data_arguments(p: argparse.ArgumentParser, several: bool = False) -> None:
-    """Data and protocol options shared with ``wsol leaderboard``."""
-    p.add_argument(
-        "--data",
-        required=True,
-        help=(
-            "dataset: a reader name ('synthetic', 'tiny_imagenet' from $WSOL_DATA, ...), NAME=PATH, or a "
-            "Tiny ImageNet / reference-metadata folder" + (" (comma-separated for several)" if several else "")
-        ),
-    )
-    p.add_argument("--split", default="val", help="split to read (default: %(default)s)")
-    p.add_argument("--data-options", default=None, help="JSON options of the reader, e.g. '{\"val_per_class\": 4}'")
-    p.add_argument("--image-size", type=int, default=224, help="squash size and score-map size (default: 224)")
-    p.add_argument("--resize", choices=("pil", "cv2"), default="pil", help="bilinear resize of the images (default)")
-    p.add_argument("--batch-size", type=int, default=32, help="images per batch (default: %(default)s)")
-    p.add_argument("--limit", type=int, default=None, help="only the first N images (for a quick look)")
+from wsol.commands.arguments import (
+    add_data_arguments,
+    add_deprecated,
+    add_device_argument,
+    add_model_arguments,
+    add_normalization_arguments,
+    check_normalization_arguments,
+    normalization_record,
+    parse_json_option,
+    resolve_device,
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -109,16 +35,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_model_arguments(p)
     p.add_argument(
-        "--method",
-        required=True,
+        "--cam-method",
         help="cam, gradcam, gradcampp, xgradcam, layercam, scorecam, eigencam, or native (a wsol method's own maps)",
     )
+    add_deprecated(p, "--method", "cam_method", "use --cam-method", takes_value=True)
     p.add_argument("--target-layer", default=None, help="dotted layer name (default: the last feature map)")
     add_data_arguments(p)
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--targets", choices=("gt", "top1"), default="gt", help="map of the GT class (protocol) or top-1")
     p.add_argument("--dtype", choices=("float64", "float32"), default="float64", help="score-map dtype (default)")
     add_normalization_arguments(p)
+    add_device_argument(p)
     p.add_argument(
         "--gt",
         choices=("boxes", "masks"),
@@ -129,19 +56,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--overwrite", action="store_true", help="replace the outputs of an earlier run in OUT (refused otherwise)"
     )
     p.set_defaults(func=run)
-
-
-def parse_json_option(text: str | None, flag: str) -> dict:
-    """A JSON object given on the command line, or ``{}``."""
-    if not text:
-        return {}
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{flag} must be a JSON object: {err}") from err
-    if not isinstance(value, dict):
-        raise ValueError(f"{flag} must be a JSON object, got {text!r}")
-    return value
 
 
 def run(args: argparse.Namespace) -> int:
@@ -161,26 +75,28 @@ def run(args: argparse.Namespace) -> int:
         checkpoint=args.checkpoint,
         backbone=args.backbone,
         pretrained=args.pretrained,
-        checkpoint_class=args.checkpoint_class,
         num_classes=args.num_classes or (None if args.pretrained else dataset.num_classes),
         backbone_kwargs=parse_json_option(args.backbone_kwargs, "--backbone-kwargs"),
         seed=args.seed,
     )
+    model.module.to(resolve_device(args.device))
     class_map = dataset_class_map(dataset, model)
     loader = protocol_loader(dataset, model, args.image_size, args.resize, args.batch_size, args.limit)
-    method = create_cam(args.method, model.module, target_layer=args.target_layer)
+    if not args.cam_method:
+        raise ValueError("--cam-method is required (cam, gradcam, ..., see wsol cams --help)")
+    method = create_cam(args.cam_method, model.module, target_layer=args.target_layer)
     out = Path(args.out)
     maps_dir = out / "scoremaps"
     _claim_output(out, args.overwrite)
     # The manifest comes first and is completed last: an interrupted run is recognisable as such.
-    write_json(out / "cams.json", {"status": "running", "method": args.method, "data": spec.label})
+    write_json(out / "cams.json", {"status": "running", "method": args.cam_method, "data": spec.label})
     # Top-1 classes in dataset indices; a model class outside the dataset (ImageNet) becomes "other" (K).
     to_dataset = {int(m): d for d, m in enumerate(class_map.tolist())}
     records, predictions, seconds, correct = [], [], 0.0, 0
     scored_batches = score_batches(
         method, loader, class_map, args.image_size, args.targets, args.normalization, args.percentile
     )
-    for scored in tqdm(scored_batches, total=len(loader), desc=f"cams {args.method}"):
+    for scored in tqdm(scored_batches, total=len(loader), desc=f"cams {args.cam_method}"):
         batch = scored.batch
         seconds += scored.seconds
         correct += int(scored.correct.sum())
@@ -203,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
     tmp.replace(out / "predictions.txt")
     info = {
         "status": "complete",
-        "method": args.method,
+        "method": args.cam_method,
         "model": model.label,
         "head": model.head,
         "data": spec.label,

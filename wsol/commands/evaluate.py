@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from wsol.atomic import write_text
-from wsol.commands.cams import add_normalization_arguments, check_normalization_arguments
+from wsol.commands.arguments import add_normalization_arguments, check_normalization_arguments
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -48,8 +48,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--iou-thresholds", default="30,50,70", metavar="LIST", help="IoU thresholds in percent")
     p.add_argument("--metrics", default=None, metavar="LIST", help="boxes,masks (default: what the GT allows)")
     p.add_argument("--workers", type=int, default=1, metavar="N", help="processes to spread the images over")
-    p.add_argument("--out", type=Path, metavar="FILE.json", help="write all results and curves as JSON")
-    p.add_argument("--plots", type=Path, metavar="DIR", help="write box_accuracy.png and pixel_pr.png here")
+    p.add_argument(
+        "--out", type=Path, metavar="DIR", help="write OUT/metrics.json (results and curves; a .json path: deprecated)"
+    )
+    p.add_argument(
+        "--plots",
+        nargs="?",
+        const=True,
+        default=None,
+        metavar="DIR",
+        help="also write box_accuracy.png and pixel_pr.png into OUT (a DIR of their own is deprecated)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -66,9 +75,19 @@ def run(args: argparse.Namespace) -> int:
     import sys
 
     from wsol.evaluation import MetadataSource, NpzSource, evaluate
-    from wsol.evaluation.plots import plot_box_accuracy, plot_pixel_pr
 
     check_normalization_arguments(args)
+    if args.out is not None and args.out.suffix == ".json":
+        print(f"wsol evaluate: note: --out {args.out} (a file) is deprecated; give a folder (OUT/metrics.json)",
+              file=sys.stderr)  # fmt: skip
+    plots_dir = None
+    if args.plots is True:
+        if args.out is None:
+            raise ValueError("--plots writes into the --out folder: give --out DIR")
+        plots_dir = args.out.parent if args.out.suffix == ".json" else args.out
+    elif args.plots is not None:
+        print("wsol evaluate: note: --plots DIR is deprecated; give --out DIR --plots", file=sys.stderr)
+        plots_dir = Path(args.plots)
     normalization = {"normalization": args.normalization, "percentile": args.percentile}
     if args.metadata is not None:
         if args.scoremaps is None:
@@ -117,15 +136,18 @@ def run(args: argparse.Namespace) -> int:
             f"{'MaxPIoU':12s} {result.masks.piou:7.2f}   at score >= {result.masks.piou_threshold:g} (wsol extension)"
         )
     if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        write_text(args.out, json.dumps(result.to_dict(), indent=1, allow_nan=False, default=_json_default))
-        print(f"results: {args.out}")
-    if args.plots is not None:
-        args.plots.mkdir(parents=True, exist_ok=True)
+        json_path = args.out if args.out.suffix == ".json" else args.out / "metrics.json"
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        write_text(json_path, json.dumps(result.to_dict(), indent=1, allow_nan=False, default=_json_default))
+        print(f"results: {json_path}")
+    if plots_dir is not None:
+        from wsol.evaluation.plots import plot_box_accuracy, plot_pixel_pr
+
+        plots_dir.mkdir(parents=True, exist_ok=True)
         if result.boxes is not None:
-            print(f"plot: {plot_box_accuracy(result.boxes, args.plots / 'box_accuracy.png')}")
+            print(f"plot: {plot_box_accuracy(result.boxes, plots_dir / 'box_accuracy.png')}")
         if result.masks is not None:
-            print(f"plot: {plot_pixel_pr(result.masks, args.plots / 'pixel_pr.png')}")
+            print(f"plot: {plot_pixel_pr(result.masks, plots_dir / 'pixel_pr.png')}")
     return 0
 
 

@@ -7,7 +7,13 @@ import json
 import sys
 from pathlib import Path
 
-from wsol.commands.cams import add_normalization_arguments, check_normalization_arguments
+from wsol.commands.arguments import (
+    add_deprecated,
+    add_device_argument,
+    add_normalization_arguments,
+    check_normalization_arguments,
+    resolve_device,
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -17,20 +23,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "Export a trained checkpoint or a backbone (pretrained ImageNet head, or a random head) to one "
             "ONNX graph: input 'images' (normalised float32 NCHW, dynamic batch), outputs 'logits' and "
-            "'cams' (upsampled to the input size, min-max normalised or as --normalization says). Writes OUT "
-            "and OUT with a .json suffix (preprocessing, class names, opset, parity), runs onnx.checker and, unless "
-            "--skip-parity, compares onnxruntime with PyTorch (|delta| <= 1e-4, same top-1)."
+            "'cams' (upsampled to the input size, min-max normalised or as --normalization says). Writes "
+            "OUT/model.onnx and OUT/model.json (preprocessing, class names, opset, parity), runs onnx.checker and, "
+            "unless --no-parity, compares onnxruntime with PyTorch (|delta| <= 1e-4, same top-1). The graph is "
+            "traced on --device."
         ),
     )
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--checkpoint", help="a Lightning checkpoint of a wsol.methods class")
     src.add_argument("--backbone", help="a registered backbone name (see 'wsol backbones') or timm:<model>")
-    p.add_argument("--out", required=True, help="output .onnx path (the sidecar goes beside it as .json)")
     p.add_argument(
-        "--method",
-        default="auto",
-        help="wsol.methods class of --checkpoint; auto: the class the checkpoint records, else CAM (default)",
+        "--out",
+        required=True,
+        help="output folder: OUT/model.onnx and its sidecar OUT/model.json (a path ending in .onnx is deprecated)",
     )
+    add_deprecated(p, "--method", None, "the class recorded in the checkpoint is always used", takes_value=True)
     p.add_argument("--pretrained", action="store_true", help="load the backbone's pretrained weights and head")
     p.add_argument("--num-classes", type=int, default=None, help="classes of a random head (default: 1000)")
     p.add_argument("--backbone-kwargs", default=None, help="JSON options of the backbone, e.g. '{\"last_stride\": 1}'")
@@ -45,7 +52,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_normalization_arguments(p, what="in-graph per-map normalisation of 'cams'")
     p.add_argument("--class-names", default=None, help="text file with one class name per line")
-    p.add_argument("--skip-parity", action="store_true", help="skip the onnxruntime-vs-PyTorch parity check")
+    p.add_argument("--no-parity", action="store_true", help="skip the onnxruntime-vs-PyTorch parity check")
+    add_deprecated(p, "--skip-parity", "no_parity", "use --no-parity")
+    add_device_argument(p)
     p.add_argument("--seed", type=int, default=0, help="seed of a random head (default: %(default)s)")
     p.set_defaults(func=run)
 
@@ -76,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
             raise FileNotFoundError(f"class-names file not found: {path}")
         class_names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
     if args.checkpoint:
-        model, stored_names = load_checkpoint_model(args.checkpoint, args.method)
+        model, stored_names = load_checkpoint_model(args.checkpoint)
         source = {"checkpoint": Path(args.checkpoint).name, "method": type(model).__name__}
         source["backbone"] = model.hparams.get("backbone")
         class_names = class_names or stored_names
@@ -92,15 +101,21 @@ def run(args: argparse.Namespace) -> int:
                 print(f"wsol export: note: {args.backbone} has no pretrained classifier; the head is random")
         elif class_names is None and model.hparams.num_classes == 1000:
             class_names = imagenet_class_names()
+    out = Path(args.out)
+    if out.suffix == ".onnx":
+        print(f"wsol export: note: --out {out} (a file) is deprecated; give a folder (OUT/model.onnx)", file=sys.stderr)
+    else:
+        out = out / "model.onnx"
+    model.to(resolve_device(args.device))
     result = export_onnx(
         model,
-        args.out,
+        out,
         image_size=image_size,
         cam_classes=args.cam_classes,
         opset=args.opset,
         exporter=args.exporter,
         class_names=class_names,
-        parity=not args.skip_parity,
+        parity=not args.no_parity,
         extra_metadata={"source": source},
         normalization=args.normalization,
         percentile=args.percentile,

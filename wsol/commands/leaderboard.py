@@ -6,7 +6,13 @@ import argparse
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from wsol.commands.cams import add_data_arguments, add_model_arguments, add_normalization_arguments
+    from wsol.commands.arguments import (
+        add_data_arguments,
+        add_deprecated,
+        add_device_argument,
+        add_model_arguments,
+        add_normalization_arguments,
+    )
 
     p = subparsers.add_parser(
         "leaderboard",
@@ -20,10 +26,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     p.add_argument(
-        "--methods",
+        "--cam-methods",
         default="cam,gradcam,gradcampp,xgradcam,layercam,eigencam",
         help="comma-separated CAM methods (default: %(default)s; scorecam is slow: one pass per channel)",
     )
+    add_deprecated(p, "--methods", "cam_methods", "use --cam-methods", takes_value=True)
     add_model_arguments(p, several=True)
     add_data_arguments(p, several=True)
     p.add_argument("--out", required=True, help="output folder")
@@ -31,17 +38,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--cam-curve-interval", type=float, default=0.001, help="threshold step (0.001: the papers' grid; default)"
     )
     add_normalization_arguments(p, what="per-map normalisation of every method's upsampled maps")
+    add_device_argument(p)
     p.add_argument("--overlay-images", type=int, default=6, help="images in the overlay grid (default: %(default)s)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from wsol.cams.runner import parse_data_spec
-    from wsol.commands.cams import check_normalization_arguments, parse_json_option
+    from wsol.commands.arguments import check_normalization_arguments, parse_json_option, resolve_device
     from wsol.leaderboard import ModelSpec, run_leaderboard
 
     check_normalization_arguments(args)
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    methods = [m.strip() for m in args.cam_methods.split(",") if m.strip()]
     options = parse_json_option(args.data_options, "--data-options")
     datasets = [parse_data_spec(d.strip(), args.split, options) for d in args.data.split(",") if d.strip()]
     backbone_kwargs = parse_json_option(args.backbone_kwargs, "--backbone-kwargs")
@@ -50,13 +58,9 @@ def run(args: argparse.Namespace) -> int:
         for b in args.backbones.split(",")
         if b.strip()
     ]
-    models += [
-        ModelSpec(checkpoint=c.strip(), checkpoint_class=args.checkpoint_class)
-        for c in args.checkpoints.split(",")
-        if c.strip()
-    ]
+    models += [ModelSpec(checkpoint=c.strip()) for c in args.checkpoints.split(",") if c.strip()]
     if not methods or not models or not datasets:
-        raise ValueError("give at least one method (--methods), model (--backbones/--checkpoints) and --data")
+        raise ValueError("give at least one method (--cam-methods), model (--backbones/--checkpoints) and --data")
     board = run_leaderboard(
         methods,
         models,
@@ -71,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
         overlay_images=args.overlay_images,
         normalization=args.normalization,
         percentile=args.percentile,
+        device=resolve_device(args.device),
     )
     print(board.markdown_table())
     print(f"wrote {', '.join(str(p) for p in board.files)}")

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from pathlib import Path
+
+from wsol.commands.arguments import add_deprecated, add_device_argument, parse_json_option, resolve_device
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -22,8 +23,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     p.add_argument("--checkpoint", required=True, help="a Lightning checkpoint of a wsol.methods class")
-    p.add_argument("--data", required=True, help="dataset reader name (e.g. synthetic, coco, voc)")
-    p.add_argument("--root", default=None, help="dataset folder (default: the reader's, e.g. $WSOL_DATA/coco)")
+    p.add_argument(
+        "--data",
+        required=True,
+        help="dataset NAME[=PATH]: a reader name (e.g. synthetic, coco, voc) and its folder (default: the reader's, "
+        "e.g. $WSOL_DATA/coco)",
+    )
+    add_deprecated(p, "--root", "root", "use --data NAME=PATH", takes_value=True)
     p.add_argument("--split", default="train", help="split to label (default: %(default)s, SEAM's protocol)")
     p.add_argument("--data-options", default=None, help="JSON options of the reader, e.g. '{\"num_classes\": 3}'")
     p.add_argument("--out", required=True, help="output folder")
@@ -50,8 +56,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--ignore-threshold", type=float, default=None, help="mark pixels between it and the bg score 255")
     p.add_argument("--limit", type=int, default=None, help="only the first N images")
     p.add_argument("--grid", type=int, default=8, help="images in OUT/grid.png (default: %(default)s, 0: none)")
-    p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
-    p.set_defaults(func=run)
+    add_device_argument(p)
+    p.set_defaults(func=run, root=None)
 
 
 def parse_scales(text: str) -> tuple[float, ...]:
@@ -79,16 +85,15 @@ def parse_sweep(text: str) -> tuple[float, ...]:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
 
     from wsol.data import read_dataset
-    from wsol.methods import load_checkpoint
+    from wsol.methods import load_model
     from wsol.wsss import PseudoMaskConfig, generate_pseudo_masks
     from wsol.wsss.store import file_digest
 
-    options = json.loads(args.data_options) if args.data_options else {}
-    if not isinstance(options, dict):
-        raise ValueError("--data-options must be a JSON object")
+    options = parse_json_option(args.data_options, "--data-options")
+    name, _, root = args.data.partition("=")
+    root = root or args.root
     if args.limit is not None and args.limit < 1:
         raise ValueError(f"--limit must be >= 1, got {args.limit}")
     config = PseudoMaskConfig(
@@ -102,11 +107,10 @@ def run(args: argparse.Namespace) -> int:
         sweep=parse_sweep(args.sweep) if args.sweep else None,
         ignore_threshold=args.ignore_threshold,
     )
-    model = load_checkpoint(args.checkpoint)
+    model = load_model(args.checkpoint)
     method = type(model).__name__
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    model.to(device)
-    dataset = read_dataset(args.data, args.root, args.split, **options)
+    model.to(resolve_device(args.device))
+    dataset = read_dataset(name, root, args.split, **options)
     result = generate_pseudo_masks(
         model,
         dataset,
@@ -118,9 +122,9 @@ def run(args: argparse.Namespace) -> int:
             "checkpoint": Path(args.checkpoint).name,
             "checkpoint_sha256": file_digest(args.checkpoint),
             "method": method,
-            "data": args.data,
-            "root": str(Path(args.root).resolve()) if args.root else None,
-            "WSOL_DATA": None if args.root else os.environ.get("WSOL_DATA"),
+            "data": name,
+            "root": str(Path(root).resolve()) if root else None,
+            "WSOL_DATA": None if root else os.environ.get("WSOL_DATA"),
             "data_options": options,
             "split": args.split,
         },

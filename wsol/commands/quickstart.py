@@ -26,7 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--data",
         default="synthetic",
-        help="'synthetic' (generated demo set) or a Tiny ImageNet-layout folder (default: %(default)s)",
+        help="'synthetic' (generated demo set), NAME=PATH, or a Tiny ImageNet-layout folder (default: %(default)s)",
     )
     p.add_argument(
         "--train-per-class", type=int, default=300, help="demo training images per class (default: %(default)s)"
@@ -35,6 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--val-per-class", type=int, default=50, help="demo validation images per class (default: %(default)s)"
     )
     p.add_argument("--batch-size", type=int, default=64, help="batch size (default: %(default)s)")
+    p.add_argument("--device", default="cpu", help="Lightning accelerator: cpu, cuda or auto (default: %(default)s)")
     p.set_defaults(func=run)
 
 
@@ -67,8 +68,10 @@ def run(args: argparse.Namespace) -> int:
             val_options=options,
             train_scale=(0.6, 1.0),
         )
-    else:
-        dm = WSOLDataModule("tiny_imagenet", root=args.data, image_size=64, batch_size=args.batch_size)
+    else:  # NAME=PATH, or a Tiny ImageNet folder
+        name, sep, root = args.data.partition("=")
+        name, root = (name, root) if sep else ("tiny_imagenet", args.data)
+        dm = WSOLDataModule(name, root=root, image_size=64, batch_size=args.batch_size)
     dm.setup("fit")
     model = CAM(
         backbone="resnet10",
@@ -82,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     torch.set_num_threads(max(1, torch.get_num_threads()))
     trainer = pl.Trainer(
         max_epochs=args.epochs,
-        accelerator="cpu",
+        accelerator="gpu" if args.device.startswith("cuda") else args.device,
         default_root_dir=out,
         logger=CSVLogger(out, name="logs"),
         log_every_n_steps=10,

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import json
+
+from wsol.commands.arguments import add_deprecated, parse_json_option
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -25,8 +26,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "One JSON per finished run under OUT/runs: rerunning resumes. The report is rewritten after each run."
         ),
     )
-    s.add_argument("--data", default=None, help="Tiny ImageNet folder (default: $WSOL_DATA/tiny_imagenet_10)")
-    s.add_argument("--dataset", default="tiny_imagenet", help="reader name (default: %(default)s; synthetic for demos)")
+    s.add_argument(
+        "--data",
+        default="tiny_imagenet",
+        help="dataset NAME[=PATH], or a Tiny ImageNet folder (default: tiny_imagenet, from "
+        "$WSOL_DATA/tiny_imagenet_10; synthetic for demos)",
+    )
+    add_deprecated(s, "--dataset", "dataset", "use --data NAME=PATH", takes_value=True)
     s.add_argument("--data-options", default=None, help="JSON options of the reader, e.g. '{\"num_classes\": 3}'")
     s.add_argument("--out", default="experiments/small_data", help="output folder (default: %(default)s)")
     s.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 per configuration (default: %(default)s)")
@@ -54,13 +60,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s.add_argument("--image-size", type=int, default=64, help="image side (default: %(default)s)")
     s.add_argument("--limit-train-batches", type=int, default=None, help="batches per epoch (smoke tests)")
     s.add_argument("--cam-curve-interval", type=float, default=0.001, help="τ grid step (default: %(default)s)")
-    s.add_argument("--accelerator", default="auto", help="Lightning accelerator (default: %(default)s)")
+    s.add_argument("--device", default="auto", help="Lightning accelerator: auto, cpu, cuda (default: %(default)s)")
+    add_deprecated(s, "--accelerator", "device", "use --device", takes_value=True)
     s.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     s.add_argument("--dry-run", action="store_true", help="print the planned runs and their state, train nothing")
     s.add_argument("--report-only", action="store_true", help="rewrite the report from finished runs, train nothing")
     s.add_argument("--lightning-bar", action="store_true", help="show Lightning's progress bar inside each run")
     s.add_argument("--no-progress", action="store_true", help="no progress bar over runs")
-    s.set_defaults(func=run)
+    s.set_defaults(func=run, dataset=None)
 
 
 def parse_regimes(text: str) -> dict[str, int | None]:
@@ -76,6 +83,19 @@ def parse_regimes(text: str) -> dict[str, int | None]:
     if not regimes:
         raise ValueError("--regimes names no regime")
     return regimes
+
+
+def parse_study_data(text: str, reader: str | None = None) -> tuple[str, str | None]:
+    """``--data`` -> ``(reader, folder)``: ``NAME=PATH``, a registered reader ``NAME``, or a folder (read by
+    ``reader``, the deprecated ``--dataset``, default ``tiny_imagenet``)."""
+    from wsol.data import list_readers
+
+    name, sep, root = text.partition("=")
+    if sep:
+        return name, root
+    if reader is None and text in list_readers():
+        return text, None
+    return reader or "tiny_imagenet", text
 
 
 def run(args: argparse.Namespace) -> int:
@@ -113,10 +133,11 @@ def run(args: argparse.Namespace) -> int:
         base["model"] = {"backbone_kwargs": {"width": args.width}}
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    options = json.loads(args.data_options) if args.data_options else {}
+    options = parse_json_option(args.data_options, "--data-options")
+    name, root = parse_study_data(args.data, args.dataset)
     data = load_study_data(
-        args.dataset,
-        args.data,
+        name,
+        root,
         image_size=args.image_size,
         tune_per_class=args.tune_per_class,
         regimes=parse_regimes(args.regimes),
@@ -130,7 +151,7 @@ def run(args: argparse.Namespace) -> int:
         base=base,
         combination=not args.no_combination,
         cam_curve_interval=args.cam_curve_interval,
-        accelerator=args.accelerator,
+        accelerator="gpu" if args.device.startswith("cuda") else args.device,
         limit_train_batches=args.limit_train_batches,
         lightning_bar=args.lightning_bar,
         progress=not args.no_progress,

@@ -12,6 +12,7 @@ from typing import Any
 
 __all__ = [
     "IGNORE_INDEX",
+    "READERS",
     "EvalTransform",
     "ListDataset",
     "Sample",
@@ -31,6 +32,7 @@ _WHERE = {
     "collate": "batching",
     "WSOLDataModule": "datamodule",
     "ListDataset": "datasets",
+    "READERS": "datasets",
     "SampleDataset": "datasets",
     "list_readers": "datasets",
     "read_dataset": "datasets",

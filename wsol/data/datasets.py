@@ -15,6 +15,7 @@ from typing import Any
 from torch.utils.data import Dataset
 
 from wsol.data.schema import Sample
+from wsol.registry import Registry
 
 
 class SampleDataset(Dataset):
@@ -63,42 +64,31 @@ class ListDataset(SampleDataset):
 
 
 Reader = Callable[..., SampleDataset]
-_READERS: dict[str, Reader] = {}
-
-
-def register_reader(name: str) -> Callable[[Reader], Reader]:
-    """Register a dataset reader under ``name``; a duplicate name raises ``ValueError``."""
-
-    def decorator(fn: Reader) -> Reader:
-        if name in _READERS:
-            raise ValueError(f"dataset reader {name!r} is already registered")
-        _READERS[name] = fn
-        return fn
-
-    return decorator
-
-
 _BUILTIN = ("coco", "folder", "synthetic", "tiny_imagenet", "voc", "wsoleval")
 
 
 def _load_builtin_readers() -> None:
-    # The built-in readers register on import; importing them here keeps `import wsol.data` light.
+    # The built-in readers register on import; importing them on first use keeps `import wsol.data` light.
     for module in _BUILTIN:
         importlib.import_module(f"wsol.data.{module}")
 
 
+READERS: Registry[Reader] = Registry("dataset reader", loader=_load_builtin_readers)
+
+
+def register_reader(name: str) -> Callable[[Reader], Reader]:
+    """Register a dataset reader under ``name`` (:data:`READERS`); a duplicate name raises ``ValueError``."""
+    return READERS.register(name)
+
+
 def list_readers() -> list[str]:
-    """Registered dataset names."""
-    _load_builtin_readers()
-    return sorted(_READERS)
+    """Registered dataset names, sorted."""
+    return READERS.names()
 
 
 def read_dataset(name: str, root: str | Path | None, split: str, **options: Any) -> SampleDataset:
     """Read ``split`` of the dataset ``name`` from ``root`` with its registered reader."""
-    _load_builtin_readers()
-    if name not in _READERS:
-        raise KeyError(f"unknown dataset {name!r}; registered: {', '.join(list_readers())}")
-    return _READERS[name](root, split, **options)
+    return READERS.get(name)(root, split, **options)
 
 
 def resolve_root(root: str | Path | None, folder: str) -> Path:

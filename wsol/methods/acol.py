@@ -12,6 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from wsol.methods.base import WSOLModule
+from wsol.methods.registry import register_method
 
 __all__ = ["ACoL", "ConvClassifier", "acol_keep_mask", "combine_maps", "minmax_normalize"]
 
@@ -81,6 +82,7 @@ class ConvClassifier(nn.Module):
         return self.class_maps(features).mean(dim=(2, 3))
 
 
+@register_method
 class ACoL(WSOLModule):
     """Two classifiers on the backbone features; B sees the features with A's object region erased.
 

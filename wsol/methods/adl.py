@@ -13,6 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from wsol.methods.base import WSOLModule
+from wsol.methods.registry import register_method
 from wsol.seeding import METHOD, derive_seed
 
 __all__ = ["ADL", "AttentionDropout", "default_adl_layers"]
@@ -89,6 +90,7 @@ def default_adl_layers(backbone: nn.Module) -> list[str]:
     return [f"body.{names[-2]}", f"body.{names[-1]}"]
 
 
+@register_method
 class ADL(WSOLModule):
     """CAM with attention-based dropout after chosen backbone submodules during training.
 

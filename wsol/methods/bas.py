@@ -44,6 +44,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from wsol.methods.base import WSOLModule
+from wsol.methods.registry import register_method
 
 __all__ = ["BAS", "ForegroundGenerator", "area_loss", "bas_ratio_loss", "gt_activation", "topk_mean_map"]
 
@@ -122,6 +123,7 @@ class ForegroundGenerator(nn.Module):
         return torch.sigmoid(self.layers(features))
 
 
+@register_method
 class BAS(WSOLModule):
     """A classifier plus a foreground-map generator trained by suppressing the classifier's background activation.
 

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from wsol.methods.base import WSOLModule
+from wsol.methods.registry import register_method
 
 __all__ = [
     "BGC",
@@ -120,6 +121,7 @@ def dropout_consistency_loss(features: Tensor, tau_drop: float, eps: float = _EP
     return masked_mean((full - dropped).abs(), keep)
 
 
+@register_method
 class BGC(WSOLModule):
     """CAM trained with feature direction alignment and consistency under attentive dropout.
 

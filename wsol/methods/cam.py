@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from wsol.methods.base import WSOLModule
+from wsol.methods.registry import register_method
 
 
+@register_method
 class CAM(WSOLModule):
     """Backbone + GAP + linear classifier trained with cross-entropy (or BCE for multi-label data).
 

@@ -6,7 +6,6 @@ only tensors and plain containers, so a crafted file cannot run code. Every fail
 
 from __future__ import annotations
 
-import importlib
 import pickle
 from pathlib import Path
 from typing import Any
@@ -14,8 +13,9 @@ from typing import Any
 import torch
 
 from wsol.methods.base import WSOLModule
+from wsol.methods.registry import METHODS
 
-__all__ = ["METHOD_KEY", "checkpoint_method", "load_checkpoint", "read_checkpoint"]
+__all__ = ["METHOD_KEY", "checkpoint_method", "load_checkpoint", "load_model", "read_checkpoint"]
 
 # Written by WSOLModule.on_save_checkpoint: the dotted path of the class that trained the weights.
 METHOD_KEY = "wsol_method"
@@ -63,28 +63,38 @@ def checkpoint_method(path: str | Path) -> str:
     return str(ckpt[METHOD_KEY])
 
 
-def load_checkpoint(
+def load_model(
     path: str | Path, map_location: str | torch.device = "cpu", method_class: type[WSOLModule] | None = None
 ) -> WSOLModule:
     """Rebuild the method that wrote ``path`` (its class is recorded in the checkpoint), in eval mode.
 
+    The one checkpoint loader: every command (``wsol cams``, ``export``, ``pseudo-masks``, ``leaderboard``) and
+    the study use it, so a checkpoint of any registered method works everywhere without a class flag.
     Backbone weights come from the checkpoint; pretrained weights are never fetched again. The recorded class
-    is imported only from ``wsol.methods`` (a file never chooses which module runs); a method defined
-    elsewhere is passed as ``method_class``.
+    is looked up in the training-method registry (:func:`wsol.methods.list_methods`), so a file never chooses
+    which module runs; a method defined elsewhere registers with ``@register_method`` or is passed as
+    ``method_class``.
 
     Raises:
         FileNotFoundError: if ``path`` does not exist.
-        ValueError: if the checkpoint cannot be read safely, holds no wsol method or names a class that is not one.
+        ValueError: if the checkpoint cannot be read safely, holds no wsol method or names an unregistered class.
     """
     dotted = checkpoint_method(path)
-    module_name, _, class_name = dotted.rpartition(".")
+    class_name = dotted.rpartition(".")[2]
     if method_class is not None:
         cls: Any = method_class
-    elif not module_name.startswith("wsol.methods."):
-        raise ValueError(f"{path} names {dotted!r}, outside wsol.methods: pass its class as method_class")
+    elif class_name not in METHODS:
+        raise ValueError(
+            f"{path} names {dotted!r}, which is not a registered training method ({', '.join(METHODS.names())}): "
+            "register its class with @wsol.methods.register_method or pass it as method_class"
+        )
     else:
-        cls = getattr(importlib.import_module(module_name), class_name, None)
+        cls = METHODS.get(class_name)  # by name: a checkpoint outlives a move of its class between modules
     if not (isinstance(cls, type) and issubclass(cls, WSOLModule)):
         raise ValueError(f"{path} names {dotted!r}, which is not a wsol method class")
     model = cls.load_from_checkpoint(path, map_location=map_location, pretrained=False, weights_only=True)
     return model.eval()
+
+
+# The earlier name, kept for existing scripts.
+load_checkpoint = load_model

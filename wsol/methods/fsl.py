@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from wsol.methods.base import WSOLModule
+from wsol.methods.registry import register_method
 
 __all__ = ["FSL", "boxes_to_mask"]
 
@@ -58,6 +59,7 @@ def boxes_to_mask(boxes: Tensor, height: int, width: int) -> Tensor:
     return (in_y[:, :, None] & in_x[:, None, :]).any(dim=0).float()
 
 
+@register_method
 class FSL(WSOLModule):
     """A class-agnostic foreground localizer trained with box supervision, with a CAM head for top-1.
 

@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 
 from wsol.methods.base import WSOLModule
+from wsol.methods.registry import register_method
 from wsol.seeding import METHOD, derive_seed
 
 __all__ = ["HaS", "hide_patches"]
@@ -51,6 +52,7 @@ def hide_patches(
     return images.masked_fill(hidden[:, None].to(images.device), fill)
 
 
+@register_method
 class HaS(WSOLModule):
     """CAM whose training images have random cells hidden, so that it must also find less discriminative parts.
 

@@ -15,6 +15,7 @@ from torch import Tensor
 
 from wsol.augment import Mixer, MixUp
 from wsol.methods.base import WSOLModule
+from wsol.methods.registry import register_method
 
 __all__ = ["MixUpCAM", "concentration_loss", "prediction_entropy"]
 
@@ -70,6 +71,7 @@ def concentration_loss(cams: Tensor, weights: Tensor, eps: float = 1e-3) -> Tens
     return (weights * var).sum(dim=1).mean()
 
 
+@register_method
 class MixUpCAM(WSOLModule):
     """CAM trained on mixed images with entropy and concentration regularizers.
 

@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from wsol.heads import CAMHead
 from wsol.methods.base import WSOLModule
 from wsol.methods.pcm import PCM, max_norm, pcm_input, with_background
+from wsol.methods.registry import register_method
 
 __all__ = ["SEAM", "ecr_loss", "equivariant_transform", "er_loss", "max_onehot", "min_pool_loss"]
 
@@ -89,6 +90,7 @@ def min_pool_loss(fg: Tensor) -> Tensor:
     return F.relu(fg.amax(dim=1).flatten(1).topk(k, dim=1, largest=False).values).sum() / (k * b)
 
 
+@register_method
 class SEAM(WSOLModule):
     """Siamese CAM training with equivariance (ER), a pixel correlation module and cross regularization (ECR).
 

@@ -14,6 +14,7 @@ from torch import Tensor, nn
 
 from wsol.methods.acol import minmax_normalize
 from wsol.methods.base import WSOLModule
+from wsol.methods.registry import register_method
 
 __all__ = ["SPG", "SPG_IGNORE", "spg_bce", "spg_masks"]
 
@@ -51,6 +52,7 @@ def _conv_relu(in_channels: int, out_channels: int) -> list[nn.Module]:
     return [nn.Conv2d(in_channels, out_channels, 3, padding=1), nn.ReLU(inplace=True)]
 
 
+@register_method
 class SPG(WSOLModule):
     """CAM classifier whose features also learn foreground maps supervised by the classifier's own guidance.
 

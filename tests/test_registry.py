@@ -1,0 +1,87 @@
+import argparse
+
+import pytest
+
+from wsol.registry import Registry
+
+
+def test_registry_registers_lists_sorted_and_names_the_known_on_a_miss():
+    reg: Registry[object] = Registry("gadget", hint="or 'x:<name>'")
+
+    @reg.register()
+    def zeta() -> None: ...
+
+    reg.register("alpha")(int)
+    assert reg.names() == ["alpha", "zeta"] and list(reg) == ["alpha", "zeta"] and len(reg) == 2
+    assert reg.get("zeta") is zeta and "alpha" in reg and "beta" not in reg
+    with pytest.raises(KeyError, match=r"unknown gadget 'beta'; registered: alpha, zeta, or 'x:<name>'"):
+        reg.get("beta")
+    with pytest.raises(ValueError, match="gadget 'alpha' is already registered"):
+        reg.register("alpha")(float)
+    assert reg.remove("alpha") is int and reg.names() == ["zeta"]
+
+
+def test_registry_loader_runs_once_on_first_use_and_retries_after_a_failure():
+    calls = []
+    reg: Registry[int] = Registry("thing")
+
+    def loader() -> None:
+        calls.append(1)
+        if len(calls) == 1:
+            raise ImportError("missing optional dependency")
+        reg.register("one")(1)
+
+    reg._loader = loader
+    with pytest.raises(ImportError):
+        reg.names()
+    assert reg.names() == ["one"] and reg.names() == ["one"] and len(calls) == 2
+
+
+def test_every_plugin_kind_uses_the_one_registry():
+    from wsol.augment import MIXERS
+    from wsol.backbones import BACKBONES
+    from wsol.cams import CAM_METHODS
+    from wsol.data import READERS
+    from wsol.methods import METHODS
+
+    for reg in (BACKBONES, MIXERS, CAM_METHODS, READERS, METHODS):
+        assert isinstance(reg, Registry) and reg.names() == sorted(reg.names()) and len(reg) > 3
+    assert {"CAM", "SEAM", "MixUpCAM", "HaS", "ACoL", "SPG", "ADL", "BGC", "BAS", "FSL"} == set(METHODS.names())
+    assert {"tiny_imagenet", "synthetic", "coco", "voc", "wsoleval", "folder"} <= set(READERS.names())
+
+
+def test_deprecated_spelling_prints_one_line_and_stores_the_new_value(capsys):
+    from wsol.commands.arguments import add_deprecated
+
+    parser = argparse.ArgumentParser(prog="wsol demo")
+    parser.add_argument("--cam-method")
+    parser.add_argument("--no-parity", action="store_true")
+    add_deprecated(parser, "--method", "cam_method", "use --cam-method", takes_value=True)
+    add_deprecated(parser, "--skip-parity", "no_parity", "use --no-parity")
+    add_deprecated(parser, "--checkpoint-class", None, "ignored", takes_value=True)
+    args = parser.parse_args(["--method", "gradcam", "--skip-parity", "--checkpoint-class", "SEAM"])
+    assert args.cam_method == "gradcam" and args.no_parity is True
+    err = capsys.readouterr().err.splitlines()
+    assert err == [
+        "wsol demo: note: --method is deprecated; use --cam-method",
+        "wsol demo: note: --skip-parity is deprecated; use --no-parity",
+        "wsol demo: note: --checkpoint-class is deprecated; ignored",
+    ]
+    assert "--method" not in parser.format_help()  # old spellings are hidden from --help
+
+
+def test_study_data_spelling():
+    from wsol.commands.study import parse_study_data
+
+    assert parse_study_data("synthetic") == ("synthetic", None)
+    assert parse_study_data("tiny_imagenet=/data/tin") == ("tiny_imagenet", "/data/tin")
+    assert parse_study_data("/data/tin") == ("tiny_imagenet", "/data/tin")
+    assert parse_study_data("/data/x", "folder") == ("folder", "/data/x")  # the deprecated --dataset
+
+
+def test_resolve_device_names_the_flag():
+    from wsol.commands.arguments import resolve_device
+
+    assert resolve_device("cpu").type == "cpu" and resolve_device("auto").type in ("cpu", "cuda")
+    with pytest.raises(ValueError, match="--device"):
+        resolve_device("toaster")

@@ -1,0 +1,190 @@
+"""The command line's shared vocabulary: one helper per option family, used by every command.
+
+* ``--data NAME[=PATH]``: a registered reader and its folder (``$WSOL_DATA/<folder>`` without one); a bare
+  folder whose layout is recognised (Tiny ImageNet, reference metadata) works too.
+* ``--out DIR``: every command writes into a folder.
+* ``--cam-method(s)``: post-hoc CAM methods; ``--method(s)`` is kept for training methods and study rows.
+* ``--device``: every command that runs a model (``auto``: CUDA when available, else CPU).
+* ``--no-*``: every negation.
+* ``--normalization``/``--percentile``: how raw maps become [0, 1] score maps.
+
+Old spellings stay accepted for one release through :func:`add_deprecated`, which prints one line naming the
+new spelling. Building a parser imports nothing heavy: ``wsol --help`` starts without torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+# The rules of wsol.metrics.NORMALIZATIONS, spelled out so that building the parser stays free of heavy imports;
+# the flags are checked against the library's tuple when the command runs.
+_NORMALIZATION_METAVAR = "{minmax,max,pas,ivr}"
+
+
+def add_normalization_arguments(p: argparse.ArgumentParser, default: str | None = "minmax", what: str = "") -> None:
+    """``--normalization`` and ``--percentile``: how raw maps become [0, 1] score maps (shared by the commands).
+
+    Args:
+        p: The command's parser.
+        default: The rule used when the flag is absent (None: the command's maps need no normalisation).
+        what: Help text saying what the rule applies to in this command.
+    """
+    shown = "" if default is None else " (default: %(default)s)"
+    p.add_argument(
+        "--normalization",
+        default=default,
+        metavar=_NORMALIZATION_METAVAR,
+        help=(
+            f"{what or 'per-map normalisation of the upsampled raw CAMs'}; one of minmax (the reference "
+            f"protocol), max, pas, ivr (Kim et al., ICCV 2021){shown}"
+        ),
+    )
+    p.add_argument(
+        "--percentile",
+        type=float,
+        default=0.6,
+        metavar="P",
+        help="IVR's percentile in [0, 1): the value subtracted is the map's P-quantile (default: %(default)s)",
+    )
+
+
+def check_normalization_arguments(args: argparse.Namespace) -> None:
+    """Raise ``ValueError`` naming ``--normalization`` or ``--percentile`` unless both are valid."""
+    from wsol.metrics import check_normalization
+
+    try:
+        check_normalization(args.normalization or "minmax", args.percentile)
+    except ValueError as err:
+        # The library's messages start with the argument's name; the flag is the same name with "--".
+        raise ValueError(f"--{err}") from err
+
+
+def normalization_record(normalization: str, percentile: float) -> dict:
+    """What output files record: the rule and, for IVR only, the percentile it used."""
+    return {"method": normalization, "percentile": percentile if normalization == "ivr" else None}
+
+
+def add_model_arguments(p: argparse.ArgumentParser, several: bool = False) -> None:
+    """Model options shared with ``wsol leaderboard`` (``several``: comma-separated lists)."""
+    if several:
+        p.add_argument("--backbones", default="", help="comma-separated backbone names (see 'wsol backbones')")
+        p.add_argument("--checkpoints", default="", help="comma-separated Lightning checkpoints of wsol.methods")
+    else:
+        src = p.add_mutually_exclusive_group(required=True)
+        src.add_argument("--checkpoint", help="a Lightning checkpoint of a wsol.methods class")
+        src.add_argument("--backbone", help="a registered backbone name (see 'wsol backbones') or timm:<model>")
+    add_deprecated(p, "--checkpoint-class", None, "the class recorded in the checkpoint is always used")
+    p.add_argument("--pretrained", action="store_true", help="load the backbone's pretrained weights and classifier")
+    p.add_argument("--num-classes", type=int, default=None, help="classes of a random head (default: the dataset's)")
+    p.add_argument("--backbone-kwargs", default=None, help="JSON options of the backbone, e.g. '{\"last_stride\": 1}'")
+    p.add_argument("--seed", type=int, default=0, help="seed of a random head (default: %(default)s)")
+
+
+def add_data_arguments(p: argparse.ArgumentParser, several: bool = False) -> None:
+    """Data and protocol options shared with ``wsol leaderboard``."""
+    p.add_argument(
+        "--data",
+        required=True,
+        help=(
+            "dataset: NAME[=PATH], a reader name ('synthetic', 'tiny_imagenet' from $WSOL_DATA, ...) with its "
+            "folder, or a Tiny ImageNet / reference-metadata folder"
+            + (" (comma-separated for several)" if several else "")
+        ),
+    )
+    p.add_argument("--split", default="val", help="split to read (default: %(default)s)")
+    p.add_argument("--data-options", default=None, help="JSON options of the reader, e.g. '{\"val_per_class\": 4}'")
+    p.add_argument("--image-size", type=int, default=224, help="squash size and score-map size (default: 224)")
+    p.add_argument("--resize", choices=("pil", "cv2"), default="pil", help="bilinear resize of the images (default)")
+    p.add_argument("--batch-size", type=int, default=32, help="images per batch (default: %(default)s)")
+    p.add_argument("--limit", type=int, default=None, help="only the first N images (for a quick look)")
+
+
+def parse_json_option(text: str | None, flag: str) -> dict:
+    """A JSON object given on the command line, or ``{}``."""
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{flag} must be a JSON object: {err}") from err
+    if not isinstance(value, dict):
+        raise ValueError(f"{flag} must be a JSON object, got {text!r}")
+    return value
+
+
+def add_device_argument(p: argparse.ArgumentParser) -> None:
+    """``--device``: the torch device that runs the model (``auto``: CUDA when available, else CPU)."""
+    p.add_argument("--device", default="auto", help="torch device, e.g. cpu, cuda, cuda:1 (default: auto)")
+
+
+def resolve_device(text: str | None) -> Any:
+    """The ``torch.device`` of a ``--device`` value (``auto``/None: CUDA when available, else CPU).
+
+    Raises:
+        ValueError: naming ``--device`` for a malformed or unavailable device.
+    """
+    import torch
+
+    if text in (None, "", "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(text)
+    except RuntimeError as err:
+        raise ValueError(f"--device: {err}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {text}: CUDA is not available on this machine")
+    return device
+
+
+class _Deprecated(argparse.Action):
+    """An old spelling: prints one line naming the new one, then stores like it (or only warns)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, advice: str = "", store: Callable | None = None,
+                 **kwargs: Any) -> None:  # fmt: skip
+        self.advice, self.store = advice, store
+        super().__init__(option_strings, dest, help=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:  # fmt: skip
+        print(f"wsol {parser.prog.split()[-1]}: note: {option_string} is deprecated; {self.advice}", file=sys.stderr)
+        if self.store is not None:
+            self.store(namespace, values)
+
+
+def add_deprecated(
+    p: argparse.ArgumentParser,
+    old: str,
+    new_dest: str | None,
+    advice: str,
+    takes_value: bool = False,
+    convert: Callable[[Any], Any] | None = None,
+) -> None:
+    """Keep accepting the old spelling ``old`` (hidden from ``--help``).
+
+    Args:
+        p: the command's parser.
+        old: the old option string, e.g. ``"--skip-parity"``.
+        new_dest: the namespace attribute the old option sets (None: accepted and ignored).
+        advice: what to use instead, printed after "deprecated; ".
+        takes_value: the old option takes a value (else it is a flag).
+        convert: maps the given value (True for a flag) to the stored one.
+    """
+
+    def store(namespace: argparse.Namespace, values: Any) -> None:
+        value = True if not takes_value else values
+        setattr(namespace, new_dest, convert(value) if convert else value)
+
+    nargs = None if takes_value else 0
+    p.add_argument(
+        old,
+        action=_Deprecated,
+        dest=f"_deprecated_{old.lstrip('-').replace('-', '_')}",
+        advice=advice,
+        store=store if new_dest else None,
+        nargs=nargs,
+        default=argparse.SUPPRESS,
+    )
