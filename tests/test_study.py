@@ -645,6 +645,30 @@ def test_psol_row_trains_both_stages_without_reading_a_training_box(tmp_path, da
     assert stage1["tau"] == float(hires["tune"]["tau"]["50"])
 
 
+def test_psol2_self_trains_on_the_first_localizers_boxes(tmp_path, data_n3, monkeypatch):
+    blind = _without_pool_annotations(data_n3)
+    loaders: list = []
+    original = type(blind).train_loader
+
+    def recording(self, regime, batch_size, seed, scale, split="regime", boxes=None):
+        loaders.append((split, boxes))
+        return original(self, regime, batch_size, seed, scale, split, boxes)
+
+    monkeypatch.setattr(type(blind), "train_loader", recording)
+    settings = _settings(tmp_path, limit_train_batches=2)
+    row = next(r for r in SMALL_DATA_METHODS if r.name == "psol2")
+    config = merge(merge(BASE_CONFIG, SMALL), row.variants["default"])
+    result = train_and_score(RunSpec("psol2", "default", "n3", 0, config), blind, settings)
+    # Stage 1 on labels, then two localizers: the second learns from boxes made by the first, not stage 1's.
+    assert [split for split, _ in loaders] == ["labels", "pseudo", "pseudo"]
+    assert loaders[2][1] is not loaders[1][1] and len(loaders[2][1]) == 9
+    (relabel,) = result["rounds"]
+    assert relabel["pseudo_boxes"]["n"] == 9 and 0 <= relabel["tau"] < 1 and "MaxBoxAccV2" in relabel["tune"]
+    assert result["seconds"]["stage1"] + result["seconds"]["stage2"] <= result["seconds"]["total"] + 1e-6
+    with pytest.raises(ValueError, match="rounds must be 1, or more with train_split 'pseudo'"):
+        train_and_score(RunSpec("cam", "default", "n3", 0, {**config, "train_split": "regime"}), blind, settings)
+
+
 def test_norm_table_counts_the_runs_that_have_the_scores(tmp_path):
     old = _fake(RunSpec("cam", "default", "all", 0, {}), 50.0)
     new = _with_norms(

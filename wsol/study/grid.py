@@ -179,6 +179,21 @@ SMALL_DATA_METHODS: tuple[MethodSpec, ...] = (
         },
         "PSOL-style: FSL trained on the 16x16 CAM's pseudo boxes of the training images",
     ),
+    # PSOL with one self-training round: the stage-2 localizer's maps (better than stage 1's on the tuning split)
+    # box the training images again, at its own tuning-split τ, and a fresh localizer learns from those boxes.
+    MethodSpec(
+        "psol2",
+        None,
+        {
+            "default": {
+                "method": "FSL",
+                "train_split": "pseudo",
+                "rounds": 2,
+                "stage1": {"model": {"backbone_kwargs": {"layer3_stride": 1, "last_stride": 1}}},
+            }
+        },
+        "PSOL + 1 self-training round: a second FSL on the first FSL's pseudo boxes",
+    ),
 )
 
 
@@ -249,10 +264,10 @@ def combine(rows: Sequence[tuple[MethodSpec, str]]) -> tuple[str, dict[str, Any]
 
 def build_model(config: Mapping[str, Any], num_classes: int, seed: int) -> Any:
     """The LightningModule of a recipe (``wsol.methods`` class, mixer seeded by the run's seed, memory format)."""
-    import wsol.methods
     from wsol.augment import create_mixer
+    from wsol.methods import get_method
 
-    cls = getattr(wsol.methods, config["method"])
+    cls = get_method(config["method"])
     kwargs = dict(config["model"])
     if config.get("mixer"):
         spec = dict(config["mixer"])

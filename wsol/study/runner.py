@@ -105,6 +105,34 @@ def _fit(model: Any, loader: Any, config: dict[str, Any], settings: StudySetting
     return trainer
 
 
+def _box_regime(
+    model: Any, spec: RunSpec, data: StudyData, settings: StudySettings
+) -> tuple[list[Any], dict[str, Any]]:
+    """A pseudo box for every training image of the run's regime from ``model``'s maps, at the τ that maximises
+    its BoxAcc at IoU 50 on the tuning split (min-max): the one split with boxes that WSOL may read.
+
+    Returns:
+        One ``(1, 4)`` box per image, and the record: τ, the tuning scores, and the boxes' count, whole-image
+        fallbacks and mean area fraction.
+    """
+    from wsol.study.pseudo import choose_tau, pseudo_boxes
+
+    tune = score_maps(collect_maps(model, data.eval_loader("tune")), settings.cam_curve_interval)
+    tau = choose_tau(tune, 50)
+    sizes = [data.pool[i].size for i in data.regimes[spec.regime]]
+    boxes, n_whole = pseudo_boxes(collect_maps(model, data.eval_loader(f"regime:{spec.regime}")), sizes, tau)
+    box_areas = [(b[0, 2] - b[0, 0] + 1) * (b[0, 3] - b[0, 1] + 1) for b in boxes]
+    return boxes, {
+        "tau": tau,
+        "tune": summarize(tune),
+        "pseudo_boxes": {
+            "n": len(boxes),
+            "whole_image": n_whole,
+            "mean_area_fraction": float(np.mean([a / (w * h) for a, (w, h) in zip(box_areas, sizes, strict=True)])),
+        },
+    }
+
+
 def _pseudo_stage(spec: RunSpec, data: StudyData, settings: StudySettings) -> tuple[list[Any], dict[str, Any]]:
     """Stage 1 of the pseudo-box localizer: a WSOL model, its τ on the tuning split and its boxes on the regime.
 
@@ -118,8 +146,6 @@ def _pseudo_stage(spec: RunSpec, data: StudyData, settings: StudySettings) -> tu
     """
     import pytorch_lightning as pl
 
-    from wsol.study.pseudo import choose_tau, pseudo_boxes
-
     if not isinstance(spec.config.get("stage1"), dict):
         raise ValueError(f"config of {spec.key}: train_split 'pseudo' needs a 'stage1' dict of recipe overrides")
     start = time.perf_counter()
@@ -129,22 +155,12 @@ def _pseudo_stage(spec: RunSpec, data: StudyData, settings: StudySettings) -> tu
     loader = data.train_loader(spec.regime, config["batch_size"], spec.seed, config["train_scale"], split="labels")
     trainer = _fit(model, loader, config, settings)
     trained = time.perf_counter()
-    tune = score_maps(collect_maps(model, data.eval_loader("tune")), settings.cam_curve_interval)
-    tau = choose_tau(tune, 50)
-    sizes = [data.pool[i].size for i in data.regimes[spec.regime]]
-    boxes, n_whole = pseudo_boxes(collect_maps(model, data.eval_loader(f"regime:{spec.regime}")), sizes, tau)
-    box_areas = [(b[0, 2] - b[0, 0] + 1) * (b[0, 3] - b[0, 1] + 1) for b in boxes]
+    boxes, record = _box_regime(model, spec, data, settings)
     end = time.perf_counter()
     record = {
         "config": config,
         "config_hash": config_hash(config),
-        "tau": tau,
-        "tune": summarize(tune),
-        "pseudo_boxes": {
-            "n": len(boxes),
-            "whole_image": n_whole,
-            "mean_area_fraction": float(np.mean([a / (w * h) for a, (w, h) in zip(box_areas, sizes, strict=True)])),
-        },
+        **record,
         "seconds": {
             "train": trained - start,
             "pseudo_boxes": end - trained,
@@ -162,7 +178,9 @@ def train_and_score(spec: RunSpec, data: StudyData, settings: StudySettings) -> 
     arXiv 2002.11359): its ``stage1`` recipe is trained first and makes a pseudo box for every training image
     (:func:`_pseudo_stage`); the configuration itself (a box-supervised localizer such as ``FSL``) is then trained
     on those boxes and scored like every run. The result's ``stage1`` entry holds τ, the stage-1 tuning scores
-    and its seconds. No GT box of a training image is read in that row.
+    and its seconds. With ``rounds: R > 1`` the localizer is self-trained: each round's model boxes the training
+    images again (τ from its own tuning maps) and a fresh model (same seed) learns from them; ``rounds`` records
+    each relabelling. No GT box of a training image is read in that row.
     """
     import pytorch_lightning as pl
     import torch
@@ -174,15 +192,25 @@ def train_and_score(spec: RunSpec, data: StudyData, settings: StudySettings) -> 
     split = config.get("train_split", "regime")
     stage1: dict[str, Any] | None = None
     boxes = None
+    rounds = int(config.get("rounds", 1))
+    if rounds < 1 or (rounds > 1 and split != "pseudo"):
+        raise ValueError(f"config of {spec.key}: rounds must be 1, or more with train_split 'pseudo', got {rounds}")
     if split == "pseudo":
         boxes, stage1 = _pseudo_stage(spec, data, settings)
     stage2_start = time.perf_counter()
-    pl.seed_everything(spec.seed, workers=True, verbose=False)
-    model = build_model(config, len(data.class_names), spec.seed)
-    loader = data.train_loader(
-        spec.regime, config["batch_size"], spec.seed, config["train_scale"], split=split, boxes=boxes
-    )
-    trainer = _fit(model, loader, config, settings)
+    relabelled: list[dict[str, Any]] = []
+    model: Any = None
+    for round_ in range(rounds):
+        if round_:  # self-training: the last localizer boxes the training images again, and a fresh one learns
+            boxes, record = _box_regime(model, spec, data, settings)
+            relabelled.append(record)
+            stage2_start = time.perf_counter()
+        pl.seed_everything(spec.seed, workers=True, verbose=False)
+        model = build_model(config, len(data.class_names), spec.seed)
+        loader = data.train_loader(
+            spec.regime, config["batch_size"], spec.seed, config["train_scale"], split=split, boxes=boxes
+        )
+        trainer = _fit(model, loader, config, settings)
     trained = time.perf_counter()
     tune = collect_maps(model, data.eval_loader("tune"))
     val = collect_maps(model, data.eval_loader("val"))
@@ -198,6 +226,7 @@ def train_and_score(spec: RunSpec, data: StudyData, settings: StudySettings) -> 
         "load_average_at_start": load,
     }
     if stage1 is not None:
+        # stage2: the last localizer's training and scoring; earlier rounds count in train and total only.
         seconds |= {"stage1": stage1["seconds"]["total"], "stage2": end - stage2_start}
     return {
         "key": spec.key,
@@ -218,6 +247,7 @@ def train_and_score(spec: RunSpec, data: StudyData, settings: StudySettings) -> 
         MAPS_KEY: {"tune": tune, "val": val},
         "seconds": seconds,
         **({"stage1": stage1} if stage1 is not None else {}),
+        **({"rounds": relabelled} if relabelled else {}),
     }
 
 
