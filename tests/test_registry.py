@@ -85,3 +85,22 @@ def test_resolve_device_names_the_flag():
     assert resolve_device("cpu").type == "cpu" and resolve_device("auto").type in ("cpu", "cuda")
     with pytest.raises(ValueError, match="--device"):
         resolve_device("toaster")
+
+
+def test_no_two_public_classes_share_a_name():
+    import importlib
+    import pkgutil
+
+    import wsol
+
+    seen: dict[str, set[str]] = {}
+    for info in pkgutil.walk_packages(wsol.__path__, "wsol."):
+        if info.name.endswith("__main__"):
+            continue
+        module = importlib.import_module(info.name)
+        for name in getattr(module, "__all__", ()):
+            obj = getattr(module, name)
+            if isinstance(obj, type) and obj.__module__.startswith("wsol."):
+                seen.setdefault(obj.__name__, set()).add(f"{obj.__module__}.{obj.__qualname__}")
+    assert len(seen) > 40
+    assert {name: where for name, where in seen.items() if len(where) > 1} == {}

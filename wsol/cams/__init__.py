@@ -18,7 +18,7 @@ from wsol.cams.base import (
     normalize_cams,
     register_cam,
 )
-from wsol.cams.cam import CAM
+from wsol.cams.cam import PlainCAM
 from wsol.cams.eigencam import EigenCAM
 from wsol.cams.gradient import GradCAM, GradCAMpp, LayerCAM, XGradCAM
 from wsol.cams.models import CAMModel, class_mapping, imagenet_class_indices, load_cam_model
@@ -27,12 +27,12 @@ from wsol.cams.scorecam import ScoreCAM
 
 __all__ = [
     "CAM_METHODS",
-    "CAM",
     "ActivationHook",
     "CAMModel",
     "CAMInputs",
     "CAMMethod",
     "NativeCAM",
+    "PlainCAM",
     "CAMResult",
     "EigenCAM",
     "GradCAM",
@@ -48,3 +48,13 @@ __all__ = [
     "normalize_cams",
     "register_cam",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # The post-hoc CAM was called ``CAM`` like the training method ``wsol.methods.CAM``; the old name still works.
+    if name == "CAM":
+        import warnings
+
+        warnings.warn("wsol.cams.CAM is now wsol.cams.PlainCAM", DeprecationWarning, stacklevel=2)
+        return PlainCAM
+    raise AttributeError(f"module 'wsol.cams' has no attribute {name!r}")

@@ -1,4 +1,4 @@
-"""CAM: the classifier's own weights (Zhou et al., CVPR 2016, arXiv 1512.04150)."""
+"""Post-hoc CAM (``PlainCAM``, registered as ``cam``): the classifier's own weights (Zhou et al., CVPR 2016)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from wsol.cams.base import CAMInputs, CAMMethod, register_cam
 
 
 @register_cam("cam")
-class CAM(CAMMethod):
+class PlainCAM(CAMMethod):
     """Class activation map ``M_c(x, y) = sum_k w_k^c f_k(x, y)`` (Eq. (2) of arXiv 1512.04150).
 
     ``w^c`` is row ``c`` of the linear classifier that follows global average pooling, so the map needs
