@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from wsol.export import ExportWrapper, build_backbone_model, export_onnx
+from wsol.onnx import ExportWrapper, build_backbone_model, export_onnx
 
 
 def _time(fn, x) -> float:

@@ -10,10 +10,10 @@ import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
 from torch import nn
 
-from wsol.backbones import Backbone
 from wsol.methods.adl import ADL, AttentionDropout, default_adl_layers
 from wsol.methods.cam import CAM
 from wsol.methods.checkpoint import load_checkpoint
+from wsol.models import Backbone
 
 SMALL = {"backbone": "resnet10", "backbone_kwargs": {"stem_stride": 2, "width": 8}, "num_classes": 3}
 

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from wsol.backbones import Backbone, create_backbone, list_backbones, register_backbone
+from wsol.models import Backbone, create_backbone, list_backbones, register_backbone
 
 CASES = {
     "resnet10": (512, 32),
@@ -89,7 +89,7 @@ def test_pretrained_efficientnet_lite0_is_offline_and_deterministic():
 
 
 def test_weights_path_loads_a_torchvision_style_checkpoint(tmp_path):
-    from wsol.backbones import _ResNet10
+    from wsol.models.resnet import _ResNet10
 
     source = _ResNet10()
     for p in source.parameters():

@@ -5,8 +5,8 @@ import torch
 import torchvision
 
 from wsol import create_backbone
-from wsol.backbones_wsoleval import VGG16CAM, InceptionV3CAM
 from wsol.methods import CAM
+from wsol.models.wsoleval import VGG16CAM, InceptionV3CAM
 
 
 def test_vgg16_drops_the_last_pool_and_adds_conv6():

@@ -9,9 +9,9 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from torch import Tensor, nn
 
 from wsol.augment import CutMix
-from wsol.backbones import Backbone
 from wsol.methods.bas import BAS, area_loss, bas_ratio_loss, gt_activation, topk_mean_map
 from wsol.methods.checkpoint import checkpoint_method, load_checkpoint
+from wsol.models import Backbone
 
 TINY = {"backbone": "resnet10", "backbone_kwargs": {"stem_stride": 2, "width": 8}, "num_classes": 3, "batch_size": 4}
 

@@ -2,8 +2,8 @@ import json
 
 import pytest
 
-from wsol.backbones import list_backbones
 from wsol.cli import main
+from wsol.models import list_backbones
 
 
 def test_help_lists_subcommands(capsys):

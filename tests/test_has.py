@@ -9,10 +9,10 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from torch import nn
 
 from wsol.augment import MixUp
-from wsol.backbones import Backbone
 from wsol.methods.cam import CAM
 from wsol.methods.checkpoint import load_checkpoint
 from wsol.methods.has import HaS, hide_patches
+from wsol.models import Backbone
 
 
 def pointwise(cls: type = HaS, **kwargs) -> nn.Module:

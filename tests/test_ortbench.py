@@ -77,7 +77,7 @@ CLOCKS_OFF = (
 @pytest.fixture(scope="module")
 def tiny_onnx(tmp_path_factory) -> Path:
     """A small exported model (ResNet-10 at width 8, 5 classes, 64 px) with its sidecar."""
-    from wsol.export import build_backbone_model, export_onnx
+    from wsol.onnx import build_backbone_model, export_onnx
 
     model, _ = build_backbone_model("resnet10", num_classes=5, backbone_kwargs={"width": 8}, seed=0)
     out = tmp_path_factory.mktemp("model") / "tiny.onnx"

@@ -39,10 +39,10 @@ def test_registry_loader_runs_once_on_first_use_and_retries_after_a_failure():
 
 def test_every_plugin_kind_uses_the_one_registry():
     from wsol.augment import MIXERS
-    from wsol.backbones import BACKBONES
     from wsol.cams import CAM_METHODS
     from wsol.data import READERS
     from wsol.methods import METHODS
+    from wsol.models import BACKBONES
 
     for reg in (BACKBONES, MIXERS, CAM_METHODS, READERS, METHODS):
         assert isinstance(reg, Registry) and reg.names() == sorted(reg.names()) and len(reg) > 3

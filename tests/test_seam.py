@@ -10,9 +10,9 @@ import torch
 from torch import nn
 
 from wsol.augment import CutMix
-from wsol.backbones import Backbone
 from wsol.methods.pcm import PCM, max_norm, pcm_input, with_background
 from wsol.methods.seam import SEAM, ecr_loss, equivariant_transform, er_loss, max_onehot, min_pool_loss
+from wsol.models import Backbone
 
 BACKBONES = {"resnet10": {"stem_stride": 1}, "timm:resnet18": {"output_stride": 8}}
 

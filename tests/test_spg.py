@@ -11,9 +11,9 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from torch import nn
 
 from wsol.augment import CutMix
-from wsol.backbones import Backbone
 from wsol.methods.checkpoint import checkpoint_method, load_checkpoint
 from wsol.methods.spg import SPG, SPG_IGNORE, spg_bce, spg_masks
+from wsol.models import Backbone
 
 TINY = {"backbone": "resnet10", "backbone_kwargs": {"stem_stride": 2, "width": 8}, "num_classes": 3, "batch_size": 4}
 X = SPG_IGNORE

@@ -301,7 +301,7 @@ def test_run_study_trains_resumes_and_reports(tmp_path, data_n3):
 
 
 def test_reference_rows_equal_a_direct_accumulator(tmp_path, data):
-    from wsol.baselines import center_gaussian
+    from wsol.evaluation.priors import center_gaussian
     from wsol.metrics import BoxAccumulator
     from wsol.study import reference_rows
 

@@ -116,7 +116,7 @@ def test_small_data_experiment_trains_on_a_tiny_imagenet_fixture(tmp_path):
 def test_backbone_given_by_class_path(tmp_path):
     dataset, data, _, _ = _write_layout("voc", tmp_path / "data")
     config = _config(tmp_path, dataset, data)
-    backbone = '{"class_path": "wsol.backbones_wsoleval.VGG16CAM", "init_args": {"pretrained": false}}'
+    backbone = '{"class_path": "wsol.models.wsoleval.VGG16CAM", "init_args": {"pretrained": false}}'
     cli = train(["--config", str(config), "--trainer.fast_dev_run", "true", "--model.init_args.backbone", backbone])
     assert type(cli.model.backbone).__name__ == "VGG16CAM" and cli.model.head.weight.shape == (20, 1024, 1, 1)
     assert cli.trainer.state.finished

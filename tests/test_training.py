@@ -123,7 +123,7 @@ def _hand_scored(model, loader, normalization: str, percentile: float) -> float:
 
 
 def test_validation_metric_and_evaluate_localization_follow_the_normalization(tiny_datamodule, tmp_path):
-    from wsol.inference import evaluate_localization
+    from wsol.evaluation.localization import evaluate_localization
 
     torch.manual_seed(0)
     model = _model(normalization="ivr", percentile=0.3)
@@ -146,7 +146,7 @@ def test_bad_normalization_arguments():
         _model(normalization="softmax")
     with pytest.raises(ValueError, match=r"percentile must lie in \[0, 1\), got 1.0"):
         _model(normalization="ivr", percentile=1.0)
-    from wsol.inference import evaluate_localization
+    from wsol.evaluation.localization import evaluate_localization
 
     with pytest.raises(ValueError, match="percentile"):
         evaluate_localization(_model(), [], percentile=-0.5, progress=False)

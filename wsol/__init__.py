@@ -17,5 +17,5 @@ def __getattr__(name: str) -> Any:
     if name == "load_model":
         return importlib.import_module("wsol.methods.checkpoint").load_model
     if name in __all__:
-        return getattr(importlib.import_module("wsol.backbones"), name)
+        return getattr(importlib.import_module("wsol.models"), name)
     raise AttributeError(f"module 'wsol' has no attribute {name!r}")

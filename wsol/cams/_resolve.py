@@ -58,7 +58,7 @@ def _weight_of(module: nn.Module | Tensor) -> Tensor:
         weight = module.weight
     elif isinstance(module, nn.Conv2d) and module.kernel_size == (1, 1):
         weight = module.weight
-    elif hasattr(module, "weight") and isinstance(module.weight, Tensor):  # wsol.heads.CAMHead
+    elif hasattr(module, "weight") and isinstance(module.weight, Tensor):  # wsol.models.head.CAMHead
         weight = module.weight
     else:
         raise ValueError(f"cannot read classifier weights from {type(module).__name__}; pass a Linear or (K, C)")
@@ -69,7 +69,7 @@ def resolve_classifier(model: nn.Module, classifier: nn.Module | Tensor | None, 
     """``(K, C)`` weights of the linear classifier that follows global average pooling of the target layer.
 
     Looked up in this order: the explicit ``classifier``; a wsol ``head`` (``WSOLModule``); a
-    ``backbone.classifier`` (a :class:`wsol.backbones.Backbone` with pretrained weights); timm's ``get_classifier()``;
+    ``backbone.classifier`` (a :class:`wsol.models.Backbone` with pretrained weights); timm's ``get_classifier()``;
     the last ``nn.Linear`` registered in the model (torchvision's ``fc`` / ``classifier[-1]``).
 
     Raises:

@@ -46,7 +46,7 @@ def load_cam_model(
     A backbone with pretrained weights keeps their classifier (e.g. ImageNet's 1000-way ``fc``); without
     one the head is random (seeded) with ``num_classes`` outputs — a sanity baseline, not a method.
     """
-    from wsol.export import build_backbone_model, load_checkpoint_model
+    from wsol.onnx import build_backbone_model, load_checkpoint_model
 
     if (checkpoint is None) == (backbone is None):
         raise ValueError("give exactly one of a checkpoint and a backbone name")

@@ -15,7 +15,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from wsol.backbones import list_backbones
+    from wsol.models import list_backbones
 
     for name in list_backbones():
         print(name)

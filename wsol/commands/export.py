@@ -74,7 +74,7 @@ def parse_image_size(text: str) -> tuple[int, int]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from wsol.export import build_backbone_model, export_onnx, imagenet_class_names, load_checkpoint_model
+    from wsol.onnx import build_backbone_model, export_onnx, imagenet_class_names, load_checkpoint_model
 
     check_normalization_arguments(args)
     image_size = parse_image_size(args.image_size)

@@ -45,9 +45,9 @@ def run(args: argparse.Namespace) -> int:
     import torch
     from pytorch_lightning.loggers import CSVLogger
 
-    from wsol.baselines import center_gaussian
     from wsol.data import WSOLDataModule
-    from wsol.inference import evaluate_localization
+    from wsol.evaluation.localization import evaluate_localization
+    from wsol.evaluation.priors import center_gaussian
     from wsol.methods import CAM
     from wsol.metrics import BoxAccumulator, boxes_from_scoremap
     from wsol.viz import denormalize, save_overlay_grid

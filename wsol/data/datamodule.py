@@ -9,11 +9,11 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
 
-from wsol.backbones import IMAGENET_MEAN, IMAGENET_STD
 from wsol.data.batching import collate
 from wsol.data.datasets import SampleDataset, read_dataset
 from wsol.data.sampling import EpochSampler, SeededSamples
 from wsol.data.transforms import EvalTransform, TrainTransform
+from wsol.models.backbone import IMAGENET_MEAN, IMAGENET_STD
 
 
 class WSOLDataModule(pl.LightningDataModule):

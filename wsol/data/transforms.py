@@ -20,9 +20,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from wsol.backbones import IMAGENET_MEAN, IMAGENET_STD
 from wsol.data.schema import Sample
 from wsol.metrics.boxes import resize_gt_boxes
+from wsol.models.backbone import IMAGENET_MEAN, IMAGENET_STD
 
 
 def _to_tensor(image: np.ndarray, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:

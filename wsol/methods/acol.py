@@ -45,7 +45,7 @@ def combine_maps(maps_a: Tensor, maps_b: Tensor) -> Tensor:
 class ConvClassifier(nn.Module):
     """ACoL's classifier branch: conv3x3-ReLU-conv3x3-ReLU-conv1x1 to K maps, logits by GAP of the maps.
 
-    Same interface as :class:`~wsol.heads.CAMHead` (``forward`` gives logits, ``class_maps`` the maps, ``weight``
+    Same interface as :class:`~wsol.models.head.CAMHead` (``forward`` gives logits, ``class_maps`` the maps, ``weight``
     the last layer's ``(K, hidden, 1, 1)`` kernel), so it can serve as ``WSOLModule.head``. He-initialised.
 
     Args:

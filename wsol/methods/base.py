@@ -16,9 +16,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from wsol.augment.base import Mixer
-from wsol.backbones import Backbone, create_backbone
-from wsol.heads import CAMHead
 from wsol.metrics import DEFAULT_PERCENTILE, BoxLocalizationMetric, check_normalization, prepare_scoremaps
+from wsol.models import Backbone, create_backbone
+from wsol.models.head import CAMHead
 from wsol.seeding import seed_torch_for_step
 
 
@@ -26,8 +26,8 @@ class WSOLModule(pl.LightningModule):
     """A classifier whose class activation maps localize objects.
 
     Args:
-        backbone: a registered backbone name (see :func:`wsol.backbones.list_backbones`) or a module
-            following the :class:`~wsol.backbones.Backbone` contract.
+        backbone: a registered backbone name (see :func:`wsol.models.list_backbones`) or a module
+            following the :class:`~wsol.models.Backbone` contract.
         num_classes: number of classes K.
         backbone_kwargs: options for the backbone builder (e.g. ``{"stem_stride": 1}``).
         pretrained: load the backbone's pretrained weights.
@@ -91,7 +91,7 @@ class WSOLModule(pl.LightningModule):
             backbone = create_backbone(backbone, pretrained=pretrained, **(backbone_kwargs or {}))
         for attr in ("out_channels", "stride"):
             if not hasattr(backbone, attr):
-                raise ValueError(f"the backbone module must expose '{attr}' (see wsol.backbones.Backbone)")
+                raise ValueError(f"the backbone module must expose '{attr}' (see wsol.models.Backbone)")
         self.backbone: Backbone = backbone
         self.head = CAMHead(backbone.out_channels, num_classes)
         self.mixer = mixer

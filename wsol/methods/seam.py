@@ -13,10 +13,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from wsol.heads import CAMHead
 from wsol.methods.base import WSOLModule
 from wsol.methods.pcm import PCM, max_norm, pcm_input, with_background
 from wsol.methods.registry import register_method
+from wsol.models.head import CAMHead
 
 __all__ = ["SEAM", "ecr_loss", "equivariant_transform", "er_loss", "max_onehot", "min_pool_loss"]
 

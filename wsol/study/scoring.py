@@ -134,7 +134,7 @@ def score_model(model: Any, loader: DataLoader, cam_curve_interval: float = 0.00
     """Top-1 accuracy and the min-max GT-class CAMs' BoxAcc(τ) curves of ``model`` over ``loader``.
 
     The maps follow docs/protocol.md §1 (bicubic upsampling to the input, min-max), as in
-    :func:`wsol.inference.evaluate_localization`.
+    :func:`wsol.evaluation.localization.evaluate_localization`.
     """
     return score_maps(collect_maps(model, loader), cam_curve_interval)
 
@@ -235,8 +235,8 @@ def reference_rows(data: Any, folder: Path, cam_curve_interval: float = 0.001) -
     Writes ``folder/<name>_<split>.npz`` (the input of ``wsol evaluate --npz``) and ``folder/<name>.json``
     (the tuning and val summaries and the fair number); an existing JSON of the same settings is reused.
     """
-    from wsol.baselines import all_ones, center_gaussian
     from wsol.evaluation import NpzSource, evaluate
+    from wsol.evaluation.priors import all_ones, center_gaussian
 
     folder.mkdir(parents=True, exist_ok=True)
     size = data.image_size

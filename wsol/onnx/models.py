@@ -1,0 +1,80 @@
+"""What ``wsol export`` exports: a trained checkpoint (any registered method) or a classifier built from a backbone."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+
+def load_checkpoint_model(path: str | Path) -> tuple[nn.Module, list[str] | None]:
+    """Load a checkpoint of any registered training method on CPU (:func:`wsol.load_model`).
+
+    Pretrained backbone weights are never fetched: the checkpoint holds every weight.
+
+    Returns:
+        The model in eval mode and the class names stored in the checkpoint, if any.
+
+    Raises:
+        FileNotFoundError: if ``path`` does not exist.
+        ValueError: if the checkpoint cannot be read safely, names no registered method, or was trained with a
+            backbone module rather than a name.
+    """
+    from wsol.methods.checkpoint import load_model, read_checkpoint
+
+    path = Path(path)
+    ckpt = read_checkpoint(path)  # weights_only: a crafted file is refused, never executed
+    hparams = ckpt.get("hyper_parameters", {})
+    if "backbone" not in hparams:
+        raise ValueError(
+            f"{path.name} was trained with a backbone module, not a registered name; rebuild the model in "
+            "Python and call wsol.onnx.export_onnx on it"
+        )
+    model = load_model(path)
+    names = hparams.get("class_names") or ckpt.get("datamodule_hyper_parameters", {}).get("class_names")
+    return model.eval(), (list(map(str, names)) if names else None)
+
+
+def build_backbone_model(
+    backbone: str,
+    pretrained: bool = False,
+    num_classes: int | None = None,
+    backbone_kwargs: dict[str, Any] | None = None,
+    seed: int = 0,
+) -> tuple[nn.Module, str]:
+    """A CAM classifier from a backbone name, for export and benchmarking without a trained checkpoint.
+
+    With pretrained weights that include a classifier (e.g. ImageNet's ``fc``) the CAM head is that
+    classifier; otherwise the head is randomly initialised (seeded) with ``num_classes`` outputs.
+
+    Returns:
+        The model in eval mode and the head's origin: ``"pretrained"`` or ``"random"``.
+
+    Raises:
+        ValueError: if ``num_classes`` contradicts the pretrained classifier.
+    """
+    from wsol.methods import CAM
+    from wsol.models import create_backbone
+
+    torch.manual_seed(seed)
+    body = create_backbone(backbone, pretrained=pretrained, **(backbone_kwargs or {}))
+    fc = body.classifier
+    if fc is not None and num_classes not in (None, fc.out_features):
+        raise ValueError(f"the pretrained classifier of {backbone} has {fc.out_features} classes, not {num_classes}")
+    model = CAM(backbone=body, num_classes=fc.out_features if fc is not None else (num_classes or 1000))
+    if fc is None:
+        return model.eval(), "random"
+    with torch.no_grad():
+        # By linearity, fc(GAP(f)) == GAP(conv1x1(f)) with the fc weights as 1x1 kernels.
+        model.head.weight.copy_(fc.weight.reshape(model.head.weight.shape))
+        model.head.bias.copy_(fc.bias if fc.bias is not None else torch.zeros_like(model.head.bias))
+    return model.eval(), "pretrained"
+
+
+def imagenet_class_names() -> list[str]:
+    """The 1000 ImageNet-1k category names in the standard index order (from torchvision, offline)."""
+    from torchvision.models import ResNet18_Weights
+
+    return list(ResNet18_Weights.IMAGENET1K_V1.meta["categories"])

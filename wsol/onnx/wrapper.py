@@ -1,0 +1,179 @@
+"""The exported module: a CAM classifier's logits and its upsampled, normalised class maps in one ``forward``.
+
+Normalisation per map: min-max by default, or max, PaS or IVR (Kim et al., ICCV 2021, arXiv 2107.13221), each
+with a small epsilon in the divisor so flat maps stay finite. PaS and IVR read the map's value at a fixed sorted
+index, found with one ``TopK`` whose K is a constant set by the map size (exact like the library's selection).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+SIDECAR_VERSION = 1
+DEFAULT_EPS = 1e-5  # >= 1e-5 so the normalisation survives a TensorRT FP16 engine (min normal ~6e-5)
+
+
+def kth_smallest(flat: torch.Tensor, index: int) -> torch.Tensor:
+    """``sorted(flat)[index]`` along the last axis, kept as a trailing axis of size 1, via one ``topk``.
+
+    ``k`` is a Python constant, so the exporters emit a single ONNX ``TopK`` with a constant K. The shorter
+    side is sorted: the ``index + 1`` smallest values or the ``size - index`` largest, whose max (or min) is
+    the wanted value whatever their order.
+    """
+    size = int(flat.shape[-1])
+    if not 0 <= index < size:
+        raise ValueError(f"index must lie in [0, {size}), got {index}")
+    if index + 1 <= size - index:
+        return flat.topk(index + 1, dim=-1, largest=False).values.amax(dim=-1, keepdim=True)
+    return flat.topk(size - index, dim=-1, largest=True).values.amin(dim=-1, keepdim=True)
+
+
+def normalize_flat_maps(
+    flat: torch.Tensor, normalization: str = "minmax", percentile: float = 0.6, eps: float = DEFAULT_EPS
+) -> torch.Tensor:
+    """The export's per-map normalisation of ``(..., HW)`` maps, ONNX-exportable, with ``eps`` in each divisor.
+
+    Kim et al. (ICCV 2021) rules, as in :func:`wsol.metrics.normalize_scoremaps` but with ``+ eps`` instead
+    of the zero-map special cases (a constant map gives 0; so does ``max`` on a map with no positive value):
+
+    * ``minmax``: ``(x - min) / (max - min + eps)``;
+    * ``max``: ``relu(x) / (max(relu(x)) + eps)``;
+    * ``pas``: ``d = x - min``, ``min(1, d / (sorted(d)[int(0.9 n)] + eps))``;
+    * ``ivr``: ``r = relu(x - sorted(x)[int(p n)])``, ``r / (max(r) + eps)``.
+
+    Raises:
+        ValueError: for an unknown rule or a percentile outside [0, 1).
+    """
+    from wsol.metrics.normalization import PAS_QUANTILE, check_normalization, quantile_index
+
+    check_normalization(normalization, percentile)
+    size = int(flat.shape[-1])
+    if normalization == "minmax":
+        lo = flat.amin(dim=-1, keepdim=True)
+        return (flat - lo) / (flat.amax(dim=-1, keepdim=True) - lo + eps)
+    if normalization == "max":
+        positive = torch.relu(flat)
+        return positive / (positive.amax(dim=-1, keepdim=True) + eps)
+    if normalization == "pas":
+        shifted = flat - flat.amin(dim=-1, keepdim=True)
+        divisor = kth_smallest(shifted, quantile_index(size, PAS_QUANTILE)) + eps
+        return torch.clamp(shifted / divisor, max=1.0)
+    residual = torch.relu(flat - kth_smallest(flat, quantile_index(size, percentile)))
+    return residual / (residual.amax(dim=-1, keepdim=True) + eps)
+
+
+def describe_normalization(normalization: str, percentile: float, size: int, eps: float = DEFAULT_EPS) -> str:
+    """The sidecar's formula of :func:`normalize_flat_maps` for maps of ``size`` pixels."""
+    from wsol.metrics.normalization import PAS_QUANTILE, quantile_index
+
+    if normalization == "minmax":
+        return f"per map (x - min) / (max - min + {eps:g})"
+    if normalization == "max":
+        return f"per map relu(x) / (max(relu(x)) + {eps:g})"
+    if normalization == "pas":
+        k = quantile_index(size, PAS_QUANTILE)
+        return f"per map d = x - min; min(1, d / (sorted(d)[{k}] + {eps:g})) (PaS, sorted index int(0.9 * {size}))"
+    k = quantile_index(size, percentile)
+    return (
+        f"per map r = relu(x - sorted(x)[{k}]); r / (max(r) + {eps:g}) "
+        f"(IVR, percentile {percentile:g}, sorted index int({percentile:g} * {size}))"
+    )
+
+
+def parse_cam_classes(spec: str) -> tuple[str, int | None]:
+    """Parse ``top1``, ``all`` or ``topk:K`` into ``(mode, k)`` (``k`` is None for ``all``).
+
+    Raises:
+        ValueError: for anything else, or K < 1.
+    """
+    spec = spec.strip().lower()
+    if spec == "top1":
+        return "top1", 1
+    if spec == "all":
+        return "all", None
+    if spec.startswith("topk:"):
+        try:
+            k = int(spec[len("topk:") :])
+        except ValueError:
+            k = 0
+        if k >= 1:
+            return ("top1", 1) if k == 1 else ("topk", k)
+    raise ValueError(f"cam classes must be 'top1', 'all' or 'topk:K' with K >= 1, got {spec!r}")
+
+
+class ExportWrapper(nn.Module):
+    """``images -> (logits, cams)`` around any module with ``forward_with_cams``; used only for export.
+
+    The map and image sizes are probed once at construction and used as Python constants, so both
+    exporters emit constant Reshape/Resize shapes and a fully static ``cams`` shape apart from the batch.
+
+    Args:
+        model: a module whose ``forward_with_cams(images)`` returns ``(logits (N, K), maps (N, K, h, w))``
+            (every :class:`~wsol.methods.WSOLModule`); it is put in eval mode.
+        cam_classes: ``top1``, ``topk:K`` or ``all``.
+        image_size: ``(H, W)`` of the exported input.
+        eps: added to the divisor of the per-map normalisation so flat maps stay finite.
+        normalization: ``minmax`` (default), ``max``, ``pas`` or ``ivr`` (see :func:`normalize_flat_maps`).
+        percentile: IVR's percentile in [0, 1).
+
+    Raises:
+        ValueError: if the model lacks ``forward_with_cams`` or its maps and logits disagree on K, or for a
+            bad normalisation or percentile.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        cam_classes: str = "top1",
+        image_size: tuple[int, int] = (224, 224),
+        eps: float = DEFAULT_EPS,
+        normalization: str = "minmax",
+        percentile: float = 0.6,
+    ) -> None:
+        from wsol.metrics.normalization import check_normalization
+
+        super().__init__()
+        if not hasattr(model, "forward_with_cams"):
+            raise ValueError("the model must define forward_with_cams(images) -> (logits, maps)")
+        check_normalization(normalization, percentile)
+        self.normalization, self.percentile = normalization, float(percentile)
+        self.model = model.eval()
+        self.mode, k = parse_cam_classes(cam_classes)
+        self.image_size = (int(image_size[0]), int(image_size[1]))
+        self.eps = float(eps)
+        self.device = next((p.device for p in model.parameters()), torch.device("cpu"))
+        with torch.no_grad():
+            logits, maps = model.forward_with_cams(torch.zeros(1, 3, *self.image_size, device=self.device))
+        if maps.ndim != 4 or maps.shape[1] != logits.shape[1]:
+            raise ValueError(
+                f"forward_with_cams returned logits {tuple(logits.shape)} and maps {tuple(maps.shape)}; "
+                "the export needs one map per logit"
+            )
+        self.num_classes, self.map_size = int(maps.shape[1]), (int(maps.shape[2]), int(maps.shape[3]))
+        self.num_cams = self.num_classes if k is None else min(k, self.num_classes)
+        self.eval()
+
+    def train(self, mode: bool = True) -> ExportWrapper:
+        """Stay in eval mode: the legacy exporter restores the wrapper's mode after tracing, which would
+        otherwise flip BatchNorm and dropout of the wrapped model back to training."""
+        return super().train(False)
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits, maps = self.model.forward_with_cams(images)
+        (h, w), n = self.map_size, self.num_cams
+        if self.mode == "all":
+            selected = maps
+        else:
+            idx = logits.argmax(dim=1, keepdim=True) if n == 1 else logits.topk(n, dim=1).indices
+            # A one-hot MatMul selects the maps without Gather/Expand over dynamic shapes, which
+            # TensorRT handles less gracefully than a batched MatMul.
+            classes = torch.arange(self.num_classes, device=maps.device)
+            onehot = (idx.unsqueeze(2) == classes).to(maps.dtype)
+            flat_maps = maps.reshape(-1, self.num_classes, h * w)
+            selected = torch.matmul(onehot, flat_maps).reshape(-1, n, h, w)
+        up = F.interpolate(selected, size=self.image_size, mode="bilinear", align_corners=False)
+        flat = up.reshape(-1, n, self.image_size[0] * self.image_size[1])
+        cams = normalize_flat_maps(flat, self.normalization, self.percentile, self.eps)
+        return logits, cams.reshape(-1, n, *self.image_size)
