@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from wsol.atomic import write_text
+from wsol.recipes import QUICKSTART
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -21,7 +22,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     p.add_argument("--out", default="runs/quickstart", help="output directory (default: %(default)s)")
-    p.add_argument("--epochs", type=int, default=10, help="training epochs (default: %(default)s)")
+    p.add_argument("--epochs", type=int, default=QUICKSTART["epochs"], help="training epochs (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seed of data, weights and shuffling (default: %(default)s)")
     p.add_argument(
         "--data",
@@ -34,7 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--val-per-class", type=int, default=50, help="demo validation images per class (default: %(default)s)"
     )
-    p.add_argument("--batch-size", type=int, default=64, help="batch size (default: %(default)s)")
+    p.add_argument("--batch-size", type=int, default=QUICKSTART["batch_size"], help="batch size (default: %(default)s)")
     p.add_argument("--device", default="cpu", help="Lightning accelerator: cpu, cuda or auto (default: %(default)s)")
     p.set_defaults(func=run)
 
@@ -66,22 +67,16 @@ def run(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             train_options=options,
             val_options=options,
-            train_scale=(0.6, 1.0),
+            train_scale=(0.6, 1.0),  # the demo's small objects: a crop keeps at least 60 % of the image
         )
     else:  # NAME=PATH, or a Tiny ImageNet folder
         name, sep, root = args.data.partition("=")
         name, root = (name, root) if sep else ("tiny_imagenet", args.data)
-        dm = WSOLDataModule(name, root=root, image_size=64, batch_size=args.batch_size)
+        dm = WSOLDataModule(
+            name, root=root, image_size=64, batch_size=args.batch_size, train_scale=tuple(QUICKSTART["train_scale"])
+        )
     dm.setup("fit")
-    model = CAM(
-        backbone="resnet10",
-        backbone_kwargs={"stem_stride": 2, "last_stride": 1, "width": 32},  # 8x8 maps at 64 px
-        num_classes=dm.num_classes,
-        lr=0.4,  # per 256 images (linear scaling rule): 0.1 at batch 64
-        weight_decay=5e-4,
-        label_smoothing=0.1,
-        warmup_epochs=1,
-    )
+    model = CAM(num_classes=dm.num_classes, **QUICKSTART["model"])  # the one recipe source (wsol.recipes)
     torch.set_num_threads(max(1, torch.get_num_threads()))
     trainer = pl.Trainer(
         max_epochs=args.epochs,

@@ -8,12 +8,13 @@ A row (:class:`MethodSpec`) is a set of overrides of the base recipe; a row with
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from wsol.recipes import SMALL_DATA, merge
 
 __all__ = [
     "BASE_CONFIG",
@@ -28,30 +29,8 @@ __all__ = [
     "merge",
 ]
 
-# The plain CAM of the issue: ResNet-10 from scratch, 3x3/1 stem + max-pool (stem_stride 2), 4x4 maps at
-# 64 px, SGD 0.1 at batch 64 (0.4 per 256 images), cosine with one warm-up epoch, weight decay 5e-4.
-# Trained in bfloat16 autocast with channels-last weights (2x faster per epoch on a CPU with AVX-512 BF16, and
-# suited to GPUs; the maps are always scored in float32); ``--precision 32-true`` trains in float32 instead.
-BASE_CONFIG: dict[str, Any] = {
-    "method": "CAM",
-    "model": {
-        "backbone": "resnet10",
-        "backbone_kwargs": {"stem_stride": 2, "last_stride": 2, "width": 32},
-        "optimizer": "sgd",
-        "lr": 0.4,
-        "weight_decay": 5e-4,
-        "label_smoothing": 0.0,
-        "lr_schedule": "cosine",
-        "warmup_epochs": 1.0,
-    },
-    "mixer": None,
-    "ema": None,
-    "epochs": 12,
-    "batch_size": 64,
-    "train_scale": [0.5, 1.0],
-    "precision": "bf16-mixed",
-    "channels_last": True,
-}
+# The plain CAM: the small-data recipe of wsol.recipes (ResNet-10 from scratch, 4x4 maps at 64 px, 12 epochs).
+BASE_CONFIG: dict[str, Any] = SMALL_DATA
 
 COMBO = "best_combo"
 
@@ -219,17 +198,6 @@ class RunSpec:
     def key(self) -> str:
         """``regime/method/variant/seedN``: the run's identity and the relative path of its result."""
         return f"{self.regime}/{self.method}/{self.variant}/seed{self.seed}"
-
-
-def merge(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
-    """Deep-merge ``overrides`` into a copy of ``base`` (dicts merge key by key, other values replace)."""
-    out = copy.deepcopy(dict(base))
-    for key, value in overrides.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
-            out[key] = merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
 
 
 def config_hash(config: Mapping[str, Any]) -> str:
