@@ -179,9 +179,9 @@ CLI_ROWS: list[tuple[str, Callable[[Path], list[str]], str]] = [
     ("0-byte .npz", lambda t: _npz_file(t, b""), "maps.npz: not a readable npz file"),
     ("truncated .npz", lambda t: _npz_file(t, b"PK\x03\x04\x14\x00\x00"), "maps.npz: not a readable npz file"),
     (
-        "--out is a folder",
-        lambda t: [*_metadata(t)[:-1], str(t / "meta")],
-        "is a folder; a file path is expected",
+        "--out is a file",
+        lambda t: [*_metadata(t)[:-1], str(t / "meta" / "image_ids.txt")],
+        "image_ids.txt is a file; a folder is expected",
     ),
 ]
 

@@ -92,6 +92,18 @@ def test_box_metadata_folder_gives_the_accumulator_numbers(tmp_path, capsys):
     parallel_result = json.loads(parallel.read_text())
     assert parallel_result["MaxBoxAccV2"] == result["MaxBoxAccV2"] and "Top1Loc" not in parallel_result
 
+    # The folder form: OUT/metrics.json, and the plots beside it with --plots; the file forms above still work.
+    folder = tmp_path / "folder"
+    code, _, err = _run(["--metadata", str(meta), "--scoremaps", str(scoremaps), "--predictions",
+                         str(tmp_path / "predictions.txt"), "--cam-curve-interval", "0.01", "--out", str(folder),
+                         "--plots"], capsys)  # fmt: skip
+    assert code == 0 and "deprecated" not in err
+    assert json.loads((folder / "metrics.json").read_text())["MaxBoxAccV2"] == result["MaxBoxAccV2"]
+    assert (folder / "box_accuracy.png").stat().st_size > 1000
+    code, _, err = _run(["--metadata", str(meta), "--scoremaps", str(scoremaps), "--out", str(out)], capsys)
+    assert code == 0 and "--out " + str(out) + " (a file) is deprecated; give a folder" in err
+    assert _run(["--metadata", str(meta), "--scoremaps", str(scoremaps), "--plots"], capsys)[0] == 2
+
 
 def _write_mask_split(root: Path, maps: np.ndarray) -> tuple[Path, Path, np.ndarray]:
     """An OpenImages-style split: instance PNGs at another resolution, ignore PNGs, one image without one."""

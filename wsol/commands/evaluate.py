@@ -80,6 +80,8 @@ def run(args: argparse.Namespace) -> int:
     if args.out is not None and args.out.suffix == ".json":
         print(f"wsol evaluate: note: --out {args.out} (a file) is deprecated; give a folder (OUT/metrics.json)",
               file=sys.stderr)  # fmt: skip
+    if args.out is not None and args.out.suffix != ".json" and args.out.is_file():
+        raise ValueError(f"--out {args.out} is a file; a folder is expected (OUT/metrics.json is written there)")
     plots_dir = None
     if args.plots is True:
         if args.out is None:
