@@ -46,6 +46,7 @@ def _reference(name: str) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_first_100_maps_and_scores_match_the_reference(tiny_imagenet_root: Path) -> None:
     ref = np.load(_reference("tinyimagenet10_lite0_100.npz"))
     expected = json.loads(_reference("tinyimagenet10_lite0_100.interval_0.001.expected.json").read_text())

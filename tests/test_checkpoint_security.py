@@ -64,6 +64,7 @@ def test_a_file_never_chooses_the_module_to_import(tmp_path):
         load_checkpoint(path)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "command",
     [

@@ -5,11 +5,13 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 SCRIPT = """
 import sys
 import cv2
 import numpy as np
+import pytest
 a = np.random.rand(512, 512).astype(np.float32)
 for _ in range(3):  # start OpenCV's worker threads before the evaluator forks
     cv2.GaussianBlur(cv2.resize(a, (900, 900)), (5, 5), 0)
@@ -18,6 +20,7 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
+@pytest.mark.slow
 def test_workers_after_opencv_threads_started(tmp_path):
     rng = np.random.default_rng(0)
     n = 24

@@ -18,6 +18,8 @@ from conftest import TINY_DEMO
 from wsol.cli import main
 from wsol.methods import get_method, list_methods, load_model
 
+pytestmark = pytest.mark.slow  # ten methods through four commands: about a minute on 2 cores
+
 DATA = ["--data", "synthetic", "--data-options", json.dumps(TINY_DEMO)]
 
 

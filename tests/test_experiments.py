@@ -77,6 +77,7 @@ def test_header_names_paper_number_and_command(path):
     assert config["data"]["init_args"].get("root") is None  # no machine paths: $WSOL_DATA/<folder>
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: p.stem)
 def test_experiment_instantiates(path, tmp_path):
     method, backbone, dataset = _split_name(path)

@@ -87,6 +87,7 @@ BACKBONES = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("backbone", "pretrained", "size"), BACKBONES)
 def test_export_checker_and_onnxruntime_parity(tmp_path, backbone: str, pretrained: bool, size: int) -> None:
     model, head = build_backbone_model(backbone, pretrained=pretrained, num_classes=None if pretrained else 10)
@@ -122,6 +123,7 @@ def test_export_checker_and_onnxruntime_parity(tmp_path, backbone: str, pretrain
         assert head == "pretrained"
 
 
+@pytest.mark.slow
 def test_dynamo_exporter_emits_requested_opset(tmp_path, tiny_model: torch.nn.Module) -> None:
     out = tmp_path / "m.onnx"
     result = export_onnx(tiny_model, out, image_size=(64, 64), cam_classes="topk:2", opset=18)

@@ -233,6 +233,7 @@ def squares(n: int, size: int, generator: torch.Generator) -> dict:
     return box_batch(images, boxes, labels, k=2)
 
 
+@pytest.mark.slow
 def test_training_decreases_the_foreground_loss() -> None:
     torch.manual_seed(0)
     g = torch.Generator().manual_seed(0)

@@ -35,6 +35,7 @@ def board(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_leaderboard_writes_tables_and_pictures(board: Path) -> None:
     rows = list(csv.DictReader((board / "leaderboard.csv").open()))
     assert [r["method"] for r in rows] and len(rows) == 7

@@ -235,6 +235,7 @@ def test_every_grid_row_builds_and_takes_a_training_step(row, data):
             assert torch.isfinite(loss) and first.eval().forward_with_cams(batch["image"])[1].shape == (6, 3, 8, 8)
 
 
+@pytest.mark.slow
 def test_run_study_trains_resumes_and_reports(tmp_path, data_n3):
     data = data_n3
     calls: list[str] = []

@@ -52,6 +52,7 @@ def demo_checkpoint(tmp_path_factory, one_thread):
     return path
 
 
+@pytest.mark.slow
 def test_demo_pseudo_masks_beat_all_background(demo_checkpoint, tmp_path):
     model = load_checkpoint(demo_checkpoint)
     assert type(model) is CAM
@@ -97,6 +98,7 @@ class _Interrupting:
         return self.dataset.load(index)
 
 
+@pytest.mark.slow
 def test_interrupted_run_resumes_without_rewriting(demo_checkpoint, tmp_path):
     model = load_checkpoint(demo_checkpoint)
     dataset = read_dataset("synthetic", None, "train", **DEMO)
