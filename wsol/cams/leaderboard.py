@@ -21,7 +21,7 @@ from wsol.atomic import atomic_write, write_text
 from wsol.cams.models import CAMModel, load_cam_model
 from wsol.cams.runner import DataSpec, dataset_class_map, protocol_loader, score_batch, write_json
 from wsol.metrics import DEFAULT_PERCENTILE, check_normalization
-from wsol.viz import pyplot, save_figure
+from wsol.plots import plot_method_curves
 
 COLUMNS = (
     "dataset", "model", "method", "MaxBoxAccV2", "IoU30", "IoU50", "IoU70", "MaxBoxAcc", "Top1Loc", "top1_acc",
@@ -214,7 +214,8 @@ def run_leaderboard(
                                  100.0 * correct[name] / n, seconds[name] / n))  # fmt: skip
         board.entries += entries
         stem = f"{_slug(model.label)}__{_slug(spec.label)}"
-        board.files.append(_plot_curves(out / f"curves__{stem}.png", entries, f"{model.label} on {spec.label}"))
+        curves = {e.method: e.boxes for e in entries}
+        board.files.append(plot_method_curves(out / f"curves__{stem}.png", curves, f"{model.label} on {spec.label}"))
         board.files.append(_plot_overlays(out / f"overlays__{stem}.png", shown, entries, model, class_names))
     board.files[:0] = _write_tables(out, board)
     return board
@@ -267,29 +268,10 @@ def _write_tables(out: Path, board: Leaderboard) -> list[Path]:
     return [md_path, csv_path, write_json(out / "leaderboard.json", payload)]
 
 
-def _plot_curves(path: Path, entries: list[Entry], title: str) -> Path:
-    """BoxAcc(tau) of every method, one panel per IoU threshold (all-contour boxes, MaxBoxAccV2's curves)."""
-    plt = pyplot()
-
-    ious = entries[0].boxes.iou_thresholds
-    fig, axes = plt.subplots(1, len(ious), figsize=(4.2 * len(ious), 3.6), squeeze=False, sharey=True)
-    for ax, iou in zip(axes[0], ious, strict=True):
-        for e in entries:
-            mode = e.boxes.modes["MaxBoxAccV2"]
-            ax.plot(e.boxes.cam_thresholds, mode.curves[iou], lw=1.4, label=f"{e.method} ({mode.per_iou[iou]:.1f})")
-        ax.set_title(f"IoU >= {iou / 100:.1f}")
-        ax.set_xlabel("CAM threshold tau")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    axes[0][0].set_ylabel("BoxAcc (%), all contours")
-    fig.suptitle(f"BoxAcc(tau): {title}", fontsize=10)
-    return save_figure(fig, path, dpi=110)
-
-
 def _plot_overlays(path: Path, shown: dict[str, list], entries: list[Entry], model: CAMModel, names: list) -> Path:
     """The same images (rows) under every method (columns), with GT boxes and each method's IoU-50 box."""
     from wsol.metrics import boxes_from_scoremap
-    from wsol.viz import denormalize, save_overlay_grid
+    from wsol.plots import denormalize, save_overlay_grid
 
     images = denormalize(np.stack(shown["images"]), model.mean, model.std)
     cells: dict[str, list] = {"images": [], "maps": [], "gt": [], "pred": [], "captions": []}

@@ -143,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
         write_text(json_path, json.dumps(result.to_dict(), indent=1, allow_nan=False, default=_json_default))
         print(f"results: {json_path}")
     if plots_dir is not None:
-        from wsol.evaluation.plots import plot_box_accuracy, plot_pixel_pr
+        from wsol.plots import plot_box_accuracy, plot_pixel_pr
 
         plots_dir.mkdir(parents=True, exist_ok=True)
         if result.boxes is not None:

@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     from wsol.evaluation.priors import center_gaussian
     from wsol.methods import CAM
     from wsol.metrics import BoxAccumulator, boxes_from_scoremap
-    from wsol.viz import denormalize, save_overlay_grid
+    from wsol.plots import denormalize, save_overlay_grid
 
     if args.epochs < 1:
         raise ValueError(f"--epochs must be >= 1, got {args.epochs}")

@@ -223,7 +223,7 @@ def _verdict(groups: list[tuple[str, str, list[dict[str, Any]]]], references: Ma
 
 
 def _plot(path: Path, grouped: Mapping[str, list], references: Mapping[str, dict[str, Any]]) -> None:
-    from wsol.viz import pyplot, save_figure
+    from wsol.plots import pyplot, save_figure
 
     plt = pyplot()
     fig, axes = plt.subplots(1, len(grouped), figsize=(6.5 * len(grouped), 5), squeeze=False)

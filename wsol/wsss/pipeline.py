@@ -206,7 +206,7 @@ def generate_pseudo_masks(
         ValueError: if the model and dataset class counts differ, a sweep lacks GT masks, or ``out_dir``
             holds maps made with other settings.
     """
-    from wsol.wsss.viz import save_mask_grid, save_sweep_plot
+    from wsol.plots import save_mask_grid, save_sweep_plot
 
     config = config or PseudoMaskConfig()
     start = time.perf_counter()
