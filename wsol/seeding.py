@@ -15,7 +15,7 @@ import os
 import numpy as np
 import torch
 
-__all__ = ["AUGMENT", "METHOD", "MIXER", "ORDER", "TORCH", "derive_seed", "seed_torch_for_step"]
+__all__ = ["AUGMENT", "METHOD", "MIXER", "ORDER", "TORCH", "derive_seed", "rank_keys", "seed_torch_for_step"]
 
 # Stream tags, the first key of every derived seed: two consumers given the same numbers (e.g. sample 3 and
 # batch 3 of one epoch) still get unrelated seeds.
@@ -42,7 +42,13 @@ def derive_seed(*keys: int) -> int:
     return int(state) >> 1  # 63 bits: a valid seed for torch, NumPy and Python alike
 
 
-def seed_torch_for_step(epoch: int, batch_idx: int) -> bool:
+def rank_keys(rank: int) -> tuple[int, ...]:
+    """The extra key of a training step's seeds on rank ``rank``: none on rank 0 (a single process draws exactly
+    as before), ``(rank,)`` elsewhere, so that DDP ranks mix, hide and drop out differently."""
+    return () if rank == 0 else (int(rank),)
+
+
+def seed_torch_for_step(epoch: int, batch_idx: int, rank: int = 0) -> bool:
     """Reseed torch's global RNG (dropout and other unseeded draws) from the run's seed, epoch and batch.
 
     The run's seed is the one ``pl.seed_everything`` recorded in ``PL_GLOBAL_SEED``; without it the global RNG
@@ -54,5 +60,5 @@ def seed_torch_for_step(epoch: int, batch_idx: int) -> bool:
     seed = os.environ.get("PL_GLOBAL_SEED")
     if seed is None:
         return False
-    torch.manual_seed(derive_seed(TORCH, int(seed), epoch, batch_idx))
+    torch.manual_seed(derive_seed(TORCH, int(seed), epoch, batch_idx, *rank_keys(rank)))
     return True

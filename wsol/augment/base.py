@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 
 from wsol.registry import Registry
-from wsol.seeding import MIXER, derive_seed
+from wsol.seeding import MIXER, derive_seed, rank_keys
 
 __all__ = ["MIXERS", "MixOutput", "Mixer", "Pairing", "create_mixer", "list_mixers", "register_mixer"]
 
@@ -95,13 +95,14 @@ class Mixer:
             f"{type(self).__name__}(alpha={self.alpha}, prob={self.prob}, pairing={self.pairing!r}, seed={self.seed})"
         )
 
-    def seed_step(self, epoch: int, batch_idx: int) -> None:
-        """Reseed the generator from ``(seed, epoch, batch_idx)``: that batch's mix no longer depends on earlier draws.
+    def seed_step(self, epoch: int, batch_idx: int, rank: int = 0) -> None:
+        """Reseed the generator from ``(seed, epoch, batch_idx)`` (and the DDP ``rank`` beyond rank 0): that batch's
+        mix no longer depends on earlier draws, and ranks draw differently.
 
         :class:`~wsol.methods.base.WSOLModule` calls this before every training batch, so a run resumed from a
         checkpoint mixes each batch as the uninterrupted run did, with no generator state in the checkpoint.
         """
-        self.generator.manual_seed(derive_seed(MIXER, self.base_seed, epoch, batch_idx))
+        self.generator.manual_seed(derive_seed(MIXER, self.base_seed, epoch, batch_idx, *rank_keys(rank)))
 
     # -- random helpers (all on the CPU generator) -------------------------------------------
     def uniform(self, low: float = 0.0, high: float = 1.0) -> float:

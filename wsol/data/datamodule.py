@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader
 
 from wsol.data.batching import collate
 from wsol.data.datasets import SampleDataset, read_dataset
-from wsol.data.sampling import EpochSampler, SeededSamples
+from wsol.data.sampling import EpochSampler, SeededSamples, ShardSampler
 from wsol.data.transforms import EvalTransform, TrainTransform
 from wsol.models.backbone import IMAGENET_MEAN, IMAGENET_STD
 
@@ -101,9 +101,14 @@ class WSOLDataModule(pl.LightningDataModule):
         if ds is None:
             raise RuntimeError("call setup() before asking for a dataloader")
         if not shuffle:
+            sampler = None
+            if torch.distributed.is_available() and torch.distributed.is_initialized():
+                if torch.distributed.get_world_size() > 1:  # every image once on any number of ranks, no padding
+                    sampler = ShardSampler(ds)
             return DataLoader(
                 ds,
                 batch_size=self.batch_size,
+                sampler=sampler,
                 num_workers=self.num_workers,
                 collate_fn=collate,
                 persistent_workers=self.num_workers > 0,

@@ -13,12 +13,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import torch
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import Dataset, DistributedSampler, Sampler
 
 from wsol.data.datasets import SampleDataset
 from wsol.seeding import AUGMENT, ORDER, derive_seed
 
-__all__ = ["EpochSampler", "SeededSamples"]
+__all__ = ["EpochSampler", "SeededSamples", "ShardSampler"]
 
 
 def _check_int(name: str, value: int, low: int | None = None) -> None:
@@ -91,3 +91,28 @@ class SeededSamples(Dataset):
     def __getitem__(self, key: tuple[int, int] | int) -> Any:
         epoch, index = key if isinstance(key, tuple) else (0, key)
         return self.dataset.transform(self.dataset.load(index), seed=self.sample_seed(epoch, index))
+
+
+class ShardSampler(DistributedSampler):
+    """Evaluation sharding over ranks that sees every sample exactly once: rank ``r`` of ``n`` takes indices
+    ``r, r + n, r + 2n, ...`` in order, with no padding.
+
+    ``DistributedSampler`` pads the dataset to a multiple of the world size by repeating samples, so a metric
+    summed over ranks would count those samples twice (500 images on 3 ranks: 501 scored). Ranks may then hold
+    one sample more or less; metrics synced by summing their states are exact. Being a ``DistributedSampler``,
+    Lightning keeps it instead of inserting its own.
+
+    Args:
+        dataset: the evaluation dataset.
+        num_replicas: world size (default: the process group's).
+        rank: this process's rank (default: the process group's).
+    """
+
+    def __init__(self, dataset: Dataset, num_replicas: int | None = None, rank: int | None = None) -> None:
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=False, drop_last=False)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(range(self.rank, len(self.dataset), self.num_replicas))
+
+    def __len__(self) -> int:
+        return len(range(self.rank, len(self.dataset), self.num_replicas))

@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from wsol.methods.base import WSOLModule
 from wsol.methods.registry import register_method
-from wsol.seeding import METHOD, derive_seed
+from wsol.seeding import METHOD, derive_seed, rank_keys
 
 __all__ = ["ADL", "AttentionDropout", "default_adl_layers"]
 
@@ -150,7 +150,7 @@ class ADL(WSOLModule):
             self.adl.append(layer)
         self.adl_layer_names = names
 
-    def seed_step(self, epoch: int, batch_idx: int) -> None:
-        super().seed_step(epoch, batch_idx)
+    def seed_step(self, epoch: int, batch_idx: int, rank: int = 0) -> None:
+        super().seed_step(epoch, batch_idx, rank)
         if self.generator is not None:  # shared by the layers: reseeding it in place reseeds them all
-            self.generator.manual_seed(derive_seed(METHOD, self.hparams.seed, epoch, batch_idx))
+            self.generator.manual_seed(derive_seed(METHOD, self.hparams.seed, epoch, batch_idx, *rank_keys(rank)))

@@ -14,6 +14,7 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torchmetrics import MeanMetric
 
 from wsol.augment.base import Mixer
 from wsol.metrics import DEFAULT_PERCENTILE, BoxLocalizationMetric, check_normalization, prepare_scoremaps
@@ -97,6 +98,8 @@ class WSOLModule(pl.LightningModule):
         self.mixer = mixer
         # Streaming MaxBoxAcc state (fixed size, summed across DDP ranks); fed by single-label data with boxes.
         self.val_localization = BoxLocalizationMetric(cam_curve_interval=cam_curve_interval)
+        # Summed over images and synced over ranks (sum states): every rank logs the whole set's numbers.
+        self.val_loss, self.val_top1 = MeanMetric(), MeanMetric()
 
     # ----------------------------------------------------------------------------------- inference
     def features(self, x: torch.Tensor) -> torch.Tensor:
@@ -193,12 +196,14 @@ class WSOLModule(pl.LightningModule):
         images, targets = batch["image"], self.targets(batch)
         bs = images.shape[0]
         logits, maps = self.forward_with_cams(images)
-        self.log("val/loss", self.classification_loss(logits, targets), prog_bar=True, batch_size=bs)
+        self.val_loss.update(self.classification_loss(logits, targets), weight=bs)
+        self.log("val/loss", self.val_loss, prog_bar=True, on_step=False, on_epoch=True)
         if self.hparams.multilabel or "label" not in batch:
             return
         labels = batch["label"]
         correct = logits.argmax(dim=1) == labels
-        self.log("val/top1_acc", correct.float().mean() * 100, prog_bar=True, batch_size=bs)
+        self.val_top1.update(correct.float() * 100)
+        self.log("val/top1_acc", self.val_top1, prog_bar=True, on_step=False, on_epoch=True)
         if batch.get("boxes") is not None:
             gt_maps = maps[torch.arange(bs, device=maps.device), labels]
             scoremaps = prepare_scoremaps(
@@ -217,19 +222,22 @@ class WSOLModule(pl.LightningModule):
         self.val_localization.reset()
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
-        self.seed_step(self.current_epoch, batch_idx)
+        self.seed_step(self.current_epoch, batch_idx, self.global_rank)
 
-    def seed_step(self, epoch: int, batch_idx: int) -> None:
+    def seed_step(self, epoch: int, batch_idx: int, rank: int = 0) -> None:
         """Reseed every random source of a training step from ``(seed, epoch, batch_idx)``; run before each batch.
+
+        Under DDP the ``rank`` joins the keys beyond rank 0 (:func:`wsol.seeding.rank_keys`), so ranks draw
+        different mixes, hidden patches and dropout; a single process draws as ``rank = 0``.
 
         The mixer, torch's global RNG (dropout; only under ``pl.seed_everything``, see
         :func:`wsol.seeding.seed_torch_for_step`) and, in methods that extend this, their own generators then
         draw as a pure function of where training is, so a run resumed from a checkpoint replays the
         uninterrupted run's draws with no generator state in the checkpoint.
         """
-        seed_torch_for_step(epoch, batch_idx)
+        seed_torch_for_step(epoch, batch_idx, rank)
         if self.mixer is not None and hasattr(self.mixer, "seed_step"):
-            self.mixer.seed_step(epoch, batch_idx)
+            self.mixer.seed_step(epoch, batch_idx, rank)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # Record the method class so wsol.methods.load_checkpoint rebuilds the right one.

@@ -14,7 +14,7 @@ from torch import Tensor
 
 from wsol.methods.base import WSOLModule
 from wsol.methods.registry import register_method
-from wsol.seeding import METHOD, derive_seed
+from wsol.seeding import METHOD, derive_seed, rank_keys
 
 __all__ = ["HaS", "hide_patches"]
 
@@ -90,10 +90,10 @@ class HaS(WSOLModule):
         super().__init__(**kwargs)
         self.generator = None if seed is None else torch.Generator().manual_seed(seed)
 
-    def seed_step(self, epoch: int, batch_idx: int) -> None:
-        super().seed_step(epoch, batch_idx)
+    def seed_step(self, epoch: int, batch_idx: int, rank: int = 0) -> None:
+        super().seed_step(epoch, batch_idx, rank)
         if self.generator is not None:
-            self.generator.manual_seed(derive_seed(METHOD, self.hparams.seed, epoch, batch_idx))
+            self.generator.manual_seed(derive_seed(METHOD, self.hparams.seed, epoch, batch_idx, *rank_keys(rank)))
 
     def hide(self, images: Tensor) -> Tensor:
         """:func:`hide_patches` with this module's grid size, drop rate and generator."""
