@@ -72,6 +72,34 @@ def test_wsol_train_command_runs_a_config(tmp_path, capsys):
     assert "usage: wsol train" in capsys.readouterr().out
 
 
+def test_fit_logs_tensorboard_and_csv_and_validate_rescores_the_checkpoint(tmp_path, capsys):
+    dataset, data, _, _ = _write_layout("tiny_imagenet", tmp_path / "data")
+    config = _config(tmp_path, dataset, data)
+    text = config.read_text().replace("logger: false", "logger: true")
+    config.write_text(text)
+    common = ["--config", str(config), "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2"]
+    assert main(["fit", *common]) == 0
+    logs = tmp_path / "runs" / "lightning_logs" / "version_0"
+    assert list(logs.glob("events.out.tfevents.*")) and (logs / "metrics.csv").is_file()
+    rows = (logs / "metrics.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    last = dict(zip(header, rows[-1].split(","), strict=True))
+    capsys.readouterr()
+    # Re-scoring the last checkpoint gives the numbers logged at the end of training.
+    from wsol.lightning_cli import run_stage
+
+    cli = run_stage("validate", [*common, "--ckpt_path", "last", "--trainer.logger", "false"], prog="wsol validate")
+    scored = cli.trainer.callback_metrics
+    for key in ("val/top1_acc", "val/MaxBoxAccV2"):
+        assert float(scored[key]) == pytest.approx(float(last[key]), abs=1e-4), key
+    assert main(["validate", *common, "--ckpt_path", "last", "--trainer.logger", "false"]) == 0
+    assert "val/MaxBoxAccV2" in capsys.readouterr().out  # Lightning's table of the validated metrics
+    other = tmp_path / "elsewhere"
+    args = [*common, "--trainer.default_root_dir", str(other), "--ckpt_path", "last", "--trainer.logger", "false"]
+    assert main(["validate", *args]) == 2
+    assert "no last.ckpt in" in capsys.readouterr().err
+
+
 def test_bad_option_is_reported_by_lightning_cli(tmp_path, capsys):
     dataset, data, _, _ = _write_layout("voc", tmp_path / "data")
     config = _config(tmp_path, dataset, data)

@@ -14,7 +14,7 @@ import sys
 # Order is the order shown by ``wsol --help``.
 _COMMANDS: tuple[str, ...] = (
     "quickstart",
-    "train",
+    "train",  # registers train (an alias of fit), fit, validate and test
     "evaluate",
     "cams",
     "leaderboard",

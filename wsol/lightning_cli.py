@@ -111,11 +111,13 @@ class WSOLCLI(LightningCLI):
         return super().instantiate_trainer(**kwargs)
 
 
-def _fixed_logger(root: str, resume: bool) -> Logger:
-    """Lightning's default logger for ``root``, with its version pinned so that every start writes to one folder."""
+def _fixed_logger(root: str, resume: bool) -> list[Logger]:
+    """TensorBoard (a dependency) with a CSV log beside it in one folder, its version pinned so that every start
+    writes there: event files append, and the CSV keeps the rows of the epochs before a resume."""
+    csv = ResumableCSVLogger(root, name=LOG_NAME, version=LOG_VERSION, resume=resume)
     if importlib.util.find_spec("tensorboard") or importlib.util.find_spec("tensorboardX"):
-        return TensorBoardLogger(root, name=LOG_NAME, version=LOG_VERSION)  # appends event files
-    return ResumableCSVLogger(root, name=LOG_NAME, version=LOG_VERSION, resume=resume)
+        return [csv, TensorBoardLogger(root, name=LOG_NAME, version=LOG_VERSION)]  # CSV first: it makes the folder
+    return [csv]
 
 
 def last_checkpoint(trainer: Trainer) -> str | None:
@@ -128,24 +130,37 @@ def last_checkpoint(trainer: Trainer) -> str | None:
     return max(found, key=lambda p: os.path.getmtime(p) if os.path.exists(p) else 0.0) if found else None
 
 
-def train(args: list[str] | None = None) -> WSOLCLI:
-    """Build the CLI from ``args`` and fit; returns the CLI (its ``trainer`` holds the logged metrics).
+def run_stage(stage: str, args: list[str] | None = None, prog: str = "wsol fit") -> WSOLCLI:
+    """Build the CLI from ``args`` and run ``stage`` (``fit``, ``validate`` or ``test``); returns the CLI.
 
-    ``--ckpt_path last`` with no checkpoint yet starts from scratch, saying so, so one command both starts a
-    run and resumes it after a crash.
+    ``--ckpt_path last`` resolves to the run folder's newest ``last.ckpt``. For ``fit`` with none yet it starts
+    from scratch, saying so, so one command both starts a run and resumes it after a crash; ``validate`` and
+    ``test`` need a checkpoint to score.
+
+    Raises:
+        ValueError: an unknown stage, or ``validate``/``test`` with ``--ckpt_path last`` and no checkpoint.
     """
-    cli = WSOLCLI(args)
+    if stage not in ("fit", "validate", "test"):
+        raise ValueError(f"stage must be fit, validate or test, got {stage!r}")
+    cli = WSOLCLI(args, parser_kwargs={"prog": prog, "description": f"{prog}: LightningCLI from a YAML config."})
     ckpt_path = cli.config.get("ckpt_path")
     if ckpt_path == "last":
         ckpt_path = last_checkpoint(cli.trainer)
         if ckpt_path is None:
             folders = sorted({str(c.dirpath) for c in cli.trainer.checkpoint_callbacks if getattr(c, "dirpath", None)})
             where = " or ".join(folders) or "the checkpoint folder"
-            rank_zero_info(f"wsol train: --ckpt_path last: no last.ckpt in {where} yet; starting from scratch")
+            if stage != "fit":
+                raise ValueError(f"--ckpt_path last: no last.ckpt in {where} to {stage}")
+            rank_zero_info(f"wsol {stage}: --ckpt_path last: no last.ckpt in {where} yet; starting from scratch")
         else:
-            rank_zero_info(f"wsol train: resuming from {ckpt_path}")
+            rank_zero_info(f"wsol {stage}: {'resuming from' if stage == 'fit' else 'scoring'} {ckpt_path}")
     with warnings.catch_warnings():
         if ckpt_path is not None:  # the folder holds the run being resumed: that is the point, not a mistake
             warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
-        cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=ckpt_path)
+        getattr(cli.trainer, stage)(cli.model, datamodule=cli.datamodule, ckpt_path=ckpt_path)
     return cli
+
+
+def train(args: list[str] | None = None) -> WSOLCLI:
+    """``wsol fit``: build the CLI from ``args`` and fit (see :func:`run_stage`); returns the CLI."""
+    return run_stage("fit", args)
