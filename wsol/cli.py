@@ -16,6 +16,7 @@ _COMMANDS: tuple[str, ...] = (
     "quickstart",
     "train",  # registers train (an alias of fit), fit, validate and test
     "evaluate",
+    "metadata",
     "cams",
     "leaderboard",
     "pseudo-masks",

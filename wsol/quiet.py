@@ -2,7 +2,8 @@
 
 :func:`quiet_lightning` runs when :mod:`wsol.methods` is imported. It adds a filter to Lightning's rank-zero
 logger that drops only the lines starting with "💡 Tip" (suggestions to install other products). It also ignores
-the ``LeafSpec`` deprecation (a FutureWarning from torch) that ``pytorch_lightning.utilities._pytree`` triggers inside every training step.
+the ``LeafSpec`` deprecation (a FutureWarning from torch) that ``pytorch_lightning.utilities._pytree``
+triggers inside every training step.
 Every other message, warning and error is left alone.
 """
 

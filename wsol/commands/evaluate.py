@@ -45,6 +45,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_normalization_arguments(
         p, default=None, what="read the maps as raw CAMs and normalise each by this rule (default: they are score maps)"
     )
+    p.add_argument(
+        "--upsample",
+        nargs="?",
+        type=int,
+        const=224,
+        default=None,
+        metavar="S",
+        help="the maps are raw and of any size (e.g. 7x7 from pytorch-grad-cam or torch-cam): upsample each to "
+        "S x S the protocol's way (float64 bicubic) and normalise it (--normalization, min-max by default); "
+        "S defaults to 224",
+    )
     p.add_argument("--iou-thresholds", default="30,50,70", metavar="LIST", help="IoU thresholds in percent")
     p.add_argument("--metrics", default=None, metavar="LIST", help="boxes,masks (default: what the GT allows)")
     p.add_argument("--workers", type=int, default=1, metavar="N", help="processes to spread the images over")
@@ -90,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
     elif args.plots is not None:
         print("wsol evaluate: note: --plots DIR is deprecated; give --out DIR --plots", file=sys.stderr)
         plots_dir = Path(args.plots)
-    normalization = {"normalization": args.normalization, "percentile": args.percentile}
+    normalization = {"normalization": args.normalization, "percentile": args.percentile, "upsample": args.upsample}
     if args.metadata is not None:
         if args.scoremaps is None:
             raise ValueError("--metadata needs --scoremaps (the folder of <image_id>.npy score maps)")
@@ -114,17 +125,19 @@ def run(args: argparse.Namespace) -> int:
     if result.degenerate:
         shown = ", ".join(repr(i) for i in result.degenerate[:5]) + (", ..." if len(result.degenerate) > 5 else "")
         what = "constant or all-NaN"
-        if args.normalization is not None:
-            what = f"constant, with NaN/inf or all zero after {args.normalization} normalisation"
+        if source.normalization is not None:
+            what = f"constant, with NaN/inf or all zero after {source.normalization} normalisation"
         print(
             f"wsol evaluate: warning: {len(result.degenerate)} score map(s) {what}, evaluated as "
             f"all-zero maps (docs/protocol.md §1.4): {shown}",
             file=sys.stderr,
         )
     rule = ""
-    if args.normalization is not None:
-        rule = f", raw maps normalised by {args.normalization}"
-        rule += f" (percentile {args.percentile:g})" if args.normalization == "ivr" else ""
+    if source.normalization is not None:
+        rule = f", raw maps normalised by {source.normalization}"
+        rule += f" (percentile {args.percentile:g})" if source.normalization == "ivr" else ""
+    if args.upsample is not None:
+        rule += f" after bicubic upsampling to {args.upsample}x{args.upsample}"
     print(f"{len(source)} images, cam_curve_interval {args.cam_curve_interval:g}{rule}")
     if result.boxes is not None:
         for name, mode in result.boxes.modes.items():

@@ -99,6 +99,34 @@ def prepare_loaded_scoremap(
     return scoremap, False
 
 
+def upsample_raw_map(raw: np.ndarray, size: int, image_id: str, where: str) -> np.ndarray:
+    """A raw map of any size (e.g. 7x7 from another library) at ``size x size`` the protocol's way: float64
+    bicubic ``cv2.resize`` (:func:`wsol.metrics.prepare_scoremaps_numpy`'s step). Normalisation follows.
+
+    Raises:
+        ValueError: the map is not 2-D or does not hold numbers.
+    """
+    import cv2
+
+    if raw.ndim != 2:
+        raise ValueError(f"raw map of {image_id!r} ({where}) must be 2-D, got shape {raw.shape}")
+    if raw.dtype.kind not in "fiu":
+        raise ValueError(f"raw map of {image_id!r} ({where}) must hold numbers, got dtype {raw.dtype}")
+    raw = np.asarray(raw, dtype=np.float64)
+    if raw.shape == (size, size):
+        return raw
+    return cv2.resize(raw, (size, size), interpolation=cv2.INTER_CUBIC)
+
+
+def _check_upsample(upsample: int | None, normalization: str | None) -> str | None:
+    """The normalisation to apply: with ``upsample`` the maps are raw, so min-max unless another rule is given."""
+    if upsample is None:
+        return normalization
+    if isinstance(upsample, bool) or not isinstance(upsample, int) or upsample < 1:
+        raise ValueError(f"upsample must be a positive int (the score-map side), got {upsample!r}")
+    return normalization or "minmax"
+
+
 class Source:
     """Base class: ``image_ids``, ``has_boxes``, ``has_masks``, ``has_classes`` and ``load(i)``.
 
@@ -163,6 +191,9 @@ class MetadataSource(Source):
         normalization: None (the maps are score maps in [0, 1]) or the rule that turns the raw maps into score
             maps (see :func:`prepare_loaded_scoremap`).
         percentile: IVR's percentile.
+        upsample: None, or the side ``S``: every map (of any size, raw) is upsampled to ``S x S`` the protocol's
+            way (:func:`upsample_raw_map`) and normalised (min-max unless ``normalization`` says otherwise), and
+            the GT is mapped onto ``S x S`` — how maps from other libraries are scored like wsol's own.
     """
 
     metadata: Path
@@ -171,6 +202,7 @@ class MetadataSource(Source):
     predictions: Path | None = None
     normalization: str | None = None
     percentile: float = DEFAULT_PERCENTILE
+    upsample: int | None = None
     image_ids: list[str] = field(init=False)
     boxes: dict[str, list] = field(init=False, default_factory=dict)
     sizes: dict[str, tuple[int, int]] = field(init=False, default_factory=dict)
@@ -180,6 +212,7 @@ class MetadataSource(Source):
     shape: tuple[int, ...] = field(init=False, default=())
 
     def __post_init__(self) -> None:
+        self.normalization = _check_upsample(self.upsample, self.normalization)
         if self.normalization is not None:
             check_normalization(self.normalization, self.percentile)
         self.metadata, self.scoremaps = Path(self.metadata), Path(self.scoremaps)
@@ -243,7 +276,9 @@ class MetadataSource(Source):
         image_id = self.image_ids[index]
         path = self.scoremaps / f"{image_id}.npy"
         raw = np.asarray(self._read(index))
-        if raw.shape != self.shape:
+        if self.upsample is not None:  # maps of any size, each brought to S x S
+            raw = upsample_raw_map(raw, self.upsample, image_id, str(path))
+        elif raw.shape != self.shape:
             first = self.image_ids[0]
             raise ValueError(
                 f"score map of {image_id!r} ({path}) has shape {raw.shape}, but {first!r} has {self.shape}"
@@ -279,15 +314,18 @@ class NpzSource(Source):
     (boxes), optional ``image_sizes`` (then boxes are in original-image pixels), ``gt_masks`` and
     ``cls_correct``; image ids are the indices unless an ``image_ids`` array is present.
 
-    ``normalization`` and ``percentile`` are as in :class:`MetadataSource`: with a rule, ``cams`` holds raw maps.
+    ``normalization``, ``percentile`` and ``upsample`` are as in :class:`MetadataSource`: with a rule or an
+    upsampling, ``cams`` holds raw maps.
     """
 
     path: Path
     normalization: str | None = None
     percentile: float = DEFAULT_PERCENTILE
+    upsample: int | None = None
     image_ids: list[str] = field(init=False)
 
     def __post_init__(self) -> None:
+        self.normalization = _check_upsample(self.upsample, self.normalization)
         if self.normalization is not None:
             check_normalization(self.normalization, self.percentile)
         self.path = Path(self.path)
@@ -317,8 +355,9 @@ class NpzSource(Source):
                     f"{self.path}: gt_box_counts sums to {data['gt_box_counts'].sum()} but there are "
                     f"{len(data['gt_boxes_flat'])} rows in gt_boxes_flat"
                 )
-            if self.has_masks and data["gt_masks"].shape != data["cams"].shape:
-                raise ValueError(f"{self.path}: gt_masks {data['gt_masks'].shape} != cams {data['cams'].shape}")
+            expected = data["cams"].shape if self.upsample is None else (n, self.upsample, self.upsample)
+            if self.has_masks and data["gt_masks"].shape != expected:
+                raise ValueError(f"{self.path}: gt_masks {data['gt_masks'].shape} != score maps {expected}")
         self._data: dict[str, np.ndarray] | None = None
 
     def __getstate__(self) -> dict:
@@ -344,9 +383,10 @@ class NpzSource(Source):
         data = self._arrays()
         image_id = self.image_ids[index]
         where = f"{self.path}[cams][{index}]"
-        scoremap, degenerate = prepare_loaded_scoremap(
-            data["cams"][index], image_id, where, self.normalization, self.percentile
-        )
+        raw = data["cams"][index]
+        if self.upsample is not None:
+            raw = upsample_raw_map(raw, self.upsample, image_id, where)
+        scoremap, degenerate = prepare_loaded_scoremap(raw, image_id, where, self.normalization, self.percentile)
         correct = bool(data["cls_correct"][index]) if self.has_classes else None
         item = ImageInput(image_id, scoremap, degenerate=degenerate, cls_correct=correct)
         if boxes and self.has_boxes:
