@@ -331,3 +331,20 @@ def test_cli_export_records_the_normalization_and_rejects_bad_flags(tmp_path, ca
     )
     assert main([*args, "--normalization", "ivr", "--percentile", "1"]) == 2
     assert capsys.readouterr().err == "wsol export: error: --percentile must lie in [0, 1), got 1.0\n"
+
+
+def test_exported_graph_describes_itself(tmp_path) -> None:
+    from wsol.onnx import read_metadata_props
+
+    model, _ = build_backbone_model("resnet10", num_classes=3, backbone_kwargs={"width": 8})
+    result = export_onnx(model, tmp_path / "m.onnx", image_size=(32, 40), class_names=["a", "b", "c"], parity=False)
+    props = read_metadata_props(result.path)  # onnxruntime alone, no sidecar
+    assert props["preprocessing"] == result.metadata["preprocessing"]
+    assert props["preprocessing"]["size"] == [32, 40] and props["preprocessing"]["mean"] == [0.485, 0.456, 0.406]
+    assert props["class_names"] == ["a", "b", "c"] and props["num_classes"] == 3
+    assert props["cams"]["normalization_method"] == "minmax" and props["format"] == "wsol-onnx"
+    assert props["outputs"]["cams"]["shape"] == ["batch", 1, 32, 40]
+    # The sidecar's hash is the file's, props included.
+    import hashlib
+
+    assert result.metadata["sha256"] == hashlib.sha256(result.path.read_bytes()).hexdigest()

@@ -6,7 +6,7 @@
 * :mod:`wsol.onnx.parity`: :func:`check_parity`, onnxruntime against PyTorch.
 """
 
-from wsol.onnx.export import ExportResult, export_onnx
+from wsol.onnx.export import ExportResult, export_onnx, read_metadata_props
 from wsol.onnx.models import build_backbone_model, imagenet_class_names, load_checkpoint_model
 from wsol.onnx.parity import check_parity
 from wsol.onnx.wrapper import (
@@ -33,4 +33,5 @@ __all__ = [
     "load_checkpoint_model",
     "normalize_flat_maps",
     "parse_cam_classes",
+    "read_metadata_props",
 ]

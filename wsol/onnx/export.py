@@ -131,19 +131,13 @@ def export_onnx(
     proto = onnx.load(str(out))
     _inline_constant_identities(proto)
     _set_output_shapes(proto, {"logits": ["batch", k], "cams": ["batch", n, *wrapper.image_size]})
-    onnx.save(proto, str(out))
-    export_seconds = time.perf_counter() - start
-    onnx.checker.check_model(str(out), full_check=True)
 
     metadata: dict[str, Any] = {
         "format": "wsol-onnx",
         "version": SIDECAR_VERSION,
         "model_file": out.name,
-        "sha256": hashlib.sha256(out.read_bytes()).hexdigest(),
-        "file_bytes": out.stat().st_size,
         "opset": max(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")),
         "exporter": exporter,
-        "export_seconds": round(export_seconds, 2),
         "inputs": {"images": {"shape": ["batch", 3, *wrapper.image_size], "dtype": "float32", "layout": "NCHW"}},
         "outputs": {
             "logits": {"shape": ["batch", k], "dtype": "float32"},
@@ -155,6 +149,7 @@ def export_onnx(
             "std": list(std),
             "input_scale": 1 / 255,
             "channel_order": "RGB",
+            "resize": "squash the whole image to size (no crop), bilinear",
             "formula": "images = (rgb_uint8 / 255 - mean) / std, resized to size, NCHW float32",
         },
         "cams": {
@@ -173,11 +168,44 @@ def export_onnx(
         "versions": {"torch": torch.__version__, "onnx": onnx.__version__},
     }
     metadata.update(extra_metadata or {})
+    # The graph describes itself: what a runtime needs to feed it and read its outputs travels inside the file.
+    _set_metadata_props(proto, {key: metadata[key] for key in METADATA_PROPS})
+    onnx.save(proto, str(out))
+    onnx.checker.check_model(str(out), full_check=True)
+    metadata["export_seconds"] = round(time.perf_counter() - start, 2)
+    metadata["sha256"] = hashlib.sha256(out.read_bytes()).hexdigest()
+    metadata["file_bytes"] = out.stat().st_size
     if parity:
         metadata["parity"] = check_parity(wrapper, out, parity_batches, atol=atol, rtol=rtol)
     sidecar = out.with_suffix(".json")
     write_text(sidecar, json.dumps(metadata, indent=2) + "\n")
     return ExportResult(out, sidecar, metadata)
+
+
+# Sidecar entries copied into the graph's metadata_props, each as JSON under "wsol.<key>".
+METADATA_PROPS = ("format", "version", "preprocessing", "inputs", "outputs", "cams", "num_classes", "class_names")
+
+
+def _set_metadata_props(proto: Any, entries: dict[str, Any]) -> None:
+    """Write ``entries`` into the model's ``metadata_props`` as ``wsol.<key>`` -> JSON (replacing earlier ones)."""
+    keep = [p for p in proto.metadata_props if not p.key.startswith("wsol.")]
+    del proto.metadata_props[:]
+    proto.metadata_props.extend(keep)
+    for key, value in entries.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = f"wsol.{key}", json.dumps(value)
+
+
+def read_metadata_props(path: str | Path) -> dict[str, Any]:
+    """The ``wsol.*`` entries of an exported graph's ``metadata_props``, decoded (keys without the prefix).
+
+    Works with onnxruntime alone (``InferenceSession(...).get_modelmeta().custom_metadata_map``), so a deployment
+    needs no sidecar file.
+    """
+    import onnxruntime as ort
+
+    meta = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).get_modelmeta()
+    return {k[len("wsol.") :]: json.loads(v) for k, v in meta.custom_metadata_map.items() if k.startswith("wsol.")}
 
 
 def _run_exporter(wrapper: ExportWrapper, out: Path, exporter: str, opset: int) -> None:
