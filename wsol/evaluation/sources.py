@@ -167,6 +167,64 @@ def _open_npz(path: Path) -> Any:
     return data
 
 
+class NpyMember:
+    """An array stored uncompressed inside an npz, read one item (first axis) at a time from disk.
+
+    ``np.savez`` stores members uncompressed, so item ``i`` lies at a fixed offset: reading it alone keeps the
+    process's memory flat however many maps the archive holds (no array and no memory map that grows with the
+    pages touched).
+    """
+
+    def __init__(self, path: Path, offset: int, dtype: np.dtype, shape: tuple[int, ...]) -> None:
+        self.path, self.offset, self.dtype, self.shape = Path(path), offset, np.dtype(dtype), tuple(shape)
+        self.ndim = len(self.shape)
+        self._item = int(np.prod(self.shape[1:], dtype=np.int64)) * self.dtype.itemsize
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        if not 0 <= index < self.shape[0]:
+            raise IndexError(f"index {index} out of range for {self.shape[0]} items")
+        with open(self.path, "rb") as handle:
+            handle.seek(self.offset + index * self._item)
+            data = handle.read(self._item)
+        if len(data) != self._item:
+            raise ValueError(f"{self.path}: item {index} is cut short (truncated file?)")
+        return np.frombuffer(data, self.dtype).reshape(self.shape[1:])
+
+
+def stored_npz_member(path: Path, name: str) -> NpyMember | None:
+    """The array ``name`` of an npz as an :class:`NpyMember`, or None when it is compressed, Fortran-ordered or 0-d
+    (then it is loaded whole). Object arrays are refused (no pickles)."""
+    with zipfile.ZipFile(path) as archive:
+        try:
+            info = archive.getinfo(f"{name}.npy")
+        except KeyError:
+            return None
+        if info.compress_type != zipfile.ZIP_STORED:
+            return None
+    with open(path, "rb") as handle:
+        handle.seek(info.header_offset)
+        local = handle.read(30)  # the local file header: signature ... name length (26), extra length (28)
+        if local[:4] != b"PK\x03\x04":
+            return None
+        lengths = int.from_bytes(local[26:28], "little") + int.from_bytes(local[28:30], "little")
+        handle.seek(info.header_offset + 30 + lengths)
+        version = np.lib.format.read_magic(handle)
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(handle)
+        elif version == (2, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(handle)
+        else:
+            return None
+        if dtype.hasobject:
+            raise ValueError(f"{path}: '{name}' holds Python objects; only numeric arrays are read")
+        if fortran or len(shape) < 1:
+            return None
+        return NpyMember(path, handle.tell(), dtype, shape)
+
+
 def _read_gray(path: Path, image_id: str, what: str) -> np.ndarray:
     # cv2.imread(GRAYSCALE), as the reference's load_mask_image: palette PNGs are read as gray levels.
     if not path.is_file():
@@ -335,9 +393,12 @@ class NpzSource(Source):
             keys = set(data.files)
             if "cams" not in keys:
                 raise KeyError(f"{self.path}: no 'cams' array (keys: {sorted(keys)})")
-            n = len(data["cams"]) if data["cams"].ndim == 3 else -1
+            # Shapes from the stored arrays' headers: checking them reads no map.
+            cams = stored_npz_member(self.path, "cams")
+            cams = data["cams"] if cams is None else cams
+            n = len(cams) if cams.ndim == 3 else -1
             if n < 0:
-                raise ValueError(f"{self.path}: 'cams' must be (N, H, W), got shape {data['cams'].shape}")
+                raise ValueError(f"{self.path}: 'cams' must be (N, H, W), got shape {cams.shape}")
             self.image_ids = [str(i) for i in data["image_ids"]] if "image_ids" in keys else [str(i) for i in range(n)]
             self.has_boxes = "gt_boxes_flat" in keys and "gt_box_counts" in keys
             self.has_masks = "gt_masks" in keys
@@ -355,9 +416,13 @@ class NpzSource(Source):
                     f"{self.path}: gt_box_counts sums to {data['gt_box_counts'].sum()} but there are "
                     f"{len(data['gt_boxes_flat'])} rows in gt_boxes_flat"
                 )
-            expected = data["cams"].shape if self.upsample is None else (n, self.upsample, self.upsample)
-            if self.has_masks and data["gt_masks"].shape != expected:
-                raise ValueError(f"{self.path}: gt_masks {data['gt_masks'].shape} != score maps {expected}")
+            expected = cams.shape if self.upsample is None else (n, self.upsample, self.upsample)
+            if self.has_masks:
+                masks = stored_npz_member(self.path, "gt_masks")
+                masks = data["gt_masks"] if masks is None else masks
+                if masks.shape != expected:
+                    raise ValueError(f"{self.path}: gt_masks {masks.shape} != score maps {expected}")
+            del cams
         self._data: dict[str, np.ndarray] | None = None
 
     def __getstate__(self) -> dict:
@@ -371,7 +436,9 @@ class NpzSource(Source):
         if self._data is None:
             with _open_npz(self.path) as data:
                 try:
-                    self._data = {k: data[k] for k in data.files}
+                    # The maps (and masks) are read one by one from disk when stored uncompressed; the rest is small.
+                    mapped = {k: stored_npz_member(self.path, k) for k in ("cams", "gt_masks") if k in data.files}
+                    self._data = {k: mapped.get(k) if mapped.get(k) is not None else data[k] for k in data.files}
                 except (ValueError, EOFError, OSError, zipfile.BadZipFile) as err:
                     raise ValueError(f"{self.path}: an array cannot be read (truncated file?): {err}") from None
             if self.has_boxes:
