@@ -317,7 +317,7 @@ def test_reference_rows_equal_a_direct_accumulator(tmp_path, data):
     assert main(["evaluate", "--npz", str(tmp_path / "center_gaussian_val.npz"), "--no-progress"]) == 0
 
 
-def test_failed_run_is_recorded_skipped_and_retried(tmp_path, data_n3):
+def test_failed_run_is_recorded_skipped_and_retried(tmp_path, data_n3, caplog):
     data = data_n3
 
     def flaky(spec, data_, settings):
@@ -329,6 +329,7 @@ def test_failed_run_is_recorded_skipped_and_retried(tmp_path, data_n3):
     assert run_study(data, settings, TWO_ROWS, train_fn=flaky) == 1
     error = tmp_path / "runs" / "n3/cutmix/default/seed1.error.txt"
     assert error.read_text() == "RuntimeError: out of memory\n"
+    assert "run n3/cutmix/default/seed1 failed: RuntimeError: out of memory" in caplog.text  # logged, not printed
     assert len(list((tmp_path / "runs").rglob("*.json"))) == 3
     assert run_study(data, settings, TWO_ROWS, train_fn=lambda s, d, c: _fake(s, 50.0)) == 0
     assert not error.exists() and len(list((tmp_path / "runs").rglob("*.json"))) == 4

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import sys
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -46,6 +45,8 @@ from wsol.study.scoring import (
     write_json_atomic,
     write_maps,
 )
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["MAPS_KEY", "StudySettings", "run_study", "train_and_score"]
 
@@ -388,7 +389,7 @@ def run_study(
                 failed.add(spec.key)
                 error.parent.mkdir(parents=True, exist_ok=True)
                 error.write_text(f"{type(err).__name__}: {err}\n")
-                print(f"wsol study: run {spec.key} failed: {type(err).__name__}: {err}", file=sys.stderr)
+                logger.error("wsol study: run %s failed: %s: %s", spec.key, type(err).__name__, err)
                 continue
             maps = result.pop(MAPS_KEY, None)
             if maps is not None:
