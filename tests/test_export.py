@@ -348,3 +348,28 @@ def test_exported_graph_describes_itself(tmp_path) -> None:
     import hashlib
 
     assert result.metadata["sha256"] == hashlib.sha256(result.path.read_bytes()).hexdigest()
+
+
+def test_dynamic_size_export_runs_at_other_sizes(tmp_path) -> None:
+    torch.manual_seed(0)
+    # 4x4 maps at 32 px: 1x1 maps of random weights are flat, where any two normalisations disagree.
+    kwargs = {"width": 8, "stem_stride": 2, "last_stride": 1}
+    model, _ = build_backbone_model("resnet10", num_classes=4, backbone_kwargs=kwargs)
+    result = export_onnx(model, tmp_path / "d.onnx", image_size=(32, 32), cam_classes="topk:2", dynamic_size=True)
+    parity = result.metadata["parity"]
+    assert parity["pass"] and parity["sizes"] == [[32, 32], [64, 64]]
+    assert result.metadata["outputs"]["cams"]["shape"] == ["batch", 2, "height", "width"]
+    session = ort.InferenceSession(str(result.path), providers=["CPUExecutionProvider"])
+    images = np.random.default_rng(1).standard_normal((1, 3, 48, 80), dtype=np.float32)  # neither traced size
+    logits, cams = session.run(["logits", "cams"], {"images": images})
+    wrapper = ExportWrapper(model, "topk:2", (32, 32), dynamic_size=True)
+    with torch.no_grad():
+        ref_logits, ref_cams = wrapper(torch.from_numpy(images))
+    assert cams.shape == (1, 2, 48, 80)
+    np.testing.assert_allclose(logits, ref_logits.numpy(), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(cams, ref_cams.numpy(), rtol=1e-4, atol=1e-4)
+    # The static export is unchanged; rules with a size-bound sorted index refuse a dynamic size.
+    with pytest.raises(ValueError, match="dynamic input size needs a normalisation"):
+        ExportWrapper(model, "top1", (32, 32), normalization="pas", dynamic_size=True)
+    with pytest.raises(ValueError, match="TorchScript exporter"):
+        export_onnx(model, tmp_path / "e.onnx", image_size=(32, 32), opset=18, dynamic_size=True)

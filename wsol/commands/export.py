@@ -42,6 +42,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--num-classes", type=int, default=None, help="classes of a random head (default: 1000)")
     p.add_argument("--backbone-kwargs", default=None, help="JSON options of the backbone, e.g. '{\"last_stride\": 1}'")
     p.add_argument("--image-size", default="224", help="input size, 'S' or 'H,W' (default: %(default)s)")
+    p.add_argument(
+        "--dynamic-size",
+        action="store_true",
+        help="dynamic height and width too (minmax or max normalisation; parity checked at two sizes)",
+    )
     p.add_argument("--cam-classes", default="top1", help="top1, topk:K or all (default: %(default)s)")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset; 17 suits TensorRT 8.5/JetPack 5 (default)")
     p.add_argument(
@@ -119,6 +124,7 @@ def run(args: argparse.Namespace) -> int:
         extra_metadata={"source": source},
         normalization=args.normalization,
         percentile=args.percentile,
+        dynamic_size=args.dynamic_size,
     )
     meta = result.metadata
     print(

@@ -67,6 +67,7 @@ def export_onnx(
     extra_metadata: dict[str, Any] | None = None,
     normalization: str = "minmax",
     percentile: float = 0.6,
+    dynamic_size: bool = False,
 ) -> ExportResult:
     """Export ``model`` to one ONNX graph with ``logits`` and ``cams``, check it and write its sidecar.
 
@@ -94,6 +95,8 @@ def export_onnx(
         normalization: per-map normalisation of ``cams``: ``minmax`` (default), ``max``, ``pas`` or ``ivr``
             (see :func:`normalize_flat_maps`).
         percentile: IVR's percentile in [0, 1).
+        dynamic_size: export dynamic height and width too (TorchScript exporter; ``minmax`` or ``max``); the
+            parity check then also runs at a second size, ``image_size`` plus 32 pixels each way.
 
     Returns:
         The written paths and the sidecar contents; ``result.parity["pass"]`` tells whether it matched.
@@ -117,7 +120,11 @@ def export_onnx(
             f"the TorchScript exporter is used for opsets 11-17 only (at >= 18 it emits an invalid ReduceMean, "
             f"pytorch/pytorch#104190); got {opset}, use dynamo"
         )
-    wrapper = ExportWrapper(model, cam_classes, image_size, normalization=normalization, percentile=percentile)
+    if dynamic_size and exporter != "torchscript":
+        raise ValueError(f"a dynamic input size is exported by the TorchScript exporter (opset <= 17), got {exporter}")
+    wrapper = ExportWrapper(
+        model, cam_classes, image_size, normalization=normalization, percentile=percentile, dynamic_size=dynamic_size
+    )
     backbone = getattr(model, "backbone", None)
     mean = tuple(mean or getattr(backbone, "mean", None) or (0.485, 0.456, 0.406))
     std = tuple(std or getattr(backbone, "std", None) or (0.229, 0.224, 0.225))
@@ -130,7 +137,8 @@ def export_onnx(
     _run_exporter(wrapper, out, exporter, opset)
     proto = onnx.load(str(out))
     _inline_constant_identities(proto)
-    _set_output_shapes(proto, {"logits": ["batch", k], "cams": ["batch", n, *wrapper.image_size]})
+    spatial = ["height", "width"] if dynamic_size else list(wrapper.image_size)
+    _set_output_shapes(proto, {"logits": ["batch", k], "cams": ["batch", n, *spatial]})
 
     metadata: dict[str, Any] = {
         "format": "wsol-onnx",
@@ -138,10 +146,10 @@ def export_onnx(
         "model_file": out.name,
         "opset": max(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")),
         "exporter": exporter,
-        "inputs": {"images": {"shape": ["batch", 3, *wrapper.image_size], "dtype": "float32", "layout": "NCHW"}},
+        "inputs": {"images": {"shape": ["batch", 3, *spatial], "dtype": "float32", "layout": "NCHW"}},
         "outputs": {
             "logits": {"shape": ["batch", k], "dtype": "float32"},
-            "cams": {"shape": ["batch", n, *wrapper.image_size], "dtype": "float32", "range": [0.0, 1.0]},
+            "cams": {"shape": ["batch", n, *spatial], "dtype": "float32", "range": [0.0, 1.0]},
         },
         "preprocessing": {
             "size": list(wrapper.image_size),
@@ -177,6 +185,18 @@ def export_onnx(
     metadata["file_bytes"] = out.stat().st_size
     if parity:
         metadata["parity"] = check_parity(wrapper, out, parity_batches, atol=atol, rtol=rtol)
+        if dynamic_size:  # the same graph at a second input size
+            other = (wrapper.image_size[0] + 32, wrapper.image_size[1] + 32)
+            first = metadata["parity"]
+            second = check_parity(wrapper, out, parity_batches, atol=atol, rtol=rtol, size=other)
+            metadata["parity"] = {
+                **first,
+                "sizes": [list(wrapper.image_size), list(other)],
+                "logits_max_abs": max(first["logits_max_abs"], second["logits_max_abs"]),
+                "cams_max_abs": max(first["cams_max_abs"], second["cams_max_abs"]),
+                "top1_agree": min(first["top1_agree"], second["top1_agree"]),
+                "pass": first["pass"] and second["pass"],
+            }
     sidecar = out.with_suffix(".json")
     write_text(sidecar, json.dumps(metadata, indent=2) + "\n")
     return ExportResult(out, sidecar, metadata)
@@ -226,7 +246,11 @@ def _run_exporter(wrapper: ExportWrapper, out: Path, exporter: str, opset: int) 
                 str(out),
                 opset_version=opset,
                 dynamo=False,
-                dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}, "cams": {0: "batch"}},
+                dynamic_axes={
+                    "images": {0: "batch", **({2: "height", 3: "width"} if wrapper.dynamic_size else {})},
+                    "logits": {0: "batch"},
+                    "cams": {0: "batch", **({2: "height", 3: "width"} if wrapper.dynamic_size else {})},
+                },
                 **names,
             )
         else:

@@ -18,8 +18,10 @@ def check_parity(
     atol: float = 1e-4,
     rtol: float = 1e-4,
     seed: int = 0,
+    size: tuple[int, int] | None = None,
 ) -> dict[str, Any]:
-    """Compare the ONNX graph in onnxruntime (CPU) with the PyTorch wrapper on seeded random inputs.
+    """Compare the ONNX graph in onnxruntime (CPU) with the PyTorch wrapper on seeded random inputs (of the export's
+    size, or ``size`` for a graph exported with a dynamic size).
 
     Returns:
         ``logits_max_abs``, ``cams_max_abs``, ``cams_mean_abs``, ``top1_agree`` (fraction), the
@@ -32,7 +34,7 @@ def check_parity(
     worst = {"logits": 0.0, "cams": 0.0}
     cam_sum, cam_count, agree, total, within = 0.0, 0, 0, 0, True
     for batch in batches:
-        images = rng.standard_normal((batch, 3, *wrapper.image_size), dtype=np.float32)
+        images = rng.standard_normal((batch, 3, *(size or wrapper.image_size)), dtype=np.float32)
         with torch.no_grad():
             ref = [t.cpu().numpy() for t in wrapper(torch.from_numpy(images).to(wrapper.device))]
         got = session.run(["logits", "cams"], {"images": images})

@@ -117,6 +117,9 @@ class ExportWrapper(nn.Module):
         eps: added to the divisor of the per-map normalisation so flat maps stay finite.
         normalization: ``minmax`` (default), ``max``, ``pas`` or ``ivr`` (see :func:`normalize_flat_maps`).
         percentile: IVR's percentile in [0, 1).
+        dynamic_size: read every size from the input at run time instead (``cams`` then follow the input's
+            height and width); ``image_size`` is only the probe and trace size. PaS and IVR need a sorted index
+            fixed by the map size, so only ``minmax`` and ``max`` allow it.
 
     Raises:
         ValueError: if the model lacks ``forward_with_cams`` or its maps and logits disagree on K, or for a
@@ -131,10 +134,17 @@ class ExportWrapper(nn.Module):
         eps: float = DEFAULT_EPS,
         normalization: str = "minmax",
         percentile: float = 0.6,
+        dynamic_size: bool = False,
     ) -> None:
         from wsol.metrics.normalization import check_normalization
 
         super().__init__()
+        if dynamic_size and normalization not in ("minmax", "max"):
+            raise ValueError(
+                f"a dynamic input size needs a normalisation without a fixed sorted index (minmax or max), "
+                f"got {normalization!r}"
+            )
+        self.dynamic_size = bool(dynamic_size)
         if not hasattr(model, "forward_with_cams"):
             raise ValueError("the model must define forward_with_cams(images) -> (logits, maps)")
         check_normalization(normalization, percentile)
@@ -161,6 +171,8 @@ class ExportWrapper(nn.Module):
         return super().train(False)
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.dynamic_size:
+            return self._forward_dynamic(images)
         logits, maps = self.model.forward_with_cams(images)
         (h, w), n = self.map_size, self.num_cams
         if self.mode == "all":
@@ -177,3 +189,18 @@ class ExportWrapper(nn.Module):
         flat = up.reshape(-1, n, self.image_size[0] * self.image_size[1])
         cams = normalize_flat_maps(flat, self.normalization, self.percentile, self.eps)
         return logits, cams.reshape(-1, n, *self.image_size)
+
+    def _forward_dynamic(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`forward` with every size read from the tensors, so the traced graph keeps them symbolic."""
+        logits, maps = self.model.forward_with_cams(images)
+        n = self.num_cams
+        if self.mode == "all":
+            selected = maps
+        else:
+            idx = logits.argmax(dim=1, keepdim=True) if n == 1 else logits.topk(n, dim=1).indices
+            classes = torch.arange(self.num_classes, device=maps.device)
+            onehot = (idx.unsqueeze(2) == classes).to(maps.dtype)
+            selected = torch.matmul(onehot, maps.flatten(2)).reshape(maps.shape[0], n, maps.shape[2], maps.shape[3])
+        up = F.interpolate(selected, size=images.shape[-2:], mode="bilinear", align_corners=False)
+        cams = normalize_flat_maps(up.flatten(2), self.normalization, self.percentile, self.eps)
+        return logits, cams.reshape(up.shape)
