@@ -3,7 +3,8 @@
 :func:`quiet_lightning` runs when :mod:`wsol.methods` is imported. It adds a filter to Lightning's rank-zero
 logger that drops only the lines starting with "💡 Tip" (suggestions to install other products). It also ignores
 the ``LeafSpec`` deprecation (a FutureWarning from torch) that ``pytorch_lightning.utilities._pytree``
-triggers inside every training step.
+triggers inside every training step, and, under DDP, Lightning's advice to ``sync_dist`` the ``val/`` metrics
+(they are torchmetrics values, synced already).
 Every other message, warning and error is left alone.
 """
 
@@ -32,3 +33,6 @@ def quiet_lightning() -> None:
     warnings.filterwarnings(
         "ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated", category=FutureWarning
     )
+    # Under DDP Lightning asks for sync_dist on every epoch-level tensor; wsol's val/ tensors come from
+    # torchmetrics' compute(), already summed over ranks (averaging them again could even round them).
+    warnings.filterwarnings("ignore", message=r"It is recommended to use `self.log\('val/")
