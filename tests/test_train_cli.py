@@ -1,9 +1,11 @@
 """``wsol train --config``: a fast_dev_run on a generated fixture in every layout, and the CLI plumbing."""
 
 import math
+import re
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from dataset_fixtures import write_coco, write_folder, write_tiny_imagenet, write_voc, write_wsoleval
 
@@ -148,3 +150,24 @@ def test_backbone_given_by_class_path(tmp_path):
     cli = train(["--config", str(config), "--trainer.fast_dev_run", "true", "--model.init_args.backbone", backbone])
     assert type(cli.model.backbone).__name__ == "VGG16CAM" and cli.model.head.weight.shape == (20, 1024, 1, 1)
     assert cli.trainer.state.finished
+
+
+def test_metric_names_are_safe_in_checkpoint_file_names(tmp_path):
+    from wsol.callbacks import ModelCheckpoint
+
+    callback = ModelCheckpoint(dirpath=tmp_path, filename="{epoch}-{val/MaxBoxAccV2:.2f}")
+    name = callback.format_checkpoint_name({"epoch": torch.tensor(3), "val/MaxBoxAccV2": torch.tensor(59.6667)})
+    assert Path(name).name == "epoch=3-val_MaxBoxAccV2=59.67.ckpt" and Path(name).parent == tmp_path
+
+    dataset, data, _, _ = _write_layout("tiny_imagenet", tmp_path / "data")
+    config = yaml.safe_load(_config(tmp_path, dataset, data).read_text())
+    config["trainer"]["callbacks"] = [{
+        "class_path": "pytorch_lightning.callbacks.ModelCheckpoint",
+        "init_args": {"dirpath": str(tmp_path / "best"), "filename": "{epoch}-{val/MaxBoxAccV2:.2f}",
+                      "monitor": "val/MaxBoxAccV2", "mode": "max"},
+    }]  # fmt: skip
+    path = tmp_path / "callbacks.yaml"
+    path.write_text(yaml.safe_dump(config))
+    train(["--config", str(path), "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "1"])
+    written = sorted(p.relative_to(tmp_path / "best").as_posix() for p in (tmp_path / "best").rglob("*.ckpt"))
+    assert len(written) == 1 and re.fullmatch(r"epoch=0-val_MaxBoxAccV2=\d+\.\d\d\.ckpt", written[0]), written

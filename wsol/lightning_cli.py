@@ -37,6 +37,7 @@ from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 from pytorch_lightning.loggers import Logger, TensorBoardLogger
 from pytorch_lightning.utilities.rank_zero import rank_zero_info
 
+from wsol.callbacks import ModelCheckpoint as SafeModelCheckpoint
 from wsol.data.datamodule import WSOLDataModule
 from wsol.methods.base import WSOLModule
 from wsol.resumable_csv import ResumableCSVLogger
@@ -96,13 +97,17 @@ class WSOLCLI(LightningCLI):
         if config.get("barebones"):  # no checkpoints or loggers to add
             return super().instantiate_trainer(**kwargs)
         root = os.fspath(config.get("default_root_dir") or os.getcwd())
+        configured = config.get("callbacks") or []
+        for callback in configured if isinstance(configured, list) else [configured]:
+            if type(callback) is ModelCheckpoint:  # metric names such as val/MaxBoxAccV2 safe in file names
+                callback.__class__ = SafeModelCheckpoint
         if "callbacks" not in kwargs and config.get("enable_checkpointing") is not False:
             callbacks = config.get("callbacks") or []
             callbacks = list(callbacks) if isinstance(callbacks, list) else [callbacks]
             if not any(isinstance(c, ModelCheckpoint) for c in callbacks):
                 # save_on_train_epoch_end: with check_val_every_n_epoch > 1 Lightning would otherwise save only
                 # after a validation, i.e. not after most epochs.
-                last = ModelCheckpoint(
+                last = SafeModelCheckpoint(
                     dirpath=os.path.join(root, CHECKPOINT_DIR), save_last=True, save_on_train_epoch_end=True
                 )
                 kwargs["callbacks"] = [*callbacks, last]
