@@ -81,12 +81,18 @@ def _torchvision_resnet(
     arch: str,
     pretrained: bool,
     weights_path: str | Path | None,
-    stem_stride: int,
-    last_stride: int,
+    stem_stride: int = 4,
+    last_stride: int = 2,
     width: int = 64,
     layer3_stride: int = 2,
 ) -> Backbone:
+    """The shared body of every ResNet builder: ``arch``'s trunk with the stem, third and last strides given
+    (``stem_stride`` 1, 2 or 4; ``last_stride`` / ``layer3_stride`` 1 keep that stage's resolution); ``width`` is
+    ResNet-10's first-stage channel count (torchvision's ResNets have their own)."""
     import torchvision
+
+    if width != 64 and arch != "resnet10":
+        raise ValueError(f"width is a resnet10 option; {arch} has torchvision's widths")
 
     if arch == "resnet10":
         if pretrained and weights_path is None:
@@ -123,57 +129,18 @@ def resnet10(
 
 
 @register_backbone()
-def resnet18(
-    pretrained: bool = False,
-    weights_path: str | Path | None = None,
-    stem_stride: int = 4,
-    last_stride: int = 2,
-    layer3_stride: int = 2,
-) -> Backbone:
-    """torchvision ResNet-18 trunk (512 channels, stride 32; ``last_stride=1``, ``layer3_stride=1`` each halve it)."""
-    return _torchvision_resnet(
-        "resnet18",
-        pretrained,
-        weights_path,
-        stem_stride,
-        last_stride,
-        layer3_stride=layer3_stride,
-    )
+def resnet18(pretrained: bool = False, weights_path: str | Path | None = None, **strides: int) -> Backbone:
+    """torchvision ResNet-18 trunk (512 channels, stride 32); ``stem_stride``, ``last_stride``, ``layer3_stride``."""
+    return _torchvision_resnet("resnet18", pretrained, weights_path, **strides)
 
 
 @register_backbone()
-def resnet34(
-    pretrained: bool = False,
-    weights_path: str | Path | None = None,
-    stem_stride: int = 4,
-    last_stride: int = 2,
-    layer3_stride: int = 2,
-) -> Backbone:
-    """torchvision ResNet-34 trunk (512 channels, stride 32; ``last_stride=1``, ``layer3_stride=1`` each halve it)."""
-    return _torchvision_resnet(
-        "resnet34",
-        pretrained,
-        weights_path,
-        stem_stride,
-        last_stride,
-        layer3_stride=layer3_stride,
-    )
+def resnet34(pretrained: bool = False, weights_path: str | Path | None = None, **strides: int) -> Backbone:
+    """torchvision ResNet-34 trunk (512 channels, stride 32); ``stem_stride``, ``last_stride``, ``layer3_stride``."""
+    return _torchvision_resnet("resnet34", pretrained, weights_path, **strides)
 
 
 @register_backbone()
-def resnet50(
-    pretrained: bool = False,
-    weights_path: str | Path | None = None,
-    stem_stride: int = 4,
-    last_stride: int = 2,
-    layer3_stride: int = 2,
-) -> Backbone:
-    """torchvision ResNet-50 trunk (2048 channels, stride 32; ``last_stride=1``, ``layer3_stride=1`` each halve it)."""
-    return _torchvision_resnet(
-        "resnet50",
-        pretrained,
-        weights_path,
-        stem_stride,
-        last_stride,
-        layer3_stride=layer3_stride,
-    )
+def resnet50(pretrained: bool = False, weights_path: str | Path | None = None, **strides: int) -> Backbone:
+    """torchvision ResNet-50 trunk (2048 channels, stride 32); ``stem_stride``, ``last_stride``, ``layer3_stride``."""
+    return _torchvision_resnet("resnet50", pretrained, weights_path, **strides)

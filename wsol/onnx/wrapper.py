@@ -175,16 +175,8 @@ class ExportWrapper(nn.Module):
             return self._forward_dynamic(images)
         logits, maps = self.model.forward_with_cams(images)
         (h, w), n = self.map_size, self.num_cams
-        if self.mode == "all":
-            selected = maps
-        else:
-            idx = logits.argmax(dim=1, keepdim=True) if n == 1 else logits.topk(n, dim=1).indices
-            # A one-hot MatMul selects the maps without Gather/Expand over dynamic shapes, which
-            # TensorRT handles less gracefully than a batched MatMul.
-            classes = torch.arange(self.num_classes, device=maps.device)
-            onehot = (idx.unsqueeze(2) == classes).to(maps.dtype)
-            flat_maps = maps.reshape(-1, self.num_classes, h * w)
-            selected = torch.matmul(onehot, flat_maps).reshape(-1, n, h, w)
+        # Python-int sizes: both exporters emit constant Reshape/Resize shapes.
+        selected = self._select(logits, maps.reshape(-1, self.num_classes, h * w)).reshape(-1, n, h, w)
         up = F.interpolate(selected, size=self.image_size, mode="bilinear", align_corners=False)
         flat = up.reshape(-1, n, self.image_size[0] * self.image_size[1])
         cams = normalize_flat_maps(flat, self.normalization, self.percentile, self.eps)
@@ -193,14 +185,20 @@ class ExportWrapper(nn.Module):
     def _forward_dynamic(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """:meth:`forward` with every size read from the tensors, so the traced graph keeps them symbolic."""
         logits, maps = self.model.forward_with_cams(images)
-        n = self.num_cams
-        if self.mode == "all":
-            selected = maps
-        else:
-            idx = logits.argmax(dim=1, keepdim=True) if n == 1 else logits.topk(n, dim=1).indices
-            classes = torch.arange(self.num_classes, device=maps.device)
-            onehot = (idx.unsqueeze(2) == classes).to(maps.dtype)
-            selected = torch.matmul(onehot, maps.flatten(2)).reshape(maps.shape[0], n, maps.shape[2], maps.shape[3])
+        selected = self._select(logits, maps.flatten(2))
+        selected = selected.reshape(maps.shape[0], selected.shape[1], maps.shape[2], maps.shape[3])
         up = F.interpolate(selected, size=images.shape[-2:], mode="bilinear", align_corners=False)
         cams = normalize_flat_maps(up.flatten(2), self.normalization, self.percentile, self.eps)
         return logits, cams.reshape(up.shape)
+
+    def _select(self, logits: torch.Tensor, flat_maps: torch.Tensor) -> torch.Tensor:
+        """The exported classes' maps ``(N, n, h * w)`` of flattened maps ``(N, K, h * w)``."""
+        if self.mode == "all":
+            return flat_maps
+        n = self.num_cams
+        idx = logits.argmax(dim=1, keepdim=True) if n == 1 else logits.topk(n, dim=1).indices
+        # A one-hot MatMul selects the maps without Gather/Expand over dynamic shapes, which
+        # TensorRT handles less gracefully than a batched MatMul.
+        classes = torch.arange(self.num_classes, device=flat_maps.device)
+        onehot = (idx.unsqueeze(2) == classes).to(flat_maps.dtype)
+        return torch.matmul(onehot, flat_maps)
