@@ -1,5 +1,6 @@
 """``wsol train --config``: a fast_dev_run on a generated fixture in every layout, and the CLI plumbing."""
 
+import json
 import math
 import re
 from pathlib import Path
@@ -96,6 +97,20 @@ def test_fit_logs_tensorboard_and_csv_and_validate_rescores_the_checkpoint(tmp_p
         assert float(scored[key]) == pytest.approx(float(last[key]), abs=1e-4), key
     assert main(["validate", *common, "--ckpt_path", "last", "--trainer.logger", "false"]) == 0
     assert "val/MaxBoxAccV2" in capsys.readouterr().out  # Lightning's table of the validated metrics
+    # predict: the same checkpoint's maps in the reference layout, which wsol evaluate scores to the same number.
+    out = tmp_path / "predicted"
+    assert main(["predict", *common, "--ckpt_path", "last", "--trainer.logger", "false", "--out", str(out)]) == 0
+    assert len(list((out / "scoremaps").rglob("*.npy"))) == 6 and (out / "predictions.txt").is_file()
+    interval = str(cli.model.hparams.cam_curve_interval)
+    evaluate = ["evaluate", "--metadata", str(out / "metadata"), "--scoremaps", str(out / "scoremaps"),
+                "--predictions", str(out / "predictions.txt"), "--cam-curve-interval", interval, "--no-progress",
+                "--out", str(out / "eval")]  # fmt: skip
+    assert main(evaluate) == 0
+    scored_again = json.loads((out / "eval" / "metrics.json").read_text())
+    assert scored_again["MaxBoxAccV2"]["value"] == pytest.approx(float(scored["val/MaxBoxAccV2"]), abs=1e-4)
+    capsys.readouterr()
+    assert main(["predict", *common, "--ckpt_path", "last", "--trainer.logger", "false"]) == 2
+    assert "wsol predict needs --out DIR" in capsys.readouterr().err
     other = tmp_path / "elsewhere"
     args = [*common, "--trainer.default_root_dir", str(other), "--ckpt_path", "last", "--trainer.logger", "false"]
     assert main(["validate", *args]) == 2

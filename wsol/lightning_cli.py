@@ -90,6 +90,12 @@ class WSOLCLI(LightningCLI):
             default=None,
             help="checkpoint to resume the fit from; 'last' resumes the run folder's last.ckpt, if there is one",
         )
+        parser.add_argument(
+            "--out",
+            type=str | None,
+            default=None,
+            help="wsol predict: folder for the score maps and metadata in the reference layout",
+        )
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         """The configured trainer, plus a fixed-folder ``last.ckpt`` checkpoint and logger (module docstring)."""
@@ -136,7 +142,8 @@ def last_checkpoint(trainer: Trainer) -> str | None:
 
 
 def run_stage(stage: str, args: list[str] | None = None, prog: str = "wsol fit") -> WSOLCLI:
-    """Build the CLI from ``args`` and run ``stage`` (``fit``, ``validate`` or ``test``); returns the CLI.
+    """Build the CLI from ``args`` and run ``stage`` (``fit``, ``validate``, ``test`` or ``predict``, which writes
+    the validation split's score maps in the reference layout into ``--out``); returns the CLI.
 
     ``--ckpt_path last`` resolves to the run folder's newest ``last.ckpt``. For ``fit`` with none yet it starts
     from scratch, saying so, so one command both starts a run and resumes it after a crash; ``validate`` and
@@ -145,8 +152,8 @@ def run_stage(stage: str, args: list[str] | None = None, prog: str = "wsol fit")
     Raises:
         ValueError: an unknown stage, or ``validate``/``test`` with ``--ckpt_path last`` and no checkpoint.
     """
-    if stage not in ("fit", "validate", "test"):
-        raise ValueError(f"stage must be fit, validate or test, got {stage!r}")
+    if stage not in ("fit", "validate", "test", "predict"):
+        raise ValueError(f"stage must be fit, validate, test or predict, got {stage!r}")
     cli = WSOLCLI(args, parser_kwargs={"prog": prog, "description": f"{prog}: LightningCLI from a YAML config."})
     ckpt_path = cli.config.get("ckpt_path")
     if ckpt_path == "last":
@@ -159,10 +166,18 @@ def run_stage(stage: str, args: list[str] | None = None, prog: str = "wsol fit")
             rank_zero_info(f"wsol {stage}: --ckpt_path last: no last.ckpt in {where} yet; starting from scratch")
         else:
             rank_zero_info(f"wsol {stage}: {'resuming from' if stage == 'fit' else 'scoring'} {ckpt_path}")
+    kwargs: dict[str, Any] = {}
+    if stage == "predict":
+        from wsol.prediction import ReferenceLayoutWriter
+
+        if not cli.config.get("out"):
+            raise ValueError("wsol predict needs --out DIR (the score maps and metadata go there)")
+        cli.trainer.callbacks.append(ReferenceLayoutWriter(cli.config["out"]))
+        kwargs["return_predictions"] = False
     with warnings.catch_warnings():
         if ckpt_path is not None:  # the folder holds the run being resumed: that is the point, not a mistake
             warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
-        getattr(cli.trainer, stage)(cli.model, datamodule=cli.datamodule, ckpt_path=ckpt_path)
+        getattr(cli.trainer, stage)(cli.model, datamodule=cli.datamodule, ckpt_path=ckpt_path, **kwargs)
     return cli
 
 

@@ -1,8 +1,9 @@
-"""``wsol fit | validate | test`` (and ``wsol train``, an alias of ``fit``): LightningCLI from a YAML config.
+"""``wsol fit | validate | test | predict`` (and ``wsol train``, an alias of ``fit``): LightningCLI from a YAML config.
 
 ``fit`` trains any method on any dataset (see ``experiments/``); ``validate`` and ``test`` score a model, typically
 a checkpoint given with ``--ckpt_path`` (``last``: the run folder's ``last.ckpt``), on the datamodule's
-validation split, so re-scoring a checkpoint needs no script.
+validation split, so re-scoring a checkpoint needs no script; ``predict`` writes its score maps and metadata in
+the reference layout into ``--out`` (``wsol.prediction``), for ``wsol evaluate``.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ _STAGES = {
     "fit": ("fit", "train a model from a LightningCLI YAML (wsol fit --config experiments/FILE.yaml)"),
     "validate": ("validate", "score a model or checkpoint on the validation split (--config FILE --ckpt_path CKPT)"),
     "test": ("test", "score a model or checkpoint on the datamodule's test split (--config FILE --ckpt_path CKPT)"),
+    "predict": ("predict", "write score maps in the reference layout (--config FILE --ckpt_path CKPT --out DIR)"),
 }
 
 

@@ -214,6 +214,30 @@ class WSOLModule(pl.LightningModule):
             )
             self.val_localization.update(scoremaps, list(batch["boxes"]), correct)
 
+    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
+        """The protocol's score maps of a batch, as validation makes them: each image's GT-class map (top-1 class
+        without labels) upsampled bicubically to the input size and normalised; with the top-1 classes, ids and
+        boxes (in the input's pixels) for :class:`wsol.prediction.ReferenceLayoutWriter`."""
+        images = batch["image"]
+        logits, maps = self.forward_with_cams(images)
+        predicted = logits.argmax(dim=1)
+        classes = batch["label"] if "label" in batch and not self.hparams.multilabel else predicted
+        gt_maps = maps[torch.arange(images.shape[0], device=maps.device), classes]
+        scoremaps = prepare_scoremaps(
+            gt_maps.detach(),
+            tuple(images.shape[-2:]),
+            normalization=self.hparams.normalization,
+            percentile=self.hparams.percentile,
+        )
+        return {
+            "image_id": list(batch["image_id"]),
+            "scoremaps": scoremaps.cpu(),
+            "label": classes.cpu(),
+            "predicted": predicted.cpu(),
+            "boxes": [b.cpu() for b in batch["boxes"]],
+            "size": tuple(images.shape[-2:]),
+        }
+
     def on_validation_epoch_end(self) -> None:
         if not self.val_localization.update_count:
             return
