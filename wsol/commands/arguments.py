@@ -150,7 +150,7 @@ class _Deprecated(argparse.Action):
 
     def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
                  option_string: str | None = None) -> None:  # fmt: skip
-        print(f"wsol {parser.prog.split()[-1]}: note: {option_string} is deprecated; {self.advice}", file=sys.stderr)
+        print(f"{parser.prog}: note: {option_string} is deprecated; {self.advice}", file=sys.stderr)
         if self.store is not None:
             self.store(namespace, values)
 
@@ -161,7 +161,6 @@ def add_deprecated(
     new_dest: str | None,
     advice: str,
     takes_value: bool = False,
-    convert: Callable[[Any], Any] | None = None,
 ) -> None:
     """Keep accepting the old spelling ``old`` (hidden from ``--help``).
 
@@ -170,13 +169,11 @@ def add_deprecated(
         old: the old option string, e.g. ``"--skip-parity"``.
         new_dest: the namespace attribute the old option sets (None: accepted and ignored).
         advice: what to use instead, printed after "deprecated; ".
-        takes_value: the old option takes a value (else it is a flag).
-        convert: maps the given value (True for a flag) to the stored one.
+        takes_value: the old option takes a value (else it is a flag, stored as True).
     """
 
     def store(namespace: argparse.Namespace, values: Any) -> None:
-        value = True if not takes_value else values
-        setattr(namespace, new_dest, convert(value) if convert else value)
+        setattr(namespace, new_dest, values if takes_value else True)
 
     nargs = None if takes_value else 0
     p.add_argument(
