@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import pytest
-import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import ModelCheckpoint
+from conftest import one_step_trainer
 
 from wsol.augment import CutMix
 from wsol.methods.acol import ACoL, acol_keep_mask, combine_maps, minmax_normalize
@@ -125,17 +124,7 @@ def test_bad_arguments(kwargs: dict, name: str) -> None:
 def test_training_step_logs_terms_and_checkpoint_round_trips(tiny_datamodule, tmp_path) -> None:
     torch.manual_seed(0)
     model = ACoL(**TINY)
-    trainer = pl.Trainer(
-        accelerator="cpu",
-        max_epochs=1,
-        limit_train_batches=1,
-        limit_val_batches=1,
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=tmp_path,
-        callbacks=[ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True)],
-    )
+    trainer = one_step_trainer(tmp_path, val_batches=1, checkpoint_dir=tmp_path / "ckpt")
     before = [p.detach().clone() for p in model.classifier_b.parameters()]
     trainer.fit(model, datamodule=tiny_datamodule)
     metrics = trainer.callback_metrics

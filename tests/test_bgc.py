@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import pytest
-import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import ModelCheckpoint
+from conftest import one_step_trainer
 
 from wsol.augment import CutMix
 from wsol.methods.bgc import (
@@ -178,17 +177,7 @@ def test_training_step_and_checkpoint_round_trip(tiny_datamodule, tmp_path) -> N
     torch.manual_seed(0)
     model = BGC(warmup_epochs_loc=0, **TINY)
     before = [p.detach().clone() for p in model.backbone.parameters()]
-    trainer = pl.Trainer(
-        accelerator="cpu",
-        max_epochs=1,
-        limit_train_batches=1,
-        limit_val_batches=0,
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=tmp_path,
-        callbacks=[ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True)],
-    )
+    trainer = one_step_trainer(tmp_path, checkpoint_dir=tmp_path / "ckpt")
     trainer.fit(model, datamodule=tiny_datamodule)
     m = trainer.callback_metrics
     for name in ("train/loss", "train/cls", "train/sim", "train/norm", "train/cons"):

@@ -11,9 +11,8 @@ import json
 import numpy as np
 import onnxruntime as ort
 import pytest
-import pytorch_lightning as pl
 import torch
-from conftest import TINY_DEMO
+from conftest import TINY_DEMO, one_step_trainer
 
 from wsol.cli import main
 from wsol.methods import get_method, list_methods, load_model
@@ -35,17 +34,7 @@ def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
         dm = WSOLDataModule("synthetic", image_size=32, batch_size=4, train_options=TINY_DEMO, val_options=TINY_DEMO)
         model = get_method(name)(backbone="resnet10", backbone_kwargs={"stem_stride": 2, "width": 8}, num_classes=3)
         before = [p.detach().clone() for p in model.parameters()]
-        trainer = pl.Trainer(
-            accelerator="cpu",
-            max_epochs=1,
-            limit_train_batches=1,
-            limit_val_batches=0,
-            logger=False,
-            enable_progress_bar=False,
-            enable_model_summary=False,
-            enable_checkpointing=False,
-            default_root_dir=root,
-        )
+        trainer = one_step_trainer(root)
         trainer.fit(model, datamodule=dm)
         loss = trainer.callback_metrics["train/loss"]
         changed = any(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))

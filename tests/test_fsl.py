@@ -7,6 +7,7 @@ import math
 import pytest
 import pytorch_lightning as pl
 import torch
+from conftest import one_step_trainer
 from torch import nn
 
 from wsol.augment import CutMix
@@ -191,17 +192,7 @@ def test_trainer_step_and_checkpoint_round_trip(tiny_datamodule, tmp_path) -> No
     pl.seed_everything(0)
     model = FSL(num_classes=3, **SMALL)
     before = model.fg_head.weight.detach().clone()
-    trainer = pl.Trainer(
-        accelerator="cpu",
-        max_epochs=1,
-        limit_train_batches=1,
-        limit_val_batches=1,
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        enable_checkpointing=False,
-        default_root_dir=tmp_path,
-    )
+    trainer = one_step_trainer(tmp_path, val_batches=1)
     trainer.fit(model, datamodule=tiny_datamodule)
     metrics = trainer.callback_metrics
     assert torch.isfinite(metrics["train/fg"]) and torch.isfinite(metrics["train/cls"])

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import pytest
-import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import ModelCheckpoint
+from conftest import one_step_trainer
 from torch import nn
 
 from wsol.augment import MixUp
@@ -120,17 +119,7 @@ def test_one_training_step_and_checkpoint_round_trip(tiny_datamodule, tmp_path) 
     torch.manual_seed(0)
     model = HaS(backbone="resnet10", backbone_kwargs={"stem_stride": 2, "width": 8}, num_classes=3, seed=0)
     before = [p.detach().clone() for p in model.parameters()]
-    trainer = pl.Trainer(
-        accelerator="cpu",
-        max_epochs=1,
-        limit_train_batches=1,
-        limit_val_batches=0,
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=tmp_path,
-        callbacks=[ModelCheckpoint(dirpath=tmp_path / "c", save_last=True)],
-    )
+    trainer = one_step_trainer(tmp_path, checkpoint_dir=tmp_path / "c")
     trainer.fit(model, datamodule=tiny_datamodule)
     assert torch.isfinite(trainer.callback_metrics["train/loss"])
     assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))

@@ -88,16 +88,21 @@ def run(args: argparse.Namespace) -> int:
     from wsol.evaluation import MetadataSource, NpzSource, evaluate
 
     check_normalization_arguments(args)
+    # Where the results go: OUT/metrics.json, or the deprecated --out FILE.json (its folder holds the plots).
+    json_path = out_dir = None
     if args.out is not None and args.out.suffix == ".json":
         print(f"wsol evaluate: note: --out {args.out} (a file) is deprecated; give a folder (OUT/metrics.json)",
               file=sys.stderr)  # fmt: skip
-    if args.out is not None and args.out.suffix != ".json" and args.out.is_file():
-        raise ValueError(f"--out {args.out} is a file; a folder is expected (OUT/metrics.json is written there)")
+        json_path, out_dir = args.out, args.out.parent
+    elif args.out is not None:
+        if args.out.is_file():
+            raise ValueError(f"--out {args.out} is a file; a folder is expected (OUT/metrics.json is written there)")
+        json_path, out_dir = args.out / "metrics.json", args.out
     plots_dir = None
     if args.plots is True:
-        if args.out is None:
+        if out_dir is None:
             raise ValueError("--plots writes into the --out folder: give --out DIR")
-        plots_dir = args.out.parent if args.out.suffix == ".json" else args.out
+        plots_dir = out_dir
     elif args.plots is not None:
         print("wsol evaluate: note: --plots DIR is deprecated; give --out DIR --plots", file=sys.stderr)
         plots_dir = Path(args.plots)
@@ -150,8 +155,7 @@ def run(args: argparse.Namespace) -> int:
         print(
             f"{'MaxPIoU':12s} {result.masks.piou:7.2f}   at score >= {result.masks.piou_threshold:g} (wsol extension)"
         )
-    if args.out is not None:
-        json_path = args.out if args.out.suffix == ".json" else args.out / "metrics.json"
+    if json_path is not None:
         json_path.parent.mkdir(parents=True, exist_ok=True)
         write_text(json_path, json.dumps(result.to_dict(), indent=1, allow_nan=False, default=_json_default))
         print(f"results: {json_path}")

@@ -24,7 +24,13 @@ import numpy as np
 
 from wsol.data import wsoleval_metadata as md
 from wsol.data._io import read_text, resize_nearest
-from wsol.metrics import DEFAULT_PERCENTILE, check_normalization, normalize_scoremaps, resize_gt_boxes
+from wsol.metrics import (
+    DEFAULT_PERCENTILE,
+    check_normalization,
+    normalize_scoremaps,
+    resize_gt_boxes,
+    upsample_cam_numpy,
+)
 
 __all__ = ["ImageInput", "MetadataSource", "NpzSource", "Source", "prepare_loaded_scoremap"]
 
@@ -100,22 +106,17 @@ def prepare_loaded_scoremap(
 
 
 def upsample_raw_map(raw: np.ndarray, size: int, image_id: str, where: str) -> np.ndarray:
-    """A raw map of any size (e.g. 7x7 from another library) at ``size x size`` the protocol's way: float64
-    bicubic ``cv2.resize`` (:func:`wsol.metrics.prepare_scoremaps_numpy`'s step). Normalisation follows.
+    """A raw map of any size (e.g. 7x7 from another library) at ``size x size`` the protocol's way
+    (:func:`wsol.metrics.upsample_cam_numpy`). Normalisation follows.
 
     Raises:
         ValueError: the map is not 2-D or does not hold numbers.
     """
-    import cv2
-
     if raw.ndim != 2:
         raise ValueError(f"raw map of {image_id!r} ({where}) must be 2-D, got shape {raw.shape}")
     if raw.dtype.kind not in "fiu":
         raise ValueError(f"raw map of {image_id!r} ({where}) must hold numbers, got dtype {raw.dtype}")
-    raw = np.asarray(raw, dtype=np.float64)
-    if raw.shape == (size, size):
-        return raw
-    return cv2.resize(raw, (size, size), interpolation=cv2.INTER_CUBIC)
+    return upsample_cam_numpy(raw, (size, size))
 
 
 def _check_upsample(upsample: int | None, normalization: str | None) -> str | None:
@@ -393,9 +394,10 @@ class NpzSource(Source):
             keys = set(data.files)
             if "cams" not in keys:
                 raise KeyError(f"{self.path}: no 'cams' array (keys: {sorted(keys)})")
-            # Shapes from the stored arrays' headers: checking them reads no map.
-            cams = stored_npz_member(self.path, "cams")
-            cams = data["cams"] if cams is None else cams
+            # Shapes from the stored arrays' headers: checking them reads no map. The members found here are
+            # the ones _arrays reads the maps (and masks) through.
+            self._stored = {k: stored_npz_member(self.path, k) for k in ("cams", "gt_masks") if k in keys}
+            cams = data["cams"] if self._stored["cams"] is None else self._stored["cams"]
             n = len(cams) if cams.ndim == 3 else -1
             if n < 0:
                 raise ValueError(f"{self.path}: 'cams' must be (N, H, W), got shape {cams.shape}")
@@ -418,8 +420,7 @@ class NpzSource(Source):
                 )
             expected = cams.shape if self.upsample is None else (n, self.upsample, self.upsample)
             if self.has_masks:
-                masks = stored_npz_member(self.path, "gt_masks")
-                masks = data["gt_masks"] if masks is None else masks
+                masks = data["gt_masks"] if self._stored["gt_masks"] is None else self._stored["gt_masks"]
                 if masks.shape != expected:
                     raise ValueError(f"{self.path}: gt_masks {masks.shape} != score maps {expected}")
             del cams
@@ -437,8 +438,8 @@ class NpzSource(Source):
             with _open_npz(self.path) as data:
                 try:
                     # The maps (and masks) are read one by one from disk when stored uncompressed; the rest is small.
-                    mapped = {k: stored_npz_member(self.path, k) for k in ("cams", "gt_masks") if k in data.files}
-                    self._data = {k: mapped.get(k) if mapped.get(k) is not None else data[k] for k in data.files}
+                    stored = self._stored
+                    self._data = {k: stored[k] if stored.get(k) is not None else data[k] for k in data.files}
                 except (ValueError, EOFError, OSError, zipfile.BadZipFile) as err:
                     raise ValueError(f"{self.path}: an array cannot be read (truncated file?): {err}") from None
             if self.has_boxes:

@@ -47,6 +47,7 @@ from wsol.metrics.scoremaps import (
     prepare_scoremaps,
     prepare_scoremaps_numpy,
     quantize_scoremap,
+    upsample_cam_numpy,
 )
 from wsol.metrics.segmentation import (
     BackgroundThresholdSweep,
@@ -89,6 +90,7 @@ __all__ = [
     "pixel_curves",
     "prepare_scoremaps",
     "prepare_scoremaps_numpy",
+    "upsample_cam_numpy",
     "pxap_bin_edges",
     "pxap_bin_index",
     "pxap_from_curves",

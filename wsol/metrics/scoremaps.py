@@ -27,6 +27,7 @@ __all__ = [
     "prepare_scoremaps",
     "prepare_scoremaps_numpy",
     "quantize_scoremap",
+    "upsample_cam_numpy",
 ]
 
 
@@ -101,6 +102,17 @@ def normalize_scoremap(scoremap: np.ndarray) -> np.ndarray:
     return scoremap
 
 
+def upsample_cam_numpy(cam: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """One raw CAM ``(h, w)`` at ``size = (H, W)`` the reference's way: float64 cast, ``cv2.resize(INTER_CUBIC)``
+    (cv2 takes ``(W, H)``); a map already at ``size`` is only cast."""
+    import cv2
+
+    cam = np.asarray(cam, dtype=np.float64)
+    if cam.shape == tuple(size):
+        return cam
+    return cv2.resize(cam, (size[1], size[0]), interpolation=cv2.INTER_CUBIC)
+
+
 def prepare_scoremaps_numpy(
     cams: np.ndarray, size: tuple[int, int], normalization: str = "minmax", percentile: float = DEFAULT_PERCENTILE
 ) -> np.ndarray:
@@ -110,15 +122,12 @@ def prepare_scoremaps_numpy(
     see :mod:`wsol.metrics.normalization` for the others). ``size`` is ``(H, W)``; it is passed to cv2 as
     ``(W, H)``, which the reference gets wrong for non-square sizes.
     """
-    import cv2
-
     check_normalization(normalization, percentile)
     height, width = size
     cams = np.asarray(cams, dtype=np.float64)
     out = np.empty((cams.shape[0], height, width), dtype=np.float64)
     for i, cam in enumerate(cams):
-        resized = cv2.resize(cam, (width, height), interpolation=cv2.INTER_CUBIC)
-        out[i] = normalize_scoremaps(resized, normalization, percentile)
+        out[i] = normalize_scoremaps(upsample_cam_numpy(cam, (height, width)), normalization, percentile)
     return out
 
 
