@@ -55,14 +55,14 @@ def test_forward_with_cams_uses_a_logits_and_predicted_class_erasing() -> None:
     x = make_batch()["image"]
     with torch.no_grad():
         logits, maps = model.forward_with_cams(x)
-        logits_a, logits_b, maps_a, maps_b = model.acol_forward(x)
+        logits_a, logits_b, maps_a, maps_b = model.net.acol_forward(x)
         torch.testing.assert_close(logits, logits_a)
         torch.testing.assert_close(logits, model(x))  # the base forward runs classifier A
         assert not torch.allclose(logits_a, logits_b)
         torch.testing.assert_close(maps, combine_maps(maps_a, maps_b))
         # Erasing with A's prediction vs with given classes: B's maps differ where the classes differ.
         other = (logits_a.argmax(dim=1) + 1) % 3
-        _, _, _, maps_b_other = model.acol_forward(x, other)
+        _, _, _, maps_b_other = model.net.acol_forward(x, other)
         assert not torch.allclose(maps_b, maps_b_other)
         rows = torch.arange(4)
         torch.testing.assert_close(model.cams(x, other), combine_maps(maps_a, maps_b_other)[rows, other])
@@ -77,12 +77,12 @@ def test_loss_terms_and_parameter_groups() -> None:
     total, terms = model.loss(make_batch())
     assert set(terms) == {"cls", "cls_b"}
     assert total.item() == pytest.approx((terms["cls"] + terms["cls_b"]).item())
-    assert model.head.layers[0].out_channels == 16 and model.classifier_b.layers[2].out_channels == 16
+    assert model.head.layers[0].out_channels == 16 and model.net.classifier_b.layers[2].out_channels == 16
     assert model.head.weight.shape == (3, 16, 1, 1)
     groups = model.parameter_groups()
     ids = [id(p) for g in groups for p in g["params"]]
     assert sorted(ids) == sorted(id(p) for p in model.parameters())  # every parameter exactly once
-    new = {id(p) for m in (model.head, model.classifier_b) for p in m.parameters()}
+    new = {id(p) for m in (model.head, model.net.classifier_b) for p in m.parameters()}
     base_lr = 0.1 * 4 / 256
     for g in groups:
         is_new = {id(p) for p in g["params"]} <= new
@@ -96,7 +96,7 @@ def test_gradients_reach_backbone_and_both_classifiers() -> None:
     _, terms = model.loss(make_batch())
     terms["cls_b"].backward()  # B alone: through the erased features into the backbone
     for name, p in model.named_parameters():
-        if name.startswith("head."):
+        if name.startswith("net.head."):
             assert p.grad is None, name  # the erasing mask is detached: B's loss never reaches A
         else:
             assert p.grad is not None and p.grad.abs().sum() > 0, name
@@ -125,13 +125,13 @@ def test_training_step_logs_terms_and_checkpoint_round_trips(tiny_datamodule, tm
     torch.manual_seed(0)
     model = ACoL(**TINY)
     trainer = one_step_trainer(tmp_path, val_batches=1, checkpoint_dir=tmp_path / "ckpt")
-    before = [p.detach().clone() for p in model.classifier_b.parameters()]
+    before = [p.detach().clone() for p in model.net.classifier_b.parameters()]
     trainer.fit(model, datamodule=tiny_datamodule)
     metrics = trainer.callback_metrics
     for name in ("train/loss", "train/cls", "train/cls_b", "val/loss", "val/MaxBoxAccV2"):
         assert torch.isfinite(metrics[name]), name
     assert metrics["train/loss"].item() == pytest.approx((metrics["train/cls"] + metrics["train/cls_b"]).item())
-    assert any(not torch.equal(a, b) for a, b in zip(before, model.classifier_b.parameters(), strict=True))
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.net.classifier_b.parameters(), strict=True))
     path = tmp_path / "ckpt" / "last.ckpt"
     assert checkpoint_method(path) == "wsol.methods.acol.ACoL"
     restored = load_checkpoint(path)

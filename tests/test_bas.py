@@ -109,7 +109,7 @@ def hand_model(**kwargs) -> BAS:
     with torch.no_grad():
         model.head.conv.weight.copy_(torch.eye(2).view(2, 2, 1, 1))
         model.head.conv.bias.zero_()
-    model.generator = FixedMap(FOREGROUND)
+    model.net.generator = FixedMap(FOREGROUND)
     return model
 
 
@@ -137,14 +137,16 @@ def test_background_branch_is_frozen_and_maps_come_from_the_generator() -> None:
     assert model.head.conv.weight.grad is None and model.head.conv.bias.grad is None
     # dL/dM(i,j) = -F_0(i,j) / 4 / 2.5 (S = 2.5 detached), times sigmoid' = M (1 - M) at each position.
     m = FOREGROUND[0]
-    torch.testing.assert_close(model.generator.logit.grad[0], -FEATURES[0, 0] / 10 * m * (1 - m), atol=1e-6, rtol=1e-4)
+    torch.testing.assert_close(
+        model.net.generator.logit.grad[0], -FEATURES[0, 0] / 10 * m * (1 - m), atol=1e-6, rtol=1e-4
+    )
     model.eval()
     with torch.no_grad():
         logits, maps = model.forward_with_cams(image)
         torch.testing.assert_close(logits, torch.tensor([[2.5, 0.5]]))
         torch.testing.assert_close(maps[:, 0], FOREGROUND, atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(model.cams(image, torch.tensor([1])), 1 - FOREGROUND, atol=1e-5, rtol=1e-5)
-    model.hparams.inference_topk = 2  # every channel: the mean of both maps, here 0.5 everywhere
+    model.net.inference_topk = 2  # every channel: the mean of both maps, here 0.5 everywhere
     with torch.no_grad():
         torch.testing.assert_close(model.forward_with_cams(image)[1], torch.full((1, 2, 2, 2), 0.5))
 
@@ -152,19 +154,19 @@ def test_background_branch_is_frozen_and_maps_come_from_the_generator() -> None:
 def test_gradients_reach_backbone_and_generator_and_groups_cover_all() -> None:
     torch.manual_seed(0)
     model = BAS(head_lr_mult=10.0, generator_channels=16, **TINY)
-    assert model.generator.layers[0].out_channels == 16
-    assert BAS(**TINY).generator.layers[0].out_channels == 64  # min(backbone channels, 512)
+    assert model.net.generator.layers[0].out_channels == 16
+    assert BAS(**TINY).net.generator.layers[0].out_channels == 64  # min(backbone channels, 512)
     _, terms = model.loss(make_batch())
     (terms["bas"] + terms["area"]).backward()  # the localization terms alone
     for name, p in model.named_parameters():
-        if name.startswith("head."):
+        if name.startswith("net.head."):
             assert p.grad is None, name
         else:
             assert p.grad is not None and p.grad.abs().sum() > 0, name
     groups = model.parameter_groups()
     ids = [id(p) for g in groups for p in g["params"]]
     assert sorted(ids) == sorted(id(p) for p in model.parameters())
-    new = {id(p) for m in (model.head, model.generator) for p in m.parameters()}
+    new = {id(p) for m in (model.head, model.net.generator) for p in m.parameters()}
     for g in groups:
         is_new = {id(p) for p in g["params"]} <= new
         assert g["lr"] == pytest.approx(0.1 * 4 / 256 * (10.0 if is_new else 1.0))
@@ -181,6 +183,8 @@ def test_gradients_reach_backbone_and_generator_and_groups_cover_all() -> None:
         ({"generator_channels": 0}, "generator_channels"),
         ({"inference_topk": 0}, "inference_topk"),
         ({"inference_topk": 4}, "inference_topk"),
+        ({"warmup_epochs_loc": -1}, "warmup_epochs_loc"),
+        ({"warmup_epochs_loc": 1.5}, "warmup_epochs_loc"),
         ({"mixer": CutMix(seed=0)}, "mixer"),
         ({"multilabel": True}, "multilabel"),
     ],
@@ -195,14 +199,14 @@ def test_training_step_logs_terms_and_checkpoint_round_trips(tiny_datamodule, tm
     torch.manual_seed(0)
     model = BAS(bas_weight=1.5, **TINY)
     trainer = one_step_trainer(tmp_path, val_batches=1, checkpoint_dir=tmp_path / "ckpt")
-    before = [p.detach().clone() for p in model.generator.parameters()]
+    before = [p.detach().clone() for p in model.net.generator.parameters()]
     trainer.fit(model, datamodule=tiny_datamodule)
     metrics = trainer.callback_metrics
     for name in ("train/loss", "train/cls", "train/frg", "train/bas", "train/area", "val/loss", "val/MaxBoxAccV2"):
         assert torch.isfinite(metrics[name]), name
     terms = metrics["train/cls"] + metrics["train/frg"] + 1.5 * metrics["train/bas"] + metrics["train/area"]
     assert metrics["train/loss"].item() == pytest.approx(terms.item(), rel=1e-5)
-    assert any(not torch.equal(a, b) for a, b in zip(before, model.generator.parameters(), strict=True))
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.net.generator.parameters(), strict=True))
     path = tmp_path / "ckpt" / "last.ckpt"
     assert checkpoint_method(path) == "wsol.methods.bas.BAS"
     restored = load_checkpoint(path)
@@ -214,3 +218,24 @@ def test_training_step_logs_terms_and_checkpoint_round_trips(tiny_datamodule, tm
         assert torch.equal(restored.forward_with_cams(x)[1], maps)
         assert torch.equal(restored(x), logits)
         assert maps.min() >= 0 and maps.max() <= 1
+
+
+def test_warmup_trains_the_classifier_alone_then_every_term(monkeypatch: pytest.MonkeyPatch) -> None:
+    torch.manual_seed(0)
+    model = BAS(warmup_epochs_loc=2, bas_weight=2.0, area_weight=3.0, frg_weight=0.5, **TINY)
+    batch = make_batch()
+    monkeypatch.setattr(BAS, "current_epoch", property(lambda self: 1))
+    total, terms = model.loss(batch)
+    assert torch.equal(total, terms["cls"])  # classification only
+    assert not any(terms[k].requires_grad for k in ("frg", "bas", "area"))  # monitored, not trained
+    total.backward()
+    assert all(p.grad is None for p in model.net.generator.parameters())
+    model.zero_grad(set_to_none=True)
+    monkeypatch.setattr(BAS, "current_epoch", property(lambda self: 2))
+    total2, terms2 = model.loss(batch)
+    expected = terms2["cls"] + 0.5 * terms2["frg"] + 2.0 * terms2["bas"] + 3.0 * terms2["area"]
+    torch.testing.assert_close(total2, expected)
+    for k in terms:  # same weights, same batch: the same values either side of the switch
+        torch.testing.assert_close(terms2[k], terms[k])
+    total2.backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.net.generator.parameters())

@@ -1,7 +1,8 @@
 """Every registered training method: one training step, then its checkpoint, unchanged, in every command.
 
-A checkpoint carries its class (``wsol.load_model``), so ``wsol cams`` (a post-hoc method and the method's own
-maps), ``wsol export`` and ``wsol pseudo-masks`` take any method's file with no class flag.
+A checkpoint carries its class (``wsol.load_model`` rebuilds the network, ``load_checkpoint`` the training
+system), so ``wsol cams`` (a post-hoc method and the method's own maps), ``wsol export`` and ``wsol pseudo-masks``
+take any method's file with no class flag.
 """
 
 from __future__ import annotations
@@ -11,11 +12,13 @@ import json
 import numpy as np
 import onnxruntime as ort
 import pytest
+import pytorch_lightning as pl
 import torch
 from conftest import TINY_DEMO, one_step_trainer
 
 from wsol.cli import main
-from wsol.methods import get_method, list_methods, load_model
+from wsol.methods import get_method, list_methods, load_checkpoint, load_model
+from wsol.models import CAMNet
 
 pytestmark = pytest.mark.slow  # ten methods through four commands: about a minute on 2 cores
 
@@ -48,12 +51,17 @@ def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
 def test_method_trains_and_its_checkpoint_round_trips(checkpoints, name: str) -> None:
     path, model, loss, changed = checkpoints[name]
     assert np.isfinite(loss) and changed
-    restored = load_model(path)
-    assert type(restored) is type(model) and not restored.training
+    system = load_checkpoint(path)
+    assert type(system) is type(model) and not system.training
+    net = load_model(path)  # the network alone: no losses, optimizers or Lightning
+    assert isinstance(net, CAMNet) and not isinstance(net, pl.LightningModule) and not net.training
+    assert type(net) is type(model.net)
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
-        torch.testing.assert_close(restored(x), model(x), rtol=0, atol=0)
-        torch.testing.assert_close(restored.forward_with_cams(x)[1], model.forward_with_cams(x)[1], rtol=0, atol=0)
+        for restored in (system, net):
+            torch.testing.assert_close(restored(x), model(x), rtol=0, atol=0)
+            expected = model.forward_with_cams(x)[1]
+            torch.testing.assert_close(restored.forward_with_cams(x)[1], expected, rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("name", list_methods())

@@ -214,8 +214,8 @@ def test_checkpoint_method_is_read_from_the_checkpoint(tmp_path) -> None:
          "pytorch-lightning_version": pl.__version__, "wsol_method": "wsol.methods.seam.SEAM"},
         ckpt,
     )  # fmt: skip
-    loaded, names = load_checkpoint_model(ckpt)  # method "auto"
-    assert type(loaded).__name__ == "SEAM" and names is None
+    loaded, names, method, backbone = load_checkpoint_model(ckpt)  # the class recorded in the checkpoint
+    assert (type(loaded).__name__, names, method, backbone) == ("SEAMNet", None, "SEAM", "resnet10")
     images = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         torch.testing.assert_close(loaded.forward_with_cams(images)[1], model.forward_with_cams(images)[1])

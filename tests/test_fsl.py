@@ -22,8 +22,8 @@ def identity_fsl(**kwargs) -> FSL:
     """FSL over an identity backbone whose foreground logit is the image's channel 0 and whose logits are 0."""
     model = FSL(backbone=Backbone(nn.Identity(), out_channels=3, stride=1), num_classes=4, batch_size=2, **kwargs)
     with torch.no_grad():
-        model.fg_head.weight.copy_(torch.tensor([1.0, 0.0, 0.0]).view(1, 3, 1, 1))
-        model.fg_head.bias.zero_()
+        model.net.fg_head.weight.copy_(torch.tensor([1.0, 0.0, 0.0]).view(1, 3, 1, 1))
+        model.net.fg_head.bias.zero_()
         model.head.conv.weight.zero_()
         model.head.conv.bias.zero_()
     return model
@@ -120,8 +120,8 @@ def test_foreground_logits_are_upsampled_bilinearly() -> None:
     backbone = Backbone(nn.AvgPool2d(2), out_channels=3, stride=2)
     model = FSL(backbone=backbone, num_classes=2, batch_size=1, cls_weight=0.0)
     with torch.no_grad():
-        model.fg_head.weight.copy_(torch.tensor([1.0, 0.0, 0.0]).view(1, 3, 1, 1))
-        model.fg_head.bias.zero_()
+        model.net.fg_head.weight.copy_(torch.tensor([1.0, 0.0, 0.0]).view(1, 3, 1, 1))
+        model.net.fg_head.bias.zero_()
     images = torch.zeros(1, 3, 4, 4)
     images[0, 0, :, 2:] = 4.0  # features [[0, 4], [0, 4]]
     # Bilinear (half-pixel centres) columns: 0, 1, 3, 4, the same on every row.
@@ -136,7 +136,7 @@ def test_cls_weight_zero_leaves_the_classifier_without_gradient() -> None:
     images = torch.randn(2, 3, 4, 4)
     total, terms = model.loss(box_batch(images, [[[0, 0, 1, 1]], [[2, 2, 3, 3]]], [0, 1]))
     total.backward()
-    assert model.head.conv.weight.grad is None and model.fg_head.weight.grad is not None
+    assert model.head.conv.weight.grad is None and model.net.fg_head.weight.grad is not None
     assert total.item() == pytest.approx(terms["fg"].item()) and terms["cls"].item() == pytest.approx(math.log(4))
 
 
@@ -168,7 +168,7 @@ def test_maps_are_the_foreground_logits_for_every_class() -> None:
     x = torch.randn(2, 3, 32, 32)
     logits, maps = model.forward_with_cams(x)
     with torch.no_grad():
-        fg = model.fg_head(model.features(x))
+        fg = model.net.fg_head(model.features(x))
     assert maps.shape == (2, 3, 4, 4)
     for k in range(3):
         torch.testing.assert_close(maps[:, k], fg[:, 0])
@@ -182,8 +182,8 @@ def test_parameter_groups_train_the_foreground_head() -> None:
     ids = [id(p) for g in groups for p in g["params"]]
     assert sorted(ids) == sorted(id(p) for p in model.parameters())  # every parameter exactly once
     lr_of = {id(p): (g["lr"], g["weight_decay"]) for g in groups for p in g["params"]}
-    assert lr_of[id(model.fg_head.weight)] == (pytest.approx(1.0), 1e-4)
-    assert lr_of[id(model.fg_head.bias)] == (pytest.approx(1.0), 0.0)
+    assert lr_of[id(model.net.fg_head.weight)] == (pytest.approx(1.0), 1e-4)
+    assert lr_of[id(model.net.fg_head.bias)] == (pytest.approx(1.0), 0.0)
     assert lr_of[id(model.backbone.body[0].weight)] == (pytest.approx(0.1), 1e-4)
 
 
@@ -191,14 +191,14 @@ def test_parameter_groups_train_the_foreground_head() -> None:
 def test_trainer_step_and_checkpoint_round_trip(tiny_datamodule, tmp_path) -> None:
     pl.seed_everything(0)
     model = FSL(num_classes=3, **SMALL)
-    before = model.fg_head.weight.detach().clone()
+    before = model.net.fg_head.weight.detach().clone()
     trainer = one_step_trainer(tmp_path, val_batches=1)
     trainer.fit(model, datamodule=tiny_datamodule)
     metrics = trainer.callback_metrics
     assert torch.isfinite(metrics["train/fg"]) and torch.isfinite(metrics["train/cls"])
     assert metrics["train/loss"].item() == pytest.approx((metrics["train/fg"] + metrics["train/cls"]).item())
     assert 0.0 <= metrics["val/MaxBoxAccV2"] <= 100.0
-    assert not torch.equal(before, model.fg_head.weight)
+    assert not torch.equal(before, model.net.fg_head.weight)
     path = tmp_path / "fsl.ckpt"
     trainer.save_checkpoint(path)
     assert checkpoint_method(path) == "wsol.methods.fsl.FSL"

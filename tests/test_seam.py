@@ -10,9 +10,9 @@ import torch
 from torch import nn
 
 from wsol.augment import CutMix
-from wsol.methods.pcm import PCM, max_norm, pcm_input, with_background
 from wsol.methods.seam import SEAM, ecr_loss, equivariant_transform, er_loss, max_onehot, min_pool_loss
 from wsol.models import Backbone
+from wsol.models.pcm import PCM, max_norm, pcm_input, with_background
 
 BACKBONES = {"resnet10": {"stem_stride": 1}, "timm:resnet18": {"output_stride": 8}}
 
@@ -27,7 +27,11 @@ def pointwise_seam(**kwargs) -> SEAM:
     """SEAM over a 1x1-conv backbone: its CAMs commute exactly with any pixel permutation."""
     torch.manual_seed(0)
     backbone = Backbone(nn.Conv2d(3, 8, 1, bias=False), out_channels=8, stride=1)
-    return SEAM(backbone=backbone, num_classes=3, batch_size=4, dropout=0.0, **kwargs)
+    model = SEAM(backbone=backbone, num_classes=3, batch_size=4, dropout=0.0, **kwargs)
+    with torch.no_grad():  # positive weights: every class map has positive values that a transform can move
+        model.backbone.body.weight.abs_()
+        model.head.weight.abs_()
+    return model
 
 
 # ------------------------------------------------------------------------------ normalisations
@@ -89,7 +93,9 @@ def test_er_is_zero_for_an_exactly_equivariant_model() -> None:
     for kwargs in ({"transform": "flip"}, {"transform": "rotation", "rotation_degrees": 90.0}):
         _, terms = pointwise_seam(**kwargs).loss(batch)
         assert terms["er"].item() == pytest.approx(0.0, abs=1e-6), kwargs
-    # The same model is not equivariant to a translation with zero fill, nor is a ResNet to rescaling.
+    # The same model is not equivariant to a translation with zero fill: content shifted out of the image (here the
+    # brightest corner, so the maps' maximum) is lost, which changes the normalised maps. Nor is a ResNet to rescaling.
+    batch["image"][..., -2:, -2:] = 10.0
     assert pointwise_seam(transform="translation").loss(batch)[1]["er"] > 1e-4
     torch.manual_seed(0)
     resnet = SEAM(num_classes=3, batch_size=4, backbone_kwargs={"stem_stride": 1}, dropout=0.0)
@@ -158,15 +164,15 @@ def test_forward_shapes_cam_source_and_hooks_released() -> None:
     torch.manual_seed(0)
     model = SEAM(num_classes=3, batch_size=4, backbone_kwargs={"stem_stride": 1}, pcm_layers=["body.5", "body.4"])
     # With a stride-1 stem (no max-pool) body.4 and body.5 are layer2 and layer3 of ResNet-10.
-    assert [p.weight.shape[1] for p in model.pcm.proj] == [256, 128]
+    assert [p.weight.shape[1] for p in model.net.pcm.proj] == [256, 128]
     assert model.head.bias is None
     model.eval()
     x = torch.randn(2, 3, 32, 32)
-    logits, cams, refined = model.seam_forward(x)
+    logits, cams, refined = model.net.seam_forward(x)
     assert logits.shape == (2, 3) and cams.shape == (2, 3, 4, 4) and refined.shape == (2, 4, 4, 4)
     torch.testing.assert_close(logits, model(x), atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(model.cams(x), refined[:, 1:])
-    model.hparams.cam_source = "cam"
+    model.net.cam_source = "cam"
     torch.testing.assert_close(model.cams(x, torch.tensor([2, 0])), cams[[0, 1], [2, 0]])
     assert all(not m._forward_hooks for m in model.backbone.modules())
 
@@ -179,7 +185,7 @@ def test_parameter_groups_follow_seam() -> None:
         (pytest.approx(0.02), 0.0),
         (pytest.approx(0.1), 5e-4),  # head and PCM are bias-free: no x20 group
     ]
-    new = {id(p) for m in (model.head, model.pcm) for p in m.parameters()}
+    new = {id(p) for m in (model.head, model.net.pcm) for p in m.parameters()}
     assert {id(p) for g in groups[2:] for p in g["params"]} == new
     ids = [id(p) for g in groups for p in g["params"]]
     assert sorted(ids) == sorted(id(p) for p in model.parameters())
@@ -205,7 +211,7 @@ def test_freeze_bn_survives_train() -> None:
     model.train()
     bns = [m for m in model.backbone.modules() if isinstance(m, nn.BatchNorm2d)]
     assert bns and all(not m.training and not m.weight.requires_grad for m in bns)
-    assert all(p.requires_grad for p in model.pcm.parameters())
+    assert all(p.requires_grad for p in model.net.pcm.parameters())
 
 
 def test_mixed_targets_mask_present_classes() -> None:

@@ -105,8 +105,10 @@ def test_gradients_reach_backbone_and_every_branch() -> None:
     _, terms = model.loss(make_batch())
     terms["spg_b1"].backward()  # B1 reads layer2: it trains layers up to layer2, b1 and the shared tail only
     grads = {n: p.grad is not None and p.grad.abs().sum() > 0 for n, p in model.named_parameters()}
-    assert grads["backbone.body.0.weight"] and grads["backbone.body.5.0.conv1.weight"]
-    assert not any(grads[n] for n in grads if n.startswith(("backbone.body.6.", "backbone.body.7.", "head.")))
+    assert grads["net.backbone.body.0.weight"] and grads["net.backbone.body.5.0.conv1.weight"]
+    assert not any(
+        grads[n] for n in grads if n.startswith(("net.backbone.body.6.", "net.backbone.body.7.", "net.head."))
+    )
     assert all(grads[n] for n in grads if n.startswith(("branches.b1.", "branches.shared.")))
     model.zero_grad(set_to_none=True)
     model.loss(make_batch())[0].backward()

@@ -109,7 +109,7 @@ def test_real_models_maps_and_pcm_source():
     seam = SEAM(**TINY).eval()
     x = torch.randn(1, 3, 32, 32)
     with torch.no_grad():
-        logits, cams, refined = seam.seam_forward(x)
+        logits, cams, refined = seam.net.seam_forward(x)
         assert torch.allclose(cam_function(seam, "pcm")(x)[1], refined[:, 1:])
         assert torch.allclose(cam_function(seam, "auto")(x)[1], refined[:, 1:])
         assert torch.allclose(cam_function(seam, "none")(x)[1], cams)

@@ -4,7 +4,8 @@
 * an evaluation's BoxAcc(τ) curves and pixel precision-recall curve (:func:`plot_box_accuracy`,
   :func:`plot_pixel_pr`), several methods' curves side by side (:func:`plot_method_curves`);
 * a pseudo-mask run's image | GT | mask grid and background-threshold sweep (:func:`save_mask_grid`,
-  :func:`save_sweep_plot`).
+  :func:`save_sweep_plot`);
+* a study's accuracy-vs-localization scatter, one panel per regime (:func:`plot_study_scatter`).
 
 Importing it loads neither torch nor matplotlib; matplotlib loads with the first figure.
 """
@@ -12,6 +13,7 @@ Importing it loads neither torch nor matplotlib; matplotlib loads with the first
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,12 +24,38 @@ from wsol.atomic import atomic_write
 if TYPE_CHECKING:
     from wsol.metrics import BoxResult, MaskResult
 
+
+@dataclass(frozen=True)
+class ScatterPoint:
+    """One row of a study: mean ± std of top-1 (x) and localization (y), plus a second y drawn hollow."""
+
+    label: str
+    x: float
+    x_err: float
+    y: float
+    y_err: float
+    y_hollow: float
+
+
+@dataclass(frozen=True)
+class ReferenceLine:
+    """A horizontal line: a reference row's score, or a target."""
+
+    label: str
+    value: float
+    style: str = "--"
+    colour: str = "grey"
+
+
 __all__ = [
+    "ReferenceLine",
+    "ScatterPoint",
     "colorize",
     "denormalize",
     "plot_box_accuracy",
     "plot_method_curves",
     "plot_pixel_pr",
+    "plot_study_scatter",
     "pyplot",
     "save_figure",
     "save_mask_grid",
@@ -232,3 +260,41 @@ def save_sweep_plot(path: str | Path, sweep: dict[str, Any]) -> Path:
     ax.set_ylabel("mIoU (%)")
     ax.grid(alpha=0.3)
     return save_figure(fig, path, dpi=110)
+
+
+def plot_study_scatter(
+    path: str | Path,
+    panels: Mapping[str, Sequence[ScatterPoint]],
+    lines: Sequence[ReferenceLine] = (),
+    xlabel: str = "top-1 accuracy on val (%)",
+    ylabel: str = "MaxBoxAccV2 on val",
+    title: str = "",
+) -> Path:
+    """One scatter panel per key of ``panels`` (e.g. per training regime): every point with its error bars, its
+    hollow second value, and the horizontal ``lines``. One colour per label across panels. The y range fits the
+    points and the lines near them; a line far outside it (e.g. a reference scoring 0) is named in the legend as
+    off the axis rather than drawn."""
+    plt = pyplot()
+    fig, axes = plt.subplots(1, max(1, len(panels)), figsize=(6.5 * max(1, len(panels)), 5), squeeze=False)
+    names = list(dict.fromkeys(point.label for points in panels.values() for point in points))
+    for ax, (panel, points) in zip(axes[0], panels.items(), strict=False):
+        shown = [line.value for line in lines if line.style == "-"]  # targets always in view
+        for point in points:
+            colour = plt.get_cmap("tab20")(names.index(point.label) % 20)
+            ax.errorbar(point.x, point.y, xerr=point.x_err, yerr=point.y_err, fmt="o", color=colour, capsize=3)
+            ax.plot(point.x, point.y_hollow, "o", mfc="none", color=colour, ms=5)
+            ax.annotate(point.label, (point.x, point.y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+            shown += [point.y - point.y_err, point.y + point.y_err, point.y_hollow]
+        shown += [line.value for line in lines if line.style != "-" and line.value > 0]
+        low, high = (min(shown), max(shown)) if shown else (0.0, 100.0)
+        low, high = low - 0.1 * (high - low) - 0.5, high + 0.1 * (high - low) + 0.5
+        for line in lines:
+            where = "" if low <= line.value <= high else ", off the axis"
+            label = f"{line.label}: {line.value:.2f}{where}"
+            ax.axhline(line.value, ls=line.style, color=line.colour, lw=1, label=label)
+        ax.set_ylim(low, high)
+        ax.set(title=panel, xlabel=xlabel, ylabel=ylabel)
+        ax.legend(fontsize=7, loc="best")
+    if title:
+        fig.suptitle(title, fontsize=9)
+    return save_figure(fig, path, dpi=90)

@@ -51,13 +51,13 @@ def load_cam_model(
     if (checkpoint is None) == (backbone is None):
         raise ValueError("give exactly one of a checkpoint and a backbone name")
     if checkpoint is not None:
-        module, _ = load_checkpoint_model(checkpoint)
+        module = load_checkpoint_model(checkpoint).model
         label, head = Path(checkpoint).stem, "trained"
     else:
         module, head = build_backbone_model(backbone, pretrained, num_classes, backbone_kwargs, seed)
         label = backbone
     body = module.backbone
-    return CAMModel(label, module.eval(), tuple(body.mean), tuple(body.std), int(module.head.weight.shape[0]), head)
+    return CAMModel(label, module.eval(), tuple(body.mean), tuple(body.std), module.num_classes, head)
 
 
 def imagenet_class_indices(wnids: list[str] | tuple[str, ...]) -> list[int]:

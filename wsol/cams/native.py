@@ -17,7 +17,7 @@ from wsol.cams.base import CAMMethod, CAMResult, Targets, _resolve_targets, regi
 
 @register_cam("native")
 class NativeCAM(CAMMethod):
-    """Maps from the model's own ``cams`` / ``forward_with_cams`` (a :class:`wsol.methods.WSOLModule`).
+    """Maps from the model's own ``cams`` / ``forward_with_cams`` (a wsol network or training method).
 
     ``target_layer`` and ``classifier`` are not used: the method decides where its maps come from.
     """
@@ -33,12 +33,13 @@ class NativeCAM(CAMMethod):
             )
         logits, maps = forward(images)
         target_idx, squeeze = _resolve_targets(targets, logits)
-        from wsol.methods.base import WSOLModule
+        from wsol.models.cam_net import CAMNet, as_network
 
-        own_cams = type(self.model).cams is not WSOLModule.cams
+        net = as_network(self.model)
+        own_cams = getattr(type(net), "cams", CAMNet.cams) is not CAMNet.cams
         if own_cams and target_idx.shape[1] < maps.shape[1]:
-            # The method's maps depend on the class asked for (ACoL erases by it): one call per column.
-            chosen = torch.stack([self.model.cams(images, column) for column in target_idx.T], dim=1)
+            # The network's maps depend on the class asked for (ACoL erases by it): one call per column.
+            chosen = torch.stack([net.cams(images, column) for column in target_idx.T], dim=1)
         else:
             rows = torch.arange(len(logits), device=logits.device)[:, None]
             chosen = maps[rows, target_idx]

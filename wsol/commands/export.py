@@ -90,10 +90,10 @@ def run(args: argparse.Namespace) -> int:
             raise FileNotFoundError(f"class-names file not found: {path}")
         class_names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
     if args.checkpoint:
-        model, stored_names = load_checkpoint_model(args.checkpoint)
-        source = {"checkpoint": Path(args.checkpoint).name, "method": type(model).__name__}
-        source["backbone"] = model.hparams.get("backbone")
-        class_names = class_names or stored_names
+        loaded = load_checkpoint_model(args.checkpoint)
+        model = loaded.model
+        source = {"checkpoint": Path(args.checkpoint).name, "method": loaded.method, "backbone": loaded.backbone}
+        class_names = class_names or loaded.class_names
     else:
         kwargs = json.loads(args.backbone_kwargs) if args.backbone_kwargs else None
         if kwargs is not None and not isinstance(kwargs, dict):
@@ -104,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
             source["seed"] = args.seed
             if args.pretrained:
                 print(f"wsol export: note: {args.backbone} has no pretrained classifier; the head is random")
-        elif class_names is None and model.hparams.num_classes == 1000:
+        elif class_names is None and model.num_classes == 1000:
             class_names = imagenet_class_names()
     out = Path(args.out)
     if out.suffix == ".onnx":

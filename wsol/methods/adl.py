@@ -68,7 +68,8 @@ class AttentionDropout(nn.Module):
         """Forward hook replacing ``module``'s output by this layer's output."""
         if not isinstance(output, Tensor) or output.ndim != 4:
             raise TypeError(f"ADL needs a (B, C, h, w) tensor output, got {type(output).__name__} from {module}")
-        return self(output)
+        # The hooked module's mode decides: the network alone (``load_model``) in eval mode never drops.
+        return self(output) if module.training else output
 
     def extra_repr(self) -> str:
         return f"drop_rate={self.drop_rate}, threshold={self.threshold}"

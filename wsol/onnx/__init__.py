@@ -7,7 +7,7 @@
 """
 
 from wsol.onnx.export import ExportResult, export_onnx, read_metadata_props
-from wsol.onnx.models import build_backbone_model, imagenet_class_names, load_checkpoint_model
+from wsol.onnx.models import LoadedCheckpoint, build_backbone_model, imagenet_class_names, load_checkpoint_model
 from wsol.onnx.parity import check_parity
 from wsol.onnx.wrapper import (
     DEFAULT_EPS,
@@ -20,6 +20,7 @@ from wsol.onnx.wrapper import (
 )
 
 __all__ = [
+    "LoadedCheckpoint",
     "DEFAULT_EPS",
     "SIDECAR_VERSION",
     "ExportResult",

@@ -3,26 +3,32 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
 
 
-def load_checkpoint_model(path: str | Path) -> tuple[nn.Module, list[str] | None]:
-    """Load a checkpoint of any registered training method on CPU (:func:`wsol.load_model`).
+class LoadedCheckpoint(NamedTuple):
+    """A checkpoint's network and what the checkpoint says about it."""
+
+    model: nn.Module  #: the network (:class:`~wsol.models.cam_net.CAMNet`), in eval mode on CPU
+    class_names: list[str] | None  #: stored class names, if any
+    method: str  #: the training method's class name, e.g. ``"SEAM"``
+    backbone: str  #: the registered backbone name
+
+
+def load_checkpoint_model(path: str | Path) -> LoadedCheckpoint:
+    """The network of a checkpoint of any registered training method, on CPU (:func:`wsol.load_model`).
 
     Pretrained backbone weights are never fetched: the checkpoint holds every weight.
-
-    Returns:
-        The model in eval mode and the class names stored in the checkpoint, if any.
 
     Raises:
         FileNotFoundError: if ``path`` does not exist.
         ValueError: if the checkpoint cannot be read safely, names no registered method, or was trained with a
             backbone module rather than a name.
     """
-    from wsol.methods.checkpoint import load_model, read_checkpoint
+    from wsol.methods.checkpoint import METHOD_KEY, load_model, read_checkpoint
 
     path = Path(path)
     ckpt = read_checkpoint(path)  # weights_only: a crafted file is refused, never executed
@@ -34,7 +40,8 @@ def load_checkpoint_model(path: str | Path) -> tuple[nn.Module, list[str] | None
         )
     model = load_model(path)
     names = hparams.get("class_names") or ckpt.get("datamodule_hyper_parameters", {}).get("class_names")
-    return model.eval(), (list(map(str, names)) if names else None)
+    method = str(ckpt.get(METHOD_KEY, "")).rpartition(".")[2]
+    return LoadedCheckpoint(model.eval(), list(map(str, names)) if names else None, method, str(hparams["backbone"]))
 
 
 def build_backbone_model(
@@ -44,7 +51,7 @@ def build_backbone_model(
     backbone_kwargs: dict[str, Any] | None = None,
     seed: int = 0,
 ) -> tuple[nn.Module, str]:
-    """A CAM classifier from a backbone name, for export and benchmarking without a trained checkpoint.
+    """A CAM network from a backbone name, for export and benchmarking without a trained checkpoint.
 
     With pretrained weights that include a classifier (e.g. ImageNet's ``fc``) the CAM head is that
     classifier; otherwise the head is randomly initialised (seeded) with ``num_classes`` outputs.
@@ -55,15 +62,14 @@ def build_backbone_model(
     Raises:
         ValueError: if ``num_classes`` contradicts the pretrained classifier.
     """
-    from wsol.methods import CAM
-    from wsol.models import create_backbone
+    from wsol.models import CAMHead, CAMNet, create_backbone
 
     torch.manual_seed(seed)
     body = create_backbone(backbone, pretrained=pretrained, **(backbone_kwargs or {}))
     fc = body.classifier
     if fc is not None and num_classes not in (None, fc.out_features):
         raise ValueError(f"the pretrained classifier of {backbone} has {fc.out_features} classes, not {num_classes}")
-    model = CAM(backbone=body, num_classes=fc.out_features if fc is not None else (num_classes or 1000))
+    model = CAMNet(body, CAMHead(body.out_channels, fc.out_features if fc is not None else (num_classes or 1000)))
     if fc is None:
         return model.eval(), "random"
     with torch.no_grad():

@@ -223,38 +223,24 @@ def _verdict(groups: list[tuple[str, str, list[dict[str, Any]]]], references: Ma
 
 
 def _plot(path: Path, grouped: Mapping[str, list], references: Mapping[str, dict[str, Any]]) -> None:
-    from wsol.plots import pyplot, save_figure
+    from wsol.plots import ReferenceLine, ScatterPoint, plot_study_scatter
 
-    plt = pyplot()
-    fig, axes = plt.subplots(1, len(grouped), figsize=(6.5 * len(grouped), 5), squeeze=False)
-    centre = references["center_gaussian"]
-    target = centre["val"][_V2] + TARGET_MARGIN
-    # One colour per method in every panel.
-    names = list(dict.fromkeys(method for groups in grouped.values() for method, _, _ in groups))
-    for ax, (regime, groups) in zip(axes[0], grouped.items(), strict=True):
-        shown = [target, centre["fair"][_V2]]
+    panels = {}
+    for regime, groups in grouped.items():
+        points = []
         for method, _variant, runs in groups:
             (x, dx), (y, dy) = _stat(runs, "val", "top1"), _stat(runs, "fair", _V2)
-            reference_tau = _stat(runs, "val", _V2)[0]
-            colour = plt.get_cmap("tab20")(names.index(method) % 20)
-            ax.errorbar(x, y, xerr=dx, yerr=dy, fmt="o", color=colour, capsize=3)
-            ax.plot(x, reference_tau, "o", mfc="none", color=colour, ms=5)
-            ax.annotate(method, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
-            shown += [y - dy, y + dy, reference_tau]
-        lines = [(name, style) for name, style in (("center_gaussian", "--"), ("all_ones", ":")) if name in references]
-        low, high = min(shown), max(shown)
-        low, high = low - 0.1 * (high - low) - 0.5, high + 0.1 * (high - low) + 0.5
-        for name, style in lines:
-            value = references[name]["fair"][_V2]
-            # A reference row far below the runs (all-ones scores 0) is named in the legend, not drawn.
-            where = "" if low <= value <= high else ", off the axis"
-            ax.axhline(value, ls=style, color="grey", lw=1, label=f"{name}: {value:.2f} (τ from tune{where})")
-        ax.axhline(target, color="red", lw=1, label=f"target: centre + {TARGET_MARGIN:g} = {target:.2f}")
-        ax.set_ylim(low, high)
-        ax.set(title=f"regime {regime}", xlabel="top-1 accuracy on val (%)", ylabel="MaxBoxAccV2 on val")
-        ax.legend(fontsize=7, loc="best")
-    fig.suptitle("mean ± std over seeds; filled: τ from the tuning split, hollow: reference τ on val", fontsize=9)
-    save_figure(fig, path, dpi=90)
+            points.append(ScatterPoint(method, x, dx, y, dy, _stat(runs, "val", _V2)[0]))
+        panels[f"regime {regime}"] = points
+    target = references["center_gaussian"]["val"][_V2] + TARGET_MARGIN
+    lines = [
+        ReferenceLine(f"{name} (τ from tune)", references[name]["fair"][_V2], style)
+        for name, style in (("center_gaussian", "--"), ("all_ones", ":"))
+        if name in references
+    ]
+    lines.append(ReferenceLine(f"target: centre + {TARGET_MARGIN:g}", target, "-", "red"))
+    title = "mean ± std over seeds; filled: τ from the tuning split, hollow: reference τ on val"
+    plot_study_scatter(path, panels, lines, title=title)
 
 
 def write_report(

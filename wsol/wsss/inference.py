@@ -17,7 +17,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from wsol.data.schema import IGNORE_INDEX
-from wsol.methods.pcm import max_norm
+from wsol.models.cam_net import as_network
+from wsol.models.pcm import max_norm
 
 __all__ = [
     "SEAM_BG_THRESHOLD",
@@ -46,8 +47,8 @@ def cam_function(model: nn.Module, refine: Refine = "auto") -> CamFunction:
     """The map source of a trained model: its plain CAMs, or a SEAM model's PCM-refined maps.
 
     Args:
-        model: a :class:`~wsol.methods.base.WSOLModule` (``forward_with_cams``); a SEAM model also has
-            ``seam_forward``.
+        model: a network (:class:`~wsol.models.cam_net.CAMNet`, ``forward_with_cams``) or a training system
+            holding one; a SEAM network (:class:`~wsol.models.seam_net.SEAMNet`) also has ``seam_forward``.
         refine: ``"pcm"`` refines with the SEAM model's pixel correlation module, ``"none"`` uses the raw
             CAM, ``"auto"`` is ``"pcm"`` for a SEAM model (its inference maps) and ``"none"`` otherwise.
 
@@ -56,6 +57,7 @@ def cam_function(model: nn.Module, refine: Refine = "auto") -> CamFunction:
     """
     if refine not in ("auto", "none", "pcm"):
         raise ValueError(f"refine must be 'auto', 'none' or 'pcm', got {refine!r}")
+    model = as_network(model)
     has_pcm = hasattr(model, "seam_forward")
     if refine == "pcm" and not has_pcm:
         raise ValueError(f"PCM refinement needs a SEAM model, got {type(model).__name__}")
@@ -134,7 +136,7 @@ def multiscale_cams(
 def normalize_cams(maps: Tensor) -> Tensor:
     """SEAM's normalisation of combined maps ``(K, H, W)`` or ``(B, K, H, W)``: ReLU, then per-map min-max.
 
-    See :func:`wsol.methods.pcm.max_norm`; an all-zero map stays zero.
+    See :func:`wsol.models.pcm.max_norm`; an all-zero map stays zero.
     """
     if maps.ndim == 3:
         return max_norm(maps[None])[0]

@@ -148,7 +148,7 @@ def _compute_maps(
     factor = 1.0 if config.base_size is None else config.base_size / max(height, width)
     x = _to_input(sample.image, model.backbone.mean, model.backbone.std, device)
     gt = sample.labels if config.labels == "gt" else None
-    multilabel = bool(model.hparams.get("multilabel", False))
+    multilabel = bool(getattr(model, "multilabel", False))
 
     def select(logits: torch.Tensor) -> torch.Tensor:
         return present_classes(logits, gt, multilabel, config.class_threshold).nonzero().flatten()
@@ -193,7 +193,7 @@ def generate_pseudo_masks(
     """Run the pseudo-mask pipeline of a trained model over a dataset, resuming an interrupted run.
 
     Args:
-        model: a trained :class:`~wsol.methods.base.WSOLModule` (a SEAM model for PCM refinement).
+        model: a trained network (:func:`wsol.load_model`; a SEAM network for PCM refinement) or training system.
         dataset: samples at their original size; their GT masks, when present, are used for scoring.
         out_dir: output folder (see the module docstring for its layout).
         config: the run's settings.
@@ -206,12 +206,14 @@ def generate_pseudo_masks(
         ValueError: if the model and dataset class counts differ, a sweep lacks GT masks, or ``out_dir``
             holds maps made with other settings.
     """
+    from wsol.models.cam_net import as_network
     from wsol.plots import save_mask_grid, save_sweep_plot
 
     config = config or PseudoMaskConfig()
     start = time.perf_counter()
     out_dir = Path(out_dir)
-    num_classes = int(model.hparams.num_classes)
+    model = as_network(model)
+    num_classes = model.num_classes
     if num_classes >= IGNORE_INDEX:
         raise ValueError(f"{num_classes} classes do not fit a uint8 label map with {IGNORE_INDEX} as ignore")
     if dataset.num_classes and dataset.num_classes != num_classes:
