@@ -335,6 +335,35 @@ def test_failed_run_is_recorded_skipped_and_retried(tmp_path, data_n3, caplog):
     assert not error.exists() and len(list((tmp_path / "runs").rglob("*.json"))) == 4
 
 
+def test_run_seeds_split_a_grid_across_processes(tmp_path, data_n3):
+    rows = (*TWO_ROWS, MethodSpec("ls", "reg", {"a": {"label_smoothing": 0.1}, "b": {"label_smoothing": 0.2}}))
+    calls: list[str] = []
+
+    def fake(spec, data_, settings):
+        calls.append(spec.key)
+        return _fake(spec, 60.0 if spec.variant == "b" else 50.0)
+
+    # A process given seed 1 alone trains what is decidable for seed 1: not the variant row, whose choice needs
+    # seed 0's runs; another process on seed 0 then trains those, and seed 1 of the chosen variant follows.
+    assert run_study(data_n3, _settings(tmp_path, run_seeds=(1,)), rows, train_fn=fake) == 0
+    assert calls == ["n3/cam/default/seed1", "n3/cutmix/default/seed1"]
+    assert run_study(data_n3, _settings(tmp_path, run_seeds=(0,)), rows, train_fn=fake) == 0
+    assert calls[2:] == ["n3/cam/default/seed0", "n3/cutmix/default/seed0", "n3/ls/a/seed0", "n3/ls/b/seed0"]
+    assert run_study(data_n3, _settings(tmp_path, run_seeds=(1,)), rows, train_fn=fake) == 0
+    assert calls[6:] == ["n3/ls/b/seed1"]
+    assert run_study(data_n3, _settings(tmp_path), rows, train_fn=fake) == 0 and len(calls) == 7  # all done
+
+
+def test_run_seeds_flag(tmp_path) -> None:
+    from wsol.commands.study import parse_run_seeds
+
+    assert parse_run_seeds(None, 3) == () and parse_run_seeds("2, 1,2", 3) == (2, 1)
+    with pytest.raises(ValueError, match="--run-seeds: seed 3 is outside 0..2"):
+        parse_run_seeds("3", 3)
+    with pytest.raises(ValueError, match="--run-seeds: 'x' is not an integer"):
+        parse_run_seeds("1,x", 3)
+
+
 def test_cli_dry_run_and_bad_input(tmp_path, capsys):
     args = ["study", "small-data", "--data", "synthetic", "--data-options", json.dumps(TINY), "--image-size", "32"]
     args += ["--tune-per-class", "2", "--regimes", "all", "--out", str(tmp_path), "--dry-run"]

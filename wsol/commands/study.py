@@ -37,6 +37,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s.add_argument("--out", default="experiments/small_data", help="output folder (default: %(default)s)")
     s.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 per configuration (default: %(default)s)")
     s.add_argument(
+        "--run-seeds",
+        default=None,
+        help="comma-separated seeds whose runs this process trains (default: all), to split a grid across "
+        "processes or machines sharing --out; variants are still chosen on seed 0",
+    )
+    s.add_argument(
         "--regimes",
         default="all,300",
         help="training-set regimes: 'all' (train minus tuning) or images per class (default: %(default)s)",
@@ -112,6 +118,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.seeds < 1:
         raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
+    run_seeds = parse_run_seeds(args.run_seeds, args.seeds)
     methods = SMALL_DATA_METHODS
     if args.methods:
         wanted = [m.strip() for m in args.methods.split(",") if m.strip()]
@@ -156,8 +163,26 @@ def run(args: argparse.Namespace) -> int:
         lightning_bar=args.lightning_bar,
         progress=not args.no_progress,
         refresh=tuple(refresh),
+        run_seeds=run_seeds,
     )
     code = run_study(data, settings, methods, dry_run=args.dry_run, report_only=args.report_only)
     if not args.dry_run:
         print(f"report: {settings.out / 'results.md'}, {settings.out / 'results.csv'}, {settings.out / 'results.png'}")
     return code
+
+
+def parse_run_seeds(value: str | None, seeds: int) -> tuple[int, ...]:
+    """``--run-seeds "1,2"`` as ``(1, 2)``; empty for None. Raises a ValueError naming the flag for a seed that is
+    not an integer in ``[0, seeds)``."""
+    if not value:
+        return ()
+    out = []
+    for part in value.split(","):
+        try:
+            seed = int(part.strip())
+        except ValueError:
+            raise ValueError(f"--run-seeds: {part.strip()!r} is not an integer") from None
+        if not 0 <= seed < seeds:
+            raise ValueError(f"--run-seeds: seed {seed} is outside 0..{seeds - 1} (--seeds {seeds})")
+        out.append(seed)
+    return tuple(dict.fromkeys(out))

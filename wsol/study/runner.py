@@ -70,6 +70,9 @@ class StudySettings:
         lightning_bar: Show Lightning's progress bar inside each run.
         progress: Show the bar over runs.
         refresh: Rows whose finished runs predate the normalisation scores (no ``norms`` entry) are retrained.
+        run_seeds: Train only the runs of these seeds (empty: every seed); several processes or machines sharing
+            one ``out`` folder can split a grid by seed. Variants are still chosen on the first seed's runs, so a
+            row waits until those exist.
     """
 
     out: Path
@@ -82,6 +85,7 @@ class StudySettings:
     lightning_bar: bool = False
     progress: bool = True
     refresh: Sequence[str] = ()
+    run_seeds: Sequence[int] = ()
 
 
 def _fit(model: Any, loader: Any, config: dict[str, Any], settings: StudySettings) -> Any:
@@ -378,6 +382,8 @@ def run_study(
     with bar, _quiet_lightning():
         while not report_only:
             todo = [s for s in plan.specs if s.key not in failed and lookup(s) is None]
+            if settings.run_seeds:
+                todo = [s for s in todo if s.seed in settings.run_seeds]
             if not todo:
                 break
             spec = todo[0]
