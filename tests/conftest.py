@@ -67,3 +67,20 @@ def one_step_trainer(root: Path, val_batches: int = 0, checkpoint_dir: Path | No
         default_root_dir=root,
         callbacks=[ModelCheckpoint(dirpath=checkpoint_dir, save_last=True)] if checkpoint_dir is not None else None,
     )
+
+
+def save_lightning_checkpoint(path: Path, model: Any, state: dict | None = None, hparams: dict | None = None) -> Path:
+    """A checkpoint as Lightning and ``WSOLModule.on_save_checkpoint`` write it, without a Trainer: ``model``'s
+    state dict (or ``state``), hyper-parameters (or ``hparams``) and recorded class."""
+    import pytorch_lightning as pl
+
+    torch.save(
+        {
+            "state_dict": model.state_dict() if state is None else state,
+            "hyper_parameters": dict(model.hparams) if hparams is None else hparams,
+            "pytorch-lightning_version": pl.__version__,
+            "wsol_method": f"{type(model).__module__}.{type(model).__qualname__}",
+        },
+        path,
+    )
+    return path

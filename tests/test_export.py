@@ -11,6 +11,7 @@ import onnxruntime as ort
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import save_lightning_checkpoint
 
 from wsol.cli import main
 from wsol.onnx import ExportWrapper, build_backbone_model, export_onnx, kth_smallest, parse_cam_classes
@@ -170,7 +171,6 @@ def test_cli_export_writes_only_the_output_and_sidecar(tmp_path, monkeypatch, ca
 
 
 def test_cli_export_from_checkpoint(tmp_path, capsys) -> None:
-    import pytorch_lightning as pl
 
     from wsol.methods import CAM
 
@@ -179,11 +179,7 @@ def test_cli_export_from_checkpoint(tmp_path, capsys) -> None:
     ckpt = tmp_path / "cam.ckpt"
     hparams = dict(model.hparams)
     hparams["class_names"] = ["a", "b", "c", "d"]
-    torch.save(
-        {"state_dict": model.state_dict(), "hyper_parameters": hparams, "pytorch-lightning_version": pl.__version__,
-         "wsol_method": "wsol.methods.cam.CAM"},
-        ckpt,
-    )  # fmt: skip
+    save_lightning_checkpoint(ckpt, model, hparams=hparams)
     out = tmp_path / "exported" / "model.onnx"
     assert main(["export", "--checkpoint", str(ckpt), "--image-size", "64", "--out", str(out.parent)]) == 0
     meta = json.loads(out.with_suffix(".json").read_text())
@@ -201,7 +197,6 @@ def test_cli_export_from_checkpoint(tmp_path, capsys) -> None:
 
 
 def test_checkpoint_method_is_read_from_the_checkpoint(tmp_path) -> None:
-    import pytorch_lightning as pl
 
     from wsol.methods import SEAM
     from wsol.onnx import load_checkpoint_model
@@ -209,11 +204,7 @@ def test_checkpoint_method_is_read_from_the_checkpoint(tmp_path) -> None:
     torch.manual_seed(0)
     model = SEAM(backbone="resnet10", num_classes=3, backbone_kwargs={"width": 8}).eval()
     ckpt = tmp_path / "seam.ckpt"
-    torch.save(
-        {"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams),
-         "pytorch-lightning_version": pl.__version__, "wsol_method": "wsol.methods.seam.SEAM"},
-        ckpt,
-    )  # fmt: skip
+    save_lightning_checkpoint(ckpt, model)
     loaded, names, method, backbone = load_checkpoint_model(ckpt)  # the class recorded in the checkpoint
     assert (type(loaded).__name__, names, method, backbone) == ("SEAMNet", None, "SEAM", "resnet10")
     images = torch.randn(2, 3, 64, 64)

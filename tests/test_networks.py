@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 import pytorch_lightning as pl
 import torch
+from conftest import save_lightning_checkpoint
 from torch import nn
 
 from wsol.methods import ADL, CAM, SEAM, get_method, list_methods, load_checkpoint, load_model
@@ -14,16 +15,6 @@ from wsol.methods.base import migrate_state_dict
 from wsol.models import CAMHead, CAMNet, as_network, create_backbone
 
 TINY = {"backbone": "resnet10", "backbone_kwargs": {"stem_stride": 2, "width": 8}, "num_classes": 3}
-
-
-def save(path, model: pl.LightningModule, state: dict | None = None) -> None:
-    """A Lightning-style checkpoint of ``model`` (``state`` replaces its state dict)."""
-    torch.save(
-        {"state_dict": state if state is not None else model.state_dict(), "hyper_parameters": dict(model.hparams),
-         "pytorch-lightning_version": pl.__version__,
-         "wsol_method": f"{type(model).__module__}.{type(model).__qualname__}"},
-        path,
-    )  # fmt: skip
 
 
 @pytest.mark.parametrize("name", list_methods())
@@ -55,7 +46,7 @@ def test_checkpoint_of_the_earlier_layout_loads(tmp_path) -> None:
     model = SEAM(**TINY).eval()
     old = {k.removeprefix("net."): v for k, v in model.state_dict().items()}  # backbone.*, head.*, pcm.*
     assert not any(k.startswith("net.") for k in old)
-    save(tmp_path / "old.ckpt", model, old)
+    save_lightning_checkpoint(tmp_path / "old.ckpt", model, old)
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         expected = model.forward_with_cams(x)[1]
