@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from wsol.cli import main
 from wsol.study import (
@@ -714,3 +715,34 @@ def test_norm_table_counts_the_runs_that_have_the_scores(tmp_path):
     assert line == "| cam (1 of 2 runs) | 41.00 | 30.00 | **43.00** | 44.00 (p 0.3) | +2.00 |"
     # The main table keeps min-max for the row: not every run has the other scores.
     assert "| minmax | **" in next(ln for ln in table.splitlines() if ln.startswith("| cam |"))
+
+
+class _PoolMaps(torch.nn.Module):
+    """Maps = the image's channel mean average-pooled to 4x4 (flip-equivariant); logits = channel means."""
+
+    device = torch.device("cpu")
+
+    def forward(self, x):
+        return x.mean(dim=(2, 3))
+
+    def cams(self, x, labels):
+        return torch.nn.functional.adaptive_avg_pool2d(x.mean(dim=1, keepdim=True), 4)[:, 0]
+
+
+def test_tta_maps_flip_back_and_average_over_scales(data_n3):
+    from wsol.study.scoring import collect_maps, collect_maps_tta
+
+    model = _PoolMaps()
+    plain = collect_maps(model, data_n3.eval_loader("val"))
+    # One scale: the flipped view's map, flipped back, is the map itself, so the average is the plain map.
+    same = collect_maps_tta(model, data_n3.eval_loader("val"), scales=(1.0,))
+    np.testing.assert_allclose(same.maps, plain.maps, atol=1e-6)
+    assert same.size == plain.size and np.array_equal(same.hits, plain.hits)
+    # Two scales: the mean of the scale-1 map and the 2x view's 4x4 map resized (both are block means here).
+    batch = next(iter(data_n3.eval_loader("val")))
+    two = collect_maps_tta(model, data_n3.eval_loader("val"), scales=(1.0, 2.0))
+    big = torch.nn.functional.interpolate(batch["image"], scale_factor=2.0, mode="bilinear", align_corners=False)
+    want = (model.cams(batch["image"], None) + model.cams(big, None)) / 2
+    np.testing.assert_allclose(two.maps[: len(want)], want.numpy(), atol=1e-5)
+    with pytest.raises(ValueError, match="scales is empty"):
+        collect_maps_tta(model, data_n3.eval_loader("val"), scales=())

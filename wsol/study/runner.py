@@ -36,7 +36,9 @@ from wsol.study.grid import (
 from wsol.study.planner import plan_runs
 from wsol.study.scoring import (
     NORM_VARIANTS,
+    TTA_SPLITS,
     collect_maps,
+    collect_maps_tta,
     normalization_scores,
     read_maps,
     reference_rows,
@@ -220,6 +222,9 @@ def train_and_score(spec: RunSpec, data: StudyData, settings: StudySettings) -> 
     tune = collect_maps(model, data.eval_loader("tune"))
     val = collect_maps(model, data.eval_loader("val"))
     norms = normalization_scores(tune, val, settings.cam_curve_interval)
+    # The same maps under test-time augmentation, kept beside the plain ones for rescoring (not scored here).
+    tune_tta = collect_maps_tta(model, data.eval_loader("tune"))
+    val_tta = collect_maps_tta(model, data.eval_loader("val"))
     end = time.perf_counter()
     seconds = {
         # Every stage's training (and the pseudo boxes) counts as training; per_epoch is this model's own.
@@ -249,7 +254,7 @@ def train_and_score(spec: RunSpec, data: StudyData, settings: StudySettings) -> 
         # The protocol's min-max numbers at the top level; every normalisation under "norms".
         **norms["minmax"],
         "norms": norms,
-        MAPS_KEY: {"tune": tune, "val": val},
+        MAPS_KEY: {"tune": tune, "val": val, TTA_SPLITS["tune"]: tune_tta, TTA_SPLITS["val"]: val_tta},
         "seconds": seconds,
         **({"stage1": stage1} if stage1 is not None else {}),
         **({"rounds": relabelled} if relabelled else {}),

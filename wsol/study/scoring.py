@@ -22,10 +22,13 @@ from wsol.atomic import atomic_write, write_text
 
 __all__ = [
     "NORM_VARIANTS",
+    "TTA_SCALES",
+    "TTA_SPLITS",
     "read_maps",
     "RawMaps",
     "SplitCurves",
     "collect_maps",
+    "collect_maps_tta",
     "fair_scores",
     "normalization_scores",
     "reference_rows",
@@ -107,6 +110,56 @@ def collect_maps(model: Any, loader: DataLoader) -> RawMaps:
         maps_out.append(model.cams(images, labels).float().cpu().numpy())
         boxes += [b.numpy().reshape(-1, 4) for b in batch["boxes"]]
         size = int(images.shape[-1])
+    if not maps_out:
+        raise ValueError("the loader yielded no images")
+    return RawMaps(np.concatenate(maps_out), np.concatenate(hits_out), boxes, size)
+
+
+# Test-time augmentation of the maps (flip x scales, averaged), as CAM seeds are made in WSSS (e.g. IRN).
+TTA_SCALES: tuple[float, ...] = (0.75, 1.0, 1.25, 1.5)
+# Names of the TTA maps' splits in a run's ``.maps.npz`` (no underscore: it separates split from field there).
+TTA_SPLITS: dict[str, str] = {"tune": "tunetta", "val": "valtta"}
+
+
+@torch.no_grad()
+def collect_maps_tta(model: Any, loader: DataLoader, scales: Sequence[float] = TTA_SCALES) -> RawMaps:
+    """The GT-class raw maps of ``model`` averaged over horizontal flips and input ``scales`` (eval mode).
+
+    Each view's map is flipped back and resized (bilinear) to the scale-1 map's resolution before averaging; the
+    top-1 hits come from the averaged logits. The result is stored like :func:`collect_maps`'s, so every
+    normalisation and fusion rescoring applies to it unchanged.
+    """
+    import torch.nn.functional as F
+
+    if not scales:
+        raise ValueError("collect_maps_tta: scales is empty")
+    model.eval()
+    maps_out, hits_out, boxes, size = [], [], [], 0
+    for batch in loader:
+        images = batch["image"].to(model.device)
+        labels = batch["label"].to(model.device)
+        side = int(images.shape[-1])
+        base = model.cams(images, labels).float()
+        total = torch.zeros_like(base)
+        logits = 0.0
+        for scale in scales:
+            resized = (
+                images
+                if scale == 1.0
+                else F.interpolate(
+                    images, scale_factor=scale, mode="bilinear", align_corners=False, recompute_scale_factor=False
+                )
+            )
+            for flip in (False, True):
+                view = resized.flip(-1) if flip else resized
+                cams = model.cams(view, labels).float()
+                cams = cams.flip(-1) if flip else cams
+                total += F.interpolate(cams[:, None], size=base.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
+                logits = logits + model(view).float().softmax(dim=1)
+        maps_out.append((total / (2 * len(scales))).cpu().numpy())
+        hits_out.append((logits.argmax(dim=1) == labels).cpu().numpy())
+        boxes += [b.numpy().reshape(-1, 4) for b in batch["boxes"]]
+        size = side
     if not maps_out:
         raise ValueError("the loader yielded no images")
     return RawMaps(np.concatenate(maps_out), np.concatenate(hits_out), boxes, size)
