@@ -746,3 +746,24 @@ def test_tta_maps_flip_back_and_average_over_scales(data_n3):
     np.testing.assert_allclose(two.maps[: len(want)], want.numpy(), atol=1e-5)
     with pytest.raises(ValueError, match="scales is empty"):
         collect_maps_tta(model, data_n3.eval_loader("val"), scales=())
+
+
+def test_fsl_all_is_the_box_supervised_ceiling_on_the_regimes_own_boxes(tmp_path, data_n3, monkeypatch):
+    row = next(r for r in SMALL_DATA_METHODS if r.name == "fsl_all")
+    assert row.group is None  # never combined with a WSOL row
+    seen: list = []
+    original = type(data_n3).train_loader
+
+    def recording(self, regime, batch_size, seed, scale, split="regime", boxes=None):
+        loader = original(self, regime, batch_size, seed, scale, split, boxes)
+        seen.append((split, [s.boxes for s in loader.dataset.samples]))
+        return loader
+
+    monkeypatch.setattr(type(data_n3), "train_loader", recording)
+    config = merge(merge(BASE_CONFIG, SMALL), row.variants["default"])
+    result = train_and_score(RunSpec("fsl_all", "default", "n3", 0, config), data_n3, _settings(tmp_path))
+    # It reads the GT box of every image of the regime (9 here), not the tuning split's.
+    assert [split for split, _ in seen] == ["regime"]
+    want = [data_n3.pool[i].boxes for i in data_n3.regimes["n3"]]
+    assert len(seen[0][1]) == 9 and all(np.array_equal(a, b) for a, b in zip(seen[0][1], want, strict=True))
+    assert result["supervision"] == "boxes" and result["n_train"] == 9

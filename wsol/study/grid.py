@@ -149,6 +149,15 @@ SMALL_DATA_METHODS: tuple[MethodSpec, ...] = (
         {"default": {"method": "FSL", "train_split": "tune", "epochs": 60}},
         "few-shot fully supervised reference: box masks of the tuning split, per-pixel BCE",
     ),
+    # The fully supervised ceiling: the same localizer trained on the GT box of every training image of the regime
+    # (Tiny ImageNet's train split has one per image), at the base recipe. A reference row, never a WSOL row: it
+    # tells how much room there is above the label-free baseline at this resolution and network size.
+    MethodSpec(
+        "fsl_all",
+        None,
+        {"default": {"method": "FSL", "train_split": "regime", "supervision": "boxes"}},
+        "fully supervised ceiling: box masks of every training image, per-pixel BCE",
+    ),
     # PSOL (Zhang et al., CVPR 2020, arXiv 2002.11359): a WSOL row, since only class labels of the training images
     # are read. Stage 1 is the 16x16-map row's recipe (best tuning MaxBoxAccV2 of the CAM rows); it boxes every
     # training image at its tuning-split τ, and FSL, at the base recipe like the fsl row, learns from those boxes.

@@ -247,8 +247,9 @@ def train_and_score(spec: RunSpec, data: StudyData, settings: StudySettings) -> 
         "config": config,
         "config_hash": config_hash(config),
         "n_train": len(loader.dataset),
-        # "boxes": a fully supervised reference row (trained on the tuning split's boxes), never a WSOL method.
-        "supervision": "boxes" if split == "tune" else "labels",
+        # "boxes": a fully supervised reference row (trained on the tuning split's boxes, or with "supervision":
+        # "boxes" on the regime's own GT boxes), never a WSOL method.
+        "supervision": config.get("supervision", "boxes" if split == "tune" else "labels"),
         "data": data.description,
         "cam_curve_interval": settings.cam_curve_interval,
         # The protocol's min-max numbers at the top level; every normalisation under "norms".
