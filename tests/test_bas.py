@@ -8,11 +8,21 @@ from conftest import one_step_trainer
 from torch import Tensor, nn
 
 from wsol.augment import CutMix
-from wsol.methods.bas import BAS, area_loss, bas_ratio_loss, gt_activation, topk_mean_map
+from wsol.methods.bas import BAS, area_loss, bas_ratio_loss, frozen_forward, gt_activation, topk_mean_map
 from wsol.methods.checkpoint import checkpoint_method, load_checkpoint
 from wsol.models import Backbone
+from wsol.models.bas_net import ReLUConvClassifier
 
 TINY = {"backbone": "resnet10", "backbone_kwargs": {"stem_stride": 2, "width": 8}, "num_classes": 3, "batch_size": 4}
+# The authors' layout and weights (the study's bas_authors row).
+AUTHORS = {
+    "detach_background": True,
+    "mask_stage": "penultimate",
+    "generator": "one_conv",
+    "class_head": "conv",
+    "area_weight": 1.2,
+    "frg_weight": 0.5,
+}
 
 # A 1x2x2x2 feature map, 2 classes, and a fixed foreground map of class 0.
 FEATURES = torch.tensor([[[[1.0, 2.0], [3.0, 4.0]], [[0.0, 1.0], [0.0, 1.0]]]])
@@ -172,6 +182,86 @@ def test_gradients_reach_backbone_and_generator_and_groups_cover_all() -> None:
         assert g["lr"] == pytest.approx(0.1 * 4 / 256 * (10.0 if is_new else 1.0))
 
 
+# ------------------------------------------------------------------------ the authors' corrections
+def test_detached_background_reaches_the_generator_never_the_features() -> None:
+    # A1. With the hand model the generator ignores the features, so the BAS term reaches them only through the
+    # background branch (S is detached): with the cut the image's gradient is exactly zero; without it,
+    # dS_bg / dF_0(i, j) = (1 - M(i, j)) / 4 (identity head, class 0), divided by S = 2.5.
+    image = torch.cat([FEATURES, torch.zeros(1, 1, 2, 2)], dim=1)
+    target = torch.tensor([[1.0, 0.0]])
+    m = FOREGROUND[0]
+    for detach in (True, False):
+        model = hand_model(frg_weight=0.0, area_weight=0.0, detach_background=detach)
+        x = image.clone().requires_grad_(True)
+        _, terms = model.loss({"image": x, "target": target})
+        torch.testing.assert_close(terms["bas"], torch.tensor(0.75), atol=1e-5, rtol=1e-5)  # same value either way
+        terms["bas"].backward()
+        if detach:
+            assert x.grad is None or torch.count_nonzero(x.grad) == 0
+        else:
+            expected = torch.stack([(1 - m) / 10, torch.zeros(2, 2), torch.zeros(2, 2)])[None]
+            torch.testing.assert_close(x.grad, expected, atol=1e-6, rtol=1e-5)
+        # The generator's gradient is the same with and without the cut: -F_0 / 10 * M (1 - M).
+        torch.testing.assert_close(
+            model.net.generator.logit.grad[0], -FEATURES[0, 0] / 10 * m * (1 - m), atol=1e-6, rtol=1e-4
+        )
+
+
+def test_frozen_forward_passes_gradient_to_the_input_only_and_keeps_running_stats() -> None:
+    torch.manual_seed(0)
+    branch = nn.Sequential(nn.Conv2d(2, 3, 1), nn.BatchNorm2d(3)).train()
+    x = torch.randn(4, 2, 3, 3, requires_grad=True)
+    stats = [b.clone() for b in branch.buffers()]
+    out = frozen_forward(branch, x)
+    assert all(torch.equal(a, b) for a, b in zip(stats, branch.buffers(), strict=True))  # running stats untouched
+    torch.testing.assert_close(out, branch(x.detach()))  # batch statistics in training mode, as a fresh copy would
+    out.square().sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    assert all(p.grad is None for p in branch.parameters())
+
+
+def test_conv_head_foreground_pools_a_finer_mask() -> None:
+    model = BAS(**TINY, **AUTHORS)
+    assert isinstance(model.head, ReLUConvClassifier)
+    features = torch.randn(2, 64, 2, 2)
+    maps = model.head.class_maps(features)
+    assert maps.min() >= 0  # logits are the GAP of ReLU'd maps
+    torch.testing.assert_close(model.foreground_logits(features, torch.ones(2, 1, 2, 2)), model.head(features))
+    # A 4x4 mask with ones on its top-left 2x2 block pools to [[1, 0], [0, 0]]: the logits are maps[..., 0, 0] / 4.
+    mask = torch.zeros(2, 1, 4, 4)
+    mask[..., :2, :2] = 1.0
+    torch.testing.assert_close(model.foreground_logits(features, mask), maps[..., 0, 0] / 4)
+
+
+def test_authors_layout_shapes_and_where_the_background_gradient_goes() -> None:
+    torch.manual_seed(0)
+    model = BAS(**TINY, **AUTHORS)
+    assert model.net.generator.layers[0].in_channels == 32 and len(model.net.generator.layers) == 1  # stage 3
+    batch = make_batch()
+    model.eval()
+    with torch.no_grad():
+        logits, maps = model.forward_with_cams(batch["image"])
+    # 32 px: stage 3 at 4x4 (the generator's maps), the last stage at 2x2.
+    assert logits.shape == (4, 3) and maps.shape == (4, 3, 4, 4) and model.features(batch["image"]).shape[-1] == 2
+    assert logits.min() >= 0
+    model.train()
+    last = model.net.last_stage()
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    model.net.stages(batch["image"])  # the training pass alone
+    alone = [b.clone() for b in last.buffers()]
+    model.load_state_dict(start)
+    _, terms = model.loss(batch)
+    # The frozen branch's BatchNorm layers leave the real running statistics as the training pass left them.
+    assert all(torch.equal(a, b) for a, b in zip(alone, last.buffers(), strict=True))
+    terms["bas"].backward()
+    frozen = {id(p) for m in (model.head, last) for p in m.parameters()}
+    for name, p in model.named_parameters():
+        if id(p) in frozen:
+            assert p.grad is None, name
+        else:  # the generator and, through its input, the layers below it
+            assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
 @pytest.mark.parametrize(
     ("kwargs", "name"),
     [
@@ -187,6 +277,11 @@ def test_gradients_reach_backbone_and_generator_and_groups_cover_all() -> None:
         ({"warmup_epochs_loc": 1.5}, "warmup_epochs_loc"),
         ({"mixer": CutMix(seed=0)}, "mixer"),
         ({"multilabel": True}, "multilabel"),
+        ({"detach_background": 1}, "detach_background"),
+        ({"mask_stage": "stage3"}, "mask_stage"),
+        ({"generator": "three_conv"}, "generator"),
+        ({"class_head": "mlp"}, "class_head"),
+        ({"class_head_channels": 0}, "class_head_channels"),
     ],
 )
 def test_bad_arguments(kwargs: dict, name: str) -> None:
@@ -194,23 +289,37 @@ def test_bad_arguments(kwargs: dict, name: str) -> None:
         BAS(**{**TINY, **kwargs})
 
 
+def test_penultimate_mask_needs_a_backbone_it_can_cut() -> None:
+    backbone = Backbone(FirstChannels(), out_channels=2, stride=1)
+    with pytest.raises(ValueError, match="FirstChannels|Backbone.*last stage"):
+        BAS(backbone=backbone, num_classes=2, batch_size=1, mask_stage="penultimate")
+
+
 # ---------------------------------------------------------------------------------- training
-def test_training_step_logs_terms_and_checkpoint_round_trips(tiny_datamodule, tmp_path) -> None:
+@pytest.mark.parametrize("layout", [{}, AUTHORS], ids=["default", "authors"])
+def test_training_step_logs_terms_and_checkpoint_round_trips(layout: dict, tiny_datamodule, tmp_path) -> None:
     torch.manual_seed(0)
-    model = BAS(bas_weight=1.5, **TINY)
+    model = BAS(bas_weight=1.5, **TINY, **layout)
     trainer = one_step_trainer(tmp_path, val_batches=1, checkpoint_dir=tmp_path / "ckpt")
     before = [p.detach().clone() for p in model.net.generator.parameters()]
     trainer.fit(model, datamodule=tiny_datamodule)
     metrics = trainer.callback_metrics
     for name in ("train/loss", "train/cls", "train/frg", "train/bas", "train/area", "val/loss", "val/MaxBoxAccV2"):
         assert torch.isfinite(metrics[name]), name
-    terms = metrics["train/cls"] + metrics["train/frg"] + 1.5 * metrics["train/bas"] + metrics["train/area"]
+    frg_weight, area_weight = layout.get("frg_weight", 1.0), layout.get("area_weight", 1.0)
+    terms = (
+        metrics["train/cls"]
+        + frg_weight * metrics["train/frg"]
+        + 1.5 * metrics["train/bas"]
+        + area_weight * metrics["train/area"]
+    )
     assert metrics["train/loss"].item() == pytest.approx(terms.item(), rel=1e-5)
     assert any(not torch.equal(a, b) for a, b in zip(before, model.net.generator.parameters(), strict=True))
     path = tmp_path / "ckpt" / "last.ckpt"
     assert checkpoint_method(path) == "wsol.methods.bas.BAS"
     restored = load_checkpoint(path)
     assert type(restored) is BAS and not restored.training and restored.hparams.bas_weight == 1.5
+    assert restored.net.mask_stage == layout.get("mask_stage", "last")
     x = make_batch()["image"]
     model.eval()
     with torch.no_grad():

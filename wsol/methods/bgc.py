@@ -9,41 +9,71 @@ i.e. a constant, the *normalised feature map* ``F(x) = ||f(x)|| / max_x' ||f(x')
 ``f(x)`` with ``w_c`` at every object position, so ``F`` often covers the object while ``S_c`` (and so the CAM)
 only peaks on its most discriminative part. BGC adds losses that make the two maps agree (feature direction
 alignment) and spread the activation over the object (consistency with attentive dropout).
+
+The first version here was written from the paper alone; the authors' code (ejkim47/bridging-gap-wsol, read for
+understanding, not copied: its licence is non-commercial) differs from it in five places, each now an option whose
+default keeps the first version (the small-data study's ``bgc`` row ran with it) and whose other value follows the
+authors (the study's ``bgc_authors`` row sets them all; docs/methods.md §15 has the table):
+
+* ``consistency="drop"``: after the first block of the last stage, the positions whose channel mean exceeds
+  ``tau_drop`` of its maximum are zeroed, each with probability ``drop_prob``; the erased tensor passes through the
+  remaining blocks again (shared weights) and the loss is the L1 distance between the final features of both passes
+  (:func:`attentive_drop_mask`, :func:`two_pass_consistency_loss`).
+* ``consistency_warmup=False``: the consistency term trains from the first epoch; only the similarity and norm terms
+  wait for the warm-up.
+* ``norm_scaling="minmax"``: feature norms are min-max normalised per image before thresholding and in the norm
+  term (max-normalised norms of a map with a high minimum leave the background region empty).
+* ``norm_regions="sign"`` (``"sign_max"``): the norm term's regions are where the cosine between the feature and the
+  ground-truth class's weight (the largest cosine over classes) is positive / negative.
+* Weights: the authors' ResNet-50 recipe uses ``lambda_sim`` 0.5, ``lambda_norm`` 0.05, ``lambda_cons`` 2.0, and
+  similarity regions ``tau_fg`` 0.4 / ``tau_bg`` 0.2 on the normalised norm map.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from wsol.methods.base import WSOLModule
 from wsol.methods.registry import register_method
+from wsol.models.stages import split_inside_last_stage
 
 __all__ = [
     "BGC",
+    "attentive_drop_mask",
     "dropout_consistency_loss",
     "masked_mean",
+    "max_class_similarity",
     "norm_loss",
     "normalized_feature_map",
     "region_masks",
+    "sign_regions",
     "similarity_loss",
     "similarity_map",
+    "two_pass_consistency_loss",
 ]
 
 _EPS = 1e-12
 
 
-def normalized_feature_map(features: Tensor, eps: float = _EPS) -> Tensor:
-    """``F(x) = ||f(x)||_2 / max_x' ||f(x')||_2`` per image: ``(B, C, h, w)`` features to ``(B, h, w)`` in [0, 1].
+def normalized_feature_map(features: Tensor, scaling: Literal["max", "minmax"] = "max", eps: float = _EPS) -> Tensor:
+    """The feature norms ``n(x) = ||f(x)||_2`` of ``(B, C, h, w)`` features scaled per image to ``(B, h, w)`` in [0, 1].
 
-    An all-zero feature map gives ``F = 0`` (the maximum is clamped at ``eps``).
+    ``"max"``: ``n(x) / max n``; ``"minmax"``: ``(n(x) - min n) / (max n - min n)`` (the authors' code). The gradient
+    flows through the norms and through the min and max. An all-zero map, or with ``"minmax"`` a constant one, gives
+    0 everywhere (the divisor is clamped at ``eps``).
     """
     norms = features.norm(dim=1)
-    return norms / norms.amax(dim=(1, 2), keepdim=True).clamp_min(eps)
+    if scaling == "max":
+        return norms / norms.amax(dim=(1, 2), keepdim=True).clamp_min(eps)
+    if scaling == "minmax":
+        low = norms.amin(dim=(1, 2), keepdim=True)
+        return (norms - low) / (norms.amax(dim=(1, 2), keepdim=True) - low).clamp_min(eps)
+    raise ValueError(f"scaling must be 'max' or 'minmax', got {scaling!r}")
 
 
 def similarity_map(features: Tensor, weights: Tensor, eps: float = 1e-8) -> Tensor:
@@ -52,6 +82,23 @@ def similarity_map(features: Tensor, weights: Tensor, eps: float = 1e-8) -> Tens
     Returns ``(B, h, w)`` in [-1, 1]; a zero feature vector has cosine 0 (``F.cosine_similarity``'s ``eps``).
     """
     return F.cosine_similarity(features, weights[:, :, None, None].to(features.dtype), dim=1, eps=eps)
+
+
+def max_class_similarity(features: Tensor, weights: Tensor) -> Tensor:
+    """``max_k cos(f(x), w_k)`` per position: features ``(B, C, h, w)`` against every class row of ``weights (K, C)``.
+
+    Returns ``(B, h, w)`` in [-1, 1]; a zero feature vector or weight row has cosine 0.
+    """
+    unit_f = F.normalize(features, dim=1)
+    unit_w = F.normalize(weights.to(features.dtype), dim=1)
+    return torch.einsum("bchw,kc->bkhw", unit_f, unit_w).amax(dim=1)
+
+
+def sign_regions(similarity: Tensor) -> tuple[Tensor, Tensor]:
+    """Foreground ``S > 0`` and background ``S < 0`` boolean masks of a ``(B, h, w)`` cosine map, without gradient
+    (positions at exactly 0 belong to neither)."""
+    similarity = similarity.detach()
+    return similarity > 0, similarity < 0
 
 
 def region_masks(score: Tensor, tau_fg: float, tau_bg: float) -> tuple[Tensor, Tensor]:
@@ -121,6 +168,42 @@ def dropout_consistency_loss(features: Tensor, tau_drop: float, eps: float = _EP
     return masked_mean((full - dropped).abs(), keep)
 
 
+def attentive_drop_mask(
+    features: Tensor, threshold: float, prob: float, generator: torch.Generator | None = None
+) -> Tensor:
+    """The keep mask ``(B, 1, h, w)`` of attentive dropout on ``(B, C, h, w)`` features (1 keep, 0 drop).
+
+    A position is a drop candidate where its channel mean exceeds ``threshold`` times the image's largest channel
+    mean; each candidate is dropped with probability ``prob`` (independent draws, ``U < prob`` with ``U`` uniform in
+    [0, 1): ``prob = 1`` drops every candidate, ``prob = 0`` none). Computed without gradient.
+
+    Args:
+        features: the features to erase.
+        threshold: fraction of the maximum channel mean, in (0, 1].
+        prob: drop probability of a candidate, in [0, 1].
+        generator: generator of the draws on the features' device; None uses torch's global RNG (reseeded before
+            every training step, :meth:`~wsol.methods.base.WSOLModule.seed_step`).
+    """
+    mean = features.detach().mean(dim=1, keepdim=True)
+    candidate = mean > threshold * mean.amax(dim=(2, 3), keepdim=True)
+    draw = torch.rand(mean.shape, generator=generator, device=mean.device) < prob
+    return (~(candidate & draw)).to(features.dtype)
+
+
+def two_pass_consistency_loss(before: Tensor, rest: nn.Module, keep: Tensor, features: Tensor | None = None) -> Tensor:
+    """The authors' consistency term: ``mean |rest(before) - rest(before * keep)|`` over every element.
+
+    Args:
+        before: features at the drop point ``(B, C, h, w)`` (after the first block of the last stage).
+        rest: the remaining blocks, run on the erased tensor with the same weights as on ``before``.
+        keep: the :func:`attentive_drop_mask` ``(B, 1, h, w)``.
+        features: ``rest(before)`` when already computed (the training pass's final features).
+    """
+    if features is None:
+        features = rest(before)
+    return F.l1_loss(features, rest(before * keep))
+
+
 @register_method
 class BGC(WSOLModule):
     """CAM trained with feature direction alignment and consistency under attentive dropout.
@@ -129,36 +212,44 @@ class BGC(WSOLModule):
     in the paper, which changes only training (the state dict is CAM's). With features ``f`` (the backbone output),
     ``c`` the ground-truth class and ``w_c`` its classifier row, each training batch minimises
 
-        L = L_cls + [epoch >= warmup_epochs_loc] * (lambda_sim L_sim + lambda_norm L_norm + lambda_cons L_cons)
+        L = L_cls + [epoch >= warmup_epochs_loc] * (lambda_sim L_sim + lambda_norm L_norm)
+            + [epoch >= warmup_epochs_loc or not consistency_warmup] * lambda_cons L_cons
 
     * ``L_sim`` (:func:`similarity_loss`) on ``S = cos(f, w_c)`` over the regions of the normalised feature map
-      ``F``: foreground ``F > tau_fg``, background ``F < tau_bg``;
-    * ``L_norm`` (:func:`norm_loss`) on ``F`` over the regions of the similarity map, min-max normalised per image
-      to [0, 1] before the same two thresholds;
-    * ``L_cons`` (:func:`dropout_consistency_loss`): features dropped where ``F > tau_drop``, L1 between the
-      normalised feature maps with and without the dropped positions.
+      ``F`` (:func:`normalized_feature_map`, ``norm_scaling``): foreground ``F > tau_fg``, background ``F < tau_bg``;
+    * ``L_norm`` (:func:`norm_loss`) on ``F`` over regions of the similarity map: ``norm_regions="threshold"``, ``S``
+      min-max normalised per image to [0, 1] and the same two thresholds; ``"sign"``, ``S > 0`` / ``S < 0``;
+      ``"sign_max"``, the sign of the largest cosine over classes;
+    * ``L_cons``: ``consistency="norm"``, :func:`dropout_consistency_loss` (features dropped where ``F > tau_drop``,
+      L1 between the normalised feature maps with and without them); ``"drop"``, the authors' two passes
+      (:func:`attentive_drop_mask` after the first block of the last stage, or before a last stage of one block,
+      then :func:`two_pass_consistency_loss`).
 
     Each map's regions steer the other map, so that jointly ``F`` and ``S`` (and hence the CAM) come to cover the
     same object. The regions and the drop mask carry no gradient; ``L_sim`` reaches both the backbone and ``w_c``.
-    During the classification-only warm-up the three terms are still computed (without gradient) and logged, so
-    that the alignment can be watched before it is trained.
+    Terms still waiting for the warm-up are computed (without gradient) and logged, so that the alignment can be
+    watched before it is trained.
 
-    Choices made here, where the paper's exact form was not available to check: the loss forms above (linear in
-    ``S`` and ``F``); the maps are thresholded on [0, 1] scales (``F`` by its maximum, ``S`` by per-image min-max);
-    one ``(tau_fg, tau_bg)`` pair serves both region definitions; region means are taken per image; the attentive
-    dropout acts on the final feature map (no second forward pass) and is applied at every step; the default
-    weights and thresholds are reasonable values, not the paper's tuned ones. The warm-up default, 20 epochs of
-    classification only (of 70), is the paper's schedule. Hyper-parameter names follow the roles above.
+    The defaults are the first reading of the paper (the study's ``bgc`` row); the module docstring lists the
+    options that follow the authors' code. Choices kept either way: the regions' means are taken per image and
+    averaged over the images whose region is not empty (the authors count an empty region as 0), and the loss forms
+    ``1 - S`` / ``1 + S`` and ``1 - F`` / ``F`` differ from the authors' ``mean_bg - mean_fg`` by constants only.
 
     Args:
-        lambda_sim: weight of ``L_sim``.
-        lambda_norm: weight of ``L_norm``.
-        lambda_cons: weight of ``L_cons``.
-        tau_fg: foreground threshold on the [0, 1] maps.
-        tau_bg: background threshold on the [0, 1] maps, at most ``tau_fg``.
-        tau_drop: attentive-dropout threshold on ``F``, in (0, 1] (1 drops nothing).
+        lambda_sim: weight of ``L_sim`` (the authors' ResNet-50 recipe: 0.5).
+        lambda_norm: weight of ``L_norm`` (0.05).
+        lambda_cons: weight of ``L_cons`` (2.0).
+        tau_fg: foreground threshold on the [0, 1] maps (0.4).
+        tau_bg: background threshold on the [0, 1] maps, at most ``tau_fg`` (0.2).
+        tau_drop: attentive-dropout threshold, in (0, 1] (1 drops nothing); on ``F`` with ``consistency="norm"``, on
+            the channel mean's fraction of its maximum with ``"drop"`` (the authors' 0.8).
         warmup_epochs_loc: epochs of classification-only training before the localization losses switch on
             (not the base's ``warmup_epochs``, which is the learning-rate warm-up).
+        consistency: ``"norm"`` or ``"drop"`` (the authors'), see above.
+        drop_prob: probability of dropping each candidate position with ``consistency="drop"`` (the authors' 0.25).
+        consistency_warmup: whether ``L_cons`` waits for the warm-up too (False: the authors').
+        norm_scaling: ``"max"`` or ``"minmax"`` (the authors'), the scaling of the feature norms.
+        norm_regions: ``"threshold"``, ``"sign"`` (the authors' ImageNet choice) or ``"sign_max"`` (their CUB one).
         **kwargs: :class:`~wsol.methods.base.WSOLModule` arguments (backbone, num_classes, ...). ``mixer`` and
             ``multilabel`` are not supported: the losses follow one class per image.
     """
@@ -172,6 +263,11 @@ class BGC(WSOLModule):
         tau_bg: float = 0.2,
         tau_drop: float = 0.8,
         warmup_epochs_loc: int = 20,
+        consistency: Literal["norm", "drop"] = "norm",
+        drop_prob: float = 0.25,
+        consistency_warmup: bool = True,
+        norm_scaling: Literal["max", "minmax"] = "max",
+        norm_regions: Literal["threshold", "sign", "sign_max"] = "threshold",
         **kwargs: Any,
     ) -> None:
         for name, value in (("lambda_sim", lambda_sim), ("lambda_norm", lambda_norm), ("lambda_cons", lambda_cons)):
@@ -185,43 +281,86 @@ class BGC(WSOLModule):
             raise ValueError(f"tau_drop must be in (0, 1], got {tau_drop}")
         if isinstance(warmup_epochs_loc, bool) or not isinstance(warmup_epochs_loc, int) or warmup_epochs_loc < 0:
             raise ValueError(f"warmup_epochs_loc must be an int >= 0, got {warmup_epochs_loc!r}")
+        if isinstance(drop_prob, bool) or not isinstance(drop_prob, int | float) or not 0.0 <= drop_prob <= 1.0:
+            raise ValueError(f"drop_prob must be a number in [0, 1], got {drop_prob!r}")
+        if not isinstance(consistency_warmup, bool):
+            raise ValueError(f"consistency_warmup must be a bool, got {consistency_warmup!r}")
+        for name, value, allowed in (
+            ("consistency", consistency, ("norm", "drop")),
+            ("norm_scaling", norm_scaling, ("max", "minmax")),
+            ("norm_regions", norm_regions, ("threshold", "sign", "sign_max")),
+        ):
+            if value not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
         if kwargs.get("mixer") is not None:
             raise ValueError("mixer is not supported by BGC: the localization losses follow one class per image")
         if kwargs.get("multilabel"):
             raise ValueError("multilabel is not supported by BGC: the localization losses follow one class per image")
         super().__init__(**kwargs)
+        if consistency == "drop":
+            split_inside_last_stage(self.backbone)  # fail now, not at the first step, on a backbone it cannot cut
 
     def localization_active(self) -> bool:
         """Whether the localization losses are trained in the current epoch (after the warm-up)."""
         return self.current_epoch >= self.hparams.warmup_epochs_loc
 
-    def localization_terms(self, features: Tensor, labels: Tensor) -> dict[str, Tensor]:
-        """``L_sim``, ``L_norm`` and ``L_cons`` of features ``(B, C, h, w)`` for the classes ``labels`` ``(B,)``."""
+    def consistency_active(self) -> bool:
+        """Whether ``L_cons`` is trained in the current epoch (always, with ``consistency_warmup=False``)."""
+        return self.localization_active() or not self.hparams.get("consistency_warmup", True)
+
+    def alignment_terms(self, features: Tensor, labels: Tensor) -> dict[str, Tensor]:
+        """``L_sim`` and ``L_norm`` of features ``(B, C, h, w)`` for the classes ``labels`` ``(B,)``."""
         hp = self.hparams
-        norm_map = normalized_feature_map(features)
-        similarity = similarity_map(features, self.head.weight.flatten(1)[labels])
-        s_lo = similarity.detach().amin(dim=(1, 2), keepdim=True)
-        s_hi = similarity.detach().amax(dim=(1, 2), keepdim=True)
-        similarity_01 = (similarity.detach() - s_lo) / (s_hi - s_lo).clamp_min(_EPS)
+        weights = self.head.weight.flatten(1)
+        norm_map = normalized_feature_map(features, hp.get("norm_scaling", "max"))
+        similarity = similarity_map(features, weights[labels])
+        regions = hp.get("norm_regions", "threshold")
+        if regions == "sign":
+            fg_s, bg_s = sign_regions(similarity)
+        elif regions == "sign_max":
+            fg_s, bg_s = sign_regions(max_class_similarity(features, weights))
+        else:
+            s_lo = similarity.detach().amin(dim=(1, 2), keepdim=True)
+            s_hi = similarity.detach().amax(dim=(1, 2), keepdim=True)
+            fg_s, bg_s = region_masks(
+                (similarity.detach() - s_lo) / (s_hi - s_lo).clamp_min(_EPS), hp.tau_fg, hp.tau_bg
+            )
         fg_f, bg_f = region_masks(norm_map, hp.tau_fg, hp.tau_bg)
-        fg_s, bg_s = region_masks(similarity_01, hp.tau_fg, hp.tau_bg)
+        return {"sim": similarity_loss(similarity, fg_f, bg_f), "norm": norm_loss(norm_map, fg_s, bg_s)}
+
+    def localization_terms(self, features: Tensor, labels: Tensor) -> dict[str, Tensor]:
+        """``L_sim``, ``L_norm`` and the one-pass ``L_cons`` (:func:`dropout_consistency_loss`) of features."""
         return {
-            "sim": similarity_loss(similarity, fg_f, bg_f),
-            "norm": norm_loss(norm_map, fg_s, bg_s),
-            "cons": dropout_consistency_loss(features, hp.tau_drop),
+            **self.alignment_terms(features, labels),
+            "cons": dropout_consistency_loss(features, self.hparams.tau_drop),
         }
 
     def loss(self, batch: dict[str, Any]) -> tuple[Tensor, dict[str, Tensor]]:
-        """``L_cls`` plus, after the warm-up, the weighted localization terms; every term is logged by name."""
+        """``L_cls`` plus the weighted localization terms that are active; every term is logged by name."""
         hp = self.hparams
         images, targets = batch["image"], self.targets(batch)
-        features = self.features(images)
+        labels = targets.argmax(dim=1)
+        two_pass = hp.get("consistency", "norm") == "drop"
+        if two_pass:
+            first, rest = split_inside_last_stage(self.backbone)
+            before = first(images)
+            features = rest(before)
+        else:
+            features = self.features(images)
         cls = self.classification_loss(self.head(features), targets)
-        active = self.localization_active()
-        # During the warm-up the terms are only monitored: no graph is kept for them.
+        active, cons_active = self.localization_active(), self.consistency_active()
+        # Terms waiting for the warm-up are only monitored: no graph is kept for them.
         with torch.set_grad_enabled(active and torch.is_grad_enabled()):
-            terms = self.localization_terms(features, targets.argmax(dim=1))
+            terms = self.alignment_terms(features, labels)
+        with torch.set_grad_enabled(cons_active and torch.is_grad_enabled()):
+            if two_pass:
+                keep = attentive_drop_mask(before, hp.tau_drop, hp.drop_prob)
+                terms["cons"] = two_pass_consistency_loss(before, rest, keep, features)
+            else:
+                terms["cons"] = dropout_consistency_loss(features, hp.tau_drop)
         total = cls
         if active:
-            total = cls + hp.lambda_sim * terms["sim"] + hp.lambda_norm * terms["norm"] + hp.lambda_cons * terms["cons"]
+            total = total + hp.lambda_sim * terms["sim"] + hp.lambda_norm * terms["norm"]
+        if cons_active:
+            total = total + hp.lambda_cons * terms["cons"]
         return total, {"cls": cls, **terms}
