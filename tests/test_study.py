@@ -227,6 +227,8 @@ def test_every_grid_row_builds_and_takes_a_training_step(row, data):
         logits, maps = model.eval().forward_with_cams(batch["image"])
         strides = config["model"]["backbone_kwargs"]
         side = 32 // (2 * 2 * strides.get("layer3_stride", 2) * strides["last_stride"])  # stem 2, layer2 2
+        if config["model"].get("mask_stage") == "penultimate":  # BAS's maps from the features before the last stage
+            side *= strides["last_stride"]
         assert logits.shape == (6, 3) and maps.shape == (6, 3, side, side)
         assert [type(c).__name__ for c in build_callbacks(config)] == (["EMAWeightAveraging"] if config["ema"] else [])
         if "stage1" in config:  # the pseudo-box row: its model is the stage-2 localizer; stage 1 must train too
@@ -274,7 +276,8 @@ def test_run_study_trains_resumes_and_reports(tmp_path, data_n3):
     }
 
     rows = list(csv.DictReader((tmp_path / "results.csv").open()))
-    assert len(rows) == 4 + 2 and {r["method"] for r in rows[-2:]} == {"center_gaussian", "all_ones"}
+    label_free = {f"{c}{f}" for c in ("mbd", "mbplus", "spectral_residual") for f in ("", "+center")}
+    assert len(rows) == 4 + 2 + 6 and {r["method"] for r in rows[4:]} == {"center_gaussian", "all_ones", *label_free}
     row = next(r for r in rows if (r["regime"], r["method"], r["seed"]) == ("n3", "cam", "0"))
     assert float(row["val_fair_MaxBoxAccV2"]) == pytest.approx(first["fair"]["MaxBoxAccV2"], abs=1e-4)
     assert float(row["top1_val"]) == pytest.approx(first["val"]["top1"], abs=1e-4)
@@ -293,6 +296,9 @@ def test_run_study_trains_resumes_and_reports(tmp_path, data_n3):
         in table
     )
     assert "Best WSOL row on the tuning split" in table
+    baseline = json.loads((tmp_path / "reference" / "label_free_baseline.json").read_text())
+    assert f"| {baseline['name']} (reference, label-free baseline) |" in table
+    assert "Label-free baseline (best tuning MaxBoxAccV2" in table and f"**{baseline['name']}**" in table
     png = (tmp_path / "results.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
 

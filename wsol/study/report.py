@@ -28,6 +28,7 @@ __all__ = ["TARGET_MARGIN", "choose_normalization", "group_runs", "write_report"
 # The issue's target: the centre-Gaussian prior's val MaxBoxAccV2 plus five points.
 TARGET_MARGIN = 5.0
 _V2 = "MaxBoxAccV2"
+_BASELINE = "label_free_baseline"
 
 
 def group_runs(
@@ -99,6 +100,31 @@ def _is_reference(runs: Sequence[Mapping[str, Any]]) -> bool:
     return any(run.get("supervision") == "boxes" for run in runs)
 
 
+def _reference_rows(references: Mapping[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    # The reference rows proper: ``label_free_baseline`` only names one of them.
+    return {k: v for k, v in references.items() if k != _BASELINE}
+
+
+def _reference_source(ref: Mapping[str, Any]) -> str:
+    fusion = ref.get("fusion")
+    if fusion:
+        weight = "" if fusion["form"] == "product" else f" {fusion['weight']:g}"
+        return f"× centre prior ({fusion['form']}{weight}, from tune)"
+    return "saliency, no labels" if "seconds_per_image" in ref else "`wsol evaluate --npz`"
+
+
+def _baseline_line(references: Mapping[str, dict[str, Any]]) -> list[str]:
+    baseline = references.get(_BASELINE)
+    if not baseline:
+        return []
+    return [
+        f"Label-free baseline (best tuning MaxBoxAccV2 among the centre Gaussian, the saliency cues and their "
+        f"fusions with the centre prior; no labels, no training): **{baseline['name']}**, val MaxBoxAccV2 "
+        f"{baseline['fair'][_V2]:.2f} (τ from tune), tune {baseline['tune'][_V2]:.2f}.",
+        "",
+    ]
+
+
 def _ious(runs: Sequence[Mapping[str, Any]], part: str) -> str:
     keys = list(runs[0][part]["per_iou"])
     return "/".join(f"{_stat(runs, part, 'per_iou', k)[0]:.1f}" for k in keys)
@@ -106,7 +132,7 @@ def _ious(runs: Sequence[Mapping[str, Any]], part: str) -> str:
 
 def _csv_rows(results: Sequence[dict[str, Any]], references: Mapping[str, dict[str, Any]]) -> list[dict[str, Any]]:
     rows = []
-    for res in [*results, *references.values()]:
+    for res in [*results, *_reference_rows(references).values()]:
         row: dict[str, Any] = {
             "regime": res.get("regime", "any"),
             "method": res["method"],
@@ -151,9 +177,11 @@ def _table(groups: list[tuple[str, str, list[dict[str, Any]]]], references: Mapp
             f"{_pm(runs, 'fair', 'Top1Loc')} | {_pm(runs, 'tune', _V2)} | {norm} | "
             f"**{_pm(_normed(runs, norm), 'fair', _V2)}** | {seconds:.0f} |"
         )
-    for name, ref in references.items():
+    baseline = references.get(_BASELINE, {}).get("name")
+    for name, ref in _reference_rows(references).items():
+        label = f"{name} (reference{', label-free baseline' if name == baseline else ''})"
         lines.append(
-            f"| {name} (reference) | `wsol evaluate --npz` | 1 | — | **{ref['fair'][_V2]:.2f}** "
+            f"| {label} | {_reference_source(ref)} | 1 | — | **{ref['fair'][_V2]:.2f}** "
             f"| {_ious([ref], 'fair')} | {ref['val'][_V2]:.2f} | {_ious([ref], 'val')} "
             f"| — | {ref['tune'][_V2]:.2f} | — | — | — |"
         )
@@ -238,6 +266,11 @@ def _plot(path: Path, grouped: Mapping[str, list], references: Mapping[str, dict
         for name, style in (("center_gaussian", "--"), ("all_ones", ":"))
         if name in references
     ]
+    baseline = references.get(_BASELINE)
+    if baseline and baseline["name"] != "center_gaussian":
+        lines.append(
+            ReferenceLine(f"label-free baseline: {baseline['name']} (τ from tune)", baseline["fair"][_V2], "-.")
+        )
     lines.append(ReferenceLine(f"target: centre + {TARGET_MARGIN:g}", target, "-", "red"))
     title = "mean ± std over seeds; filled: τ from the tuning split, hollow: reference τ on val"
     plot_study_scatter(path, panels, lines, title=title)
@@ -255,7 +288,8 @@ def write_report(
     Args:
         out: Output folder.
         results: Run results (see :func:`wsol.study.runner.train_and_score`).
-        references: ``center_gaussian`` / ``all_ones`` rows (see :func:`wsol.study.scoring.reference_rows`).
+        references: The reference rows (``center_gaussian``, ``all_ones``, the saliency cues and their fusions with
+            the prior) and ``label_free_baseline`` naming one of them (see :func:`wsol.study.scoring.reference_rows`).
         notes: Per regime, how variants and the combination were chosen.
         chosen: Per regime, method -> the variant chosen on the tuning split (see :func:`group_runs`).
     """
@@ -277,6 +311,7 @@ def write_report(
     for regime, groups in grouped.items():
         n_train = groups[0][2][0].get("n_train", "?")
         lines += [f"## Regime `{regime}` ({n_train} training images)", "", *_table(groups, references), ""]
+        lines += _baseline_line(references)
         lines += [_verdict(groups, references), "", *_norm_table(groups)]
         lines += [f"- {note}" for note in (notes or {}).get(regime, [])] + [""]
     write_text(paths["markdown"], "\n".join(lines))

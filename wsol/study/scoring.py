@@ -34,6 +34,7 @@ __all__ = [
     "reference_rows",
     "score_maps",
     "score_model",
+    "score_scoremaps",
     "summarize",
     "write_json_atomic",
     "write_maps",
@@ -183,6 +184,32 @@ def score_maps(
     return _from_accumulator(acc, 100.0 * float(raw.hits.sum()) / len(raw.hits))
 
 
+def score_scoremaps(
+    scoremaps: np.ndarray,
+    boxes: Sequence[np.ndarray],
+    cam_curve_interval: float = 0.001,
+    hits: np.ndarray | None = None,
+) -> SplitCurves:
+    """BoxAcc(τ) curves of score maps already at the input's size and in [0, 1] (e.g. fused or saliency maps).
+
+    Args:
+        scoremaps: ``(N, H, W)`` score maps, normalised as the protocol needs them.
+        boxes: Per image, ``(n, 4)`` inclusive GT boxes.
+        cam_curve_interval: Step of the τ grid.
+        hits: ``(N,)`` top-1 hits of a classifier (Top-1 Loc and top-1 are then reported), or None.
+    """
+    from wsol.metrics import BoxAccumulator
+
+    if len(scoremaps) != len(boxes) or (hits is not None and len(hits) != len(boxes)):
+        raise ValueError(f"score_scoremaps: {len(scoremaps)} maps, {len(boxes)} box lists and hits of another length")
+    acc = BoxAccumulator(cam_curve_interval=cam_curve_interval, modes=(MODE,))
+    for start in range(0, len(scoremaps), 100):
+        stop = start + 100
+        acc.update(scoremaps[start:stop], list(boxes[start:stop]), None if hits is None else hits[start:stop])
+    top1 = None if hits is None else 100.0 * float(np.sum(hits)) / len(hits)
+    return _from_accumulator(acc, top1)
+
+
 def score_model(model: Any, loader: DataLoader, cam_curve_interval: float = 0.001) -> SplitCurves:
     """Top-1 accuracy and the min-max GT-class CAMs' BoxAcc(τ) curves of ``model`` over ``loader``.
 
@@ -283,13 +310,17 @@ def _write_npz(path: Path, maps: np.ndarray, loader: DataLoader) -> None:
 
 
 def reference_rows(data: Any, folder: Path, cam_curve_interval: float = 0.001) -> dict[str, dict[str, Any]]:
-    """The centre-Gaussian and all-ones rows, scored by ``wsol evaluate --npz`` on the tuning and val splits.
+    """The rows that need no labels and no training, scored on the tuning and val splits.
 
-    Writes ``folder/<name>_<split>.npz`` (the input of ``wsol evaluate --npz``) and ``folder/<name>.json``
-    (the tuning and val summaries and the fair number); an existing JSON of the same settings is reused.
+    The centre-Gaussian and all-ones rows are scored by ``wsol evaluate --npz``: ``folder/<name>_<split>.npz``
+    (its input) and ``folder/<name>.json`` (the tuning and val summaries and the fair number); an existing JSON
+    of the same settings is reused. Then the saliency cues, their fusions with the centre prior and the
+    label-free baseline (:func:`wsol.study.label_free.label_free_rows`; the returned ``label_free_baseline``
+    entry names the chosen row).
     """
     from wsol.evaluation import NpzSource, evaluate
     from wsol.evaluation.priors import all_ones, center_gaussian
+    from wsol.study.label_free import label_free_rows
 
     folder.mkdir(parents=True, exist_ok=True)
     size = data.image_size
@@ -318,6 +349,7 @@ def reference_rows(data: Any, folder: Path, cam_curve_interval: float = 0.001) -
         }
         write_json_atomic(path, row)
         rows[name] = row
+    rows.update(label_free_rows(data, folder, cam_curve_interval, center=rows["center_gaussian"]))
     return rows
 
 

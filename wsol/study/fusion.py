@@ -1,0 +1,278 @@
+"""The class map fused with a label-free cue and the centre prior, rescored from a run's kept raw maps.
+
+The fused score map is ``w1 * C + w2 * S + w3 * P``: ``C`` the GT-class map upsampled (bicubic) to the input and
+normalised by one of :data:`CLASS_MAP_NORMS`, ``S`` the cue min-max normalised, ``P`` the centre Gaussian, then
+min-max normalised as the protocol does. The weights (a simplex grid with ``w1 >= step``, so the class map is
+always in) and the class map's normalisation are chosen on the tuning split only; val is scored once, at the τ
+chosen on the tuning split, as :func:`wsol.study.scoring.fair_scores` does.
+
+:func:`fused_runs` does this for every run of a study folder that kept its maps, caching each run's result in
+``seed<N>.fused.json`` beside it, and returns run-like records (rows ``<row>+<cue>`` and, from the test-time
+augmented maps, ``<row>_tta+<cue>``) for a report.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from wsol.study.scoring import (
+    TTA_SPLITS,
+    RawMaps,
+    SplitCurves,
+    fair_scores,
+    read_maps,
+    score_scoremaps,
+    summarize,
+    write_json_atomic,
+)
+
+__all__ = [
+    "CLASS_MAP_NORMS",
+    "FUSION_VERSION",
+    "class_map_fusion",
+    "class_scoremaps",
+    "fuse_class_map",
+    "fused_runs",
+    "weight_grid",
+]
+
+CLASS_MAP_NORMS: tuple[str, ...] = ("minmax", "max")
+FUSION_VERSION = 1
+_V2 = "MaxBoxAccV2"
+
+
+def weight_grid(step: float = 0.1) -> list[tuple[float, float, float]]:
+    """Weights ``(w1, w2, w3)`` of class map, cue and prior on the simplex, in steps of ``step``, with ``w1 >= step``.
+
+    Ordered by ``w1`` then ``w2`` ascending (the order that breaks ties).
+
+    Raises:
+        ValueError: ``step`` does not divide 1 into a whole number of steps.
+    """
+    n = round(1.0 / step)
+    if n < 1 or abs(n * step - 1.0) > 1e-9:
+        raise ValueError(f"weight_grid: step must be 1/n for a whole n, got {step}")
+    return [(i / n, j / n, (n - i - j) / n) for i in range(1, n + 1) for j in range(0, n - i + 1)]
+
+
+def class_scoremaps(raw: RawMaps, normalization: str = "minmax") -> np.ndarray:
+    """The raw class maps upsampled (bicubic) to the input size and normalised: ``(N, size, size)`` float64."""
+    import torch
+
+    from wsol.metrics import prepare_scoremaps
+
+    return prepare_scoremaps(torch.from_numpy(np.asarray(raw.maps)), (raw.size, raw.size), normalization).numpy()
+
+
+def fuse_class_map(
+    class_maps: np.ndarray, cue: np.ndarray, prior: np.ndarray, weights: tuple[float, float, float]
+) -> np.ndarray:
+    """``w1 * class_maps + w2 * minmax(cue) + w3 * minmax(prior)``, then min-max per map (the protocol's score maps).
+
+    Args:
+        class_maps: ``(N, H, W)`` class score maps already normalised (:func:`class_scoremaps`).
+        cue: ``(N, H, W)`` raw cue maps.
+        prior: ``(H, W)`` prior map.
+        weights: ``(w1, w2, w3)``.
+    """
+    from wsol.metrics import normalize_scoremaps
+    from wsol.saliency.color import minmax
+
+    w1, w2, w3 = weights
+    return normalize_scoremaps(w1 * class_maps + w2 * minmax(cue) + w3 * minmax(prior), "minmax")
+
+
+def _check(raw: RawMaps, cue: np.ndarray, name: str) -> None:
+    if cue.shape != (len(raw.maps), raw.size, raw.size):
+        raise ValueError(
+            f"class_map_fusion: the {name} cue maps are {cue.shape}, expected one {raw.size}x{raw.size} map per "
+            f"image of the class maps ({len(raw.maps)})"
+        )
+
+
+def class_map_fusion(
+    tune: RawMaps,
+    val: RawMaps,
+    cue_tune: np.ndarray,
+    cue_val: np.ndarray,
+    prior: np.ndarray | None = None,
+    norms: Sequence[str] = CLASS_MAP_NORMS,
+    step: float = 0.1,
+    cam_curve_interval: float = 0.001,
+) -> dict[str, Any]:
+    """Choose the fusion's weights and the class map's normalisation on the tuning split; score val once.
+
+    Args:
+        tune: The tuning split's raw class maps (or its test-time augmented ones).
+        val: The val split's raw class maps, same kind.
+        cue_tune: ``(N_tune, size, size)`` raw cue maps of the same tuning images, in the same order.
+        cue_val: ``(N_val, size, size)`` raw cue maps of the val images.
+        prior: ``(size, size)`` prior (default: the centre Gaussian).
+        norms: Class-map normalisations tried (names of :mod:`wsol.metrics.normalization`).
+        step: Step of the weight grid (:func:`weight_grid`).
+        cam_curve_interval: Step of the τ grid.
+
+    Returns:
+        ``tune`` and ``val`` summaries, ``fair`` (val at the tuning τ), ``weights`` (``class_map``, ``cue``,
+        ``prior``), ``class_map_norm`` and ``tune_by_norm`` (the best tuning MaxBoxAccV2 under each normalisation).
+        Val's boxes and maps are read only after every choice is made.
+
+    Raises:
+        ValueError: Cue maps that do not match the class maps' images or size, or boxes that differ between the
+            class maps and the cue (maps of another draw).
+    """
+    from wsol.evaluation.priors import center_gaussian
+
+    _check(tune, cue_tune, "tuning")
+    _check(val, cue_val, "val")
+    prior = center_gaussian(tune.size, tune.size) if prior is None else np.asarray(prior)
+    best: tuple[float, str, tuple[float, float, float], SplitCurves] | None = None
+    by_norm = {}
+    for norm in norms:
+        class_maps = class_scoremaps(tune, norm)
+        for weights in weight_grid(step):
+            fused = fuse_class_map(class_maps, cue_tune, prior, weights)
+            curves = score_scoremaps(fused, tune.boxes, cam_curve_interval, tune.hits)
+            value = summarize(curves)[_V2]
+            by_norm[norm] = max(by_norm.get(norm, -np.inf), value)
+            if best is None or value > best[0]:
+                best = (value, norm, weights, curves)
+    assert best is not None, "class_map_fusion: no normalisation given"
+    _, norm, weights, tune_curves = best
+    fused = fuse_class_map(class_scoremaps(val, norm), cue_val, prior, weights)
+    val_curves = score_scoremaps(fused, val.boxes, cam_curve_interval, val.hits)
+    return {
+        "tune": summarize(tune_curves),
+        "val": summarize(val_curves),
+        "fair": fair_scores(tune_curves, val_curves),
+        "weights": dict(zip(("class_map", "cue", "prior"), weights, strict=True)),
+        "class_map_norm": norm,
+        "tune_by_norm": by_norm,
+    }
+
+
+def _same_boxes(a: Sequence[np.ndarray], b: Sequence[np.ndarray]) -> bool:
+    return len(a) == len(b) and all(
+        np.array_equal(np.asarray(x).reshape(-1, 4), np.asarray(y).reshape(-1, 4)) for x, y in zip(a, b, strict=True)
+    )
+
+
+def _sha1(path: Path) -> str:
+    digest = hashlib.sha1()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def fused_runs(
+    folder: Path,
+    data: Any,
+    cue: str = "mbplus",
+    rows: Sequence[str] | None = None,
+    regimes: Sequence[str] | None = None,
+    norms: Sequence[str] = CLASS_MAP_NORMS,
+    step: float = 0.1,
+    cam_curve_interval: float = 0.001,
+) -> list[dict[str, Any]]:
+    """Fuse every kept class map of a study folder with ``cue`` and the centre prior; one record per run and kind.
+
+    Each ``runs/<regime>/<row>/<variant>/seed<N>.maps.npz`` is fused by :func:`class_map_fusion` (its ``tune``/
+    ``val`` maps and, when kept, the test-time augmented ``tunetta``/``valtta``); the result is cached in
+    ``seed<N>.fused.json`` beside it (written atomically), keyed by the settings, the cue cache's key and the
+    maps file's SHA-1, so it is recomputed when any of them changes. The cue maps come from
+    :func:`wsol.study.label_free.load_cue_maps` (cached in ``folder/reference``).
+
+    Args:
+        folder: The study folder (``wsol study small-data --out``).
+        data: The study's splits (the same draw the runs were trained on).
+        cue: Registered cue name.
+        rows: Only these rows (method names); None fuses every row with kept maps.
+        regimes: Only these regimes; None: every one.
+        norms: Class-map normalisations tried on the tuning split.
+        step: Step of the weight grid.
+        cam_curve_interval: Step of the τ grid.
+
+    Returns:
+        Run-like records, one per run and kind: ``method`` (``<row>+<cue>`` or ``<row>_tta+<cue>``), ``variant``,
+        ``regime``, ``seed``, ``source`` (the source row), ``supervision``, ``n_train``, ``config_hash``,
+        ``seconds`` (the source run's, plus ``fusion``: this fusion's seconds; ``total`` includes it), the ``tune``,
+        ``val`` and ``fair`` summaries and ``fusion`` (weights, class-map normalisation, tuning scores).
+
+    Raises:
+        ValueError: A run's maps do not belong to ``data`` (other images or boxes).
+    """
+    from wsol.study.label_free import load_cue_maps
+
+    folder = Path(folder)
+    reference = folder / "reference"
+    cues = {split: load_cue_maps(data, split, reference, (cue,)) for split in ("tune", "val")}
+    settings = {
+        "version": FUSION_VERSION,
+        "cue": cue,
+        "norms": list(norms),
+        "step": step,
+        "cam_curve_interval": cam_curve_interval,
+        "cue_key": {s: c.key for s, c in cues.items()},
+    }
+    records: list[dict[str, Any]] = []
+    for maps_path in sorted((folder / "runs").glob("*/*/*/seed*.maps.npz")):
+        regime, row, variant = maps_path.relative_to(folder / "runs").parts[:3]
+        if (rows is not None and row not in rows) or (regimes is not None and regime not in regimes):
+            continue
+        stem = maps_path.name.removesuffix(".maps.npz")
+        run_path = maps_path.with_name(f"{stem}.json")
+        if not run_path.is_file():
+            continue  # maps without a finished result: the run is being rewritten
+        run = json.loads(run_path.read_text(encoding="utf-8"))
+        cache_path = maps_path.with_name(f"{stem}.fused.json")
+        key = json.loads(json.dumps({**settings, "maps_sha1": _sha1(maps_path)}))
+        cached = json.loads(cache_path.read_text(encoding="utf-8")) if cache_path.is_file() else {}
+        if cached.get("settings") != key:
+            cached = {"settings": key, "kinds": _fuse_run(maps_path, cues, cue, norms, step, cam_curve_interval)}
+            write_json_atomic(cache_path, cached)
+        for kind, result in cached["kinds"].items():
+            seconds = dict(run.get("seconds", {}))
+            seconds["total"] = (seconds.get("total") or 0.0) + result["seconds"]
+            seconds["fusion"] = result["seconds"]
+            records.append(
+                {
+                    "method": f"{row}{'' if kind == 'plain' else '_' + kind}+{cue}",
+                    "variant": variant,
+                    "regime": regime,
+                    "seed": int(run.get("seed", stem.removeprefix("seed"))),
+                    "source": row,
+                    "supervision": run.get("supervision", "labels"),
+                    "n_train": run.get("n_train"),
+                    "config_hash": run.get("config_hash", ""),
+                    "seconds": seconds,
+                    **{part: result[part] for part in ("tune", "val", "fair")},
+                    "fusion": {k: result[k] for k in ("weights", "class_map_norm", "tune_by_norm")} | {"cue": cue},
+                }
+            )
+    return records
+
+
+def _fuse_run(
+    maps_path: Path, cues: dict[str, Any], cue: str, norms: Sequence[str], step: float, interval: float
+) -> dict[str, dict[str, Any]]:
+    splits = read_maps(maps_path)
+    out = {}
+    for kind, (tune_name, val_name) in (("plain", ("tune", "val")), ("tta", (TTA_SPLITS["tune"], TTA_SPLITS["val"]))):
+        if tune_name not in splits or val_name not in splits:
+            continue
+        tune, val = splits[tune_name], splits[val_name]
+        for raw, split in ((tune, "tune"), (val, "val")):
+            if not _same_boxes(raw.boxes, cues[split].boxes):
+                raise ValueError(f"{maps_path}: its {split} boxes differ from the study data's; maps of another draw?")
+        start = time.perf_counter()
+        result = class_map_fusion(tune, val, cues["tune"].maps[cue], cues["val"].maps[cue], None, norms, step, interval)
+        out[kind] = {**result, "seconds": time.perf_counter() - start}
+    return out
