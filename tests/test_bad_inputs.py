@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from wsol.metrics import BoxAccumulator, cam_thresholds, check_normalization, normalize_scoremaps
@@ -164,8 +164,93 @@ def _npz_box_outside(tmp: Path) -> list[str]:
     return ["evaluate", "--npz", str(path), "--out", str(tmp / "out.json")]
 
 
+def _npz_bad_mask(tmp: Path) -> list[str]:
+    masks = np.zeros((2, 8, 8), np.uint8)
+    masks[1, 2:4, 2:4] = 7  # neither 0, 1 nor 255
+    np.savez(tmp / "maps.npz", cams=np.random.default_rng(0).random((2, 8, 8)), gt_masks=masks)
+    return ["evaluate", "--npz", str(tmp / "maps.npz"), "--no-progress", "--out", str(tmp / "out")]
+
+
+def _npy_bytes(array: np.ndarray, shape: tuple[int, ...] | None = None) -> bytes:
+    """``array`` as ``.npy`` bytes whose header states ``shape`` (default: the array's own)."""
+    import io
+
+    buffer = io.BytesIO()
+    header = {"descr": np.lib.format.dtype_to_descr(array.dtype), "fortran_order": False, "shape": shape or array.shape}
+    np.lib.format.write_array_header_1_0(buffer, header)
+    return buffer.getvalue() + np.ascontiguousarray(array).tobytes()
+
+
+def _box_maps(n: int = 4, size: int = 16) -> dict[str, np.ndarray]:
+    """Maps with a hot square and GT boxes, the first half on the square (hits), the rest beside it (misses)."""
+    maps = np.zeros((n, size, size))
+    maps[:, 2:6, 2:6] = 1.0
+    boxes = np.array([[2, 2, 6, 6] if i < n // 2 else [9, 9, 14, 14] for i in range(n)])
+    return {"cams": maps, "gt_boxes_flat": boxes, "gt_box_counts": np.ones(n, np.int64)}
+
+
+def _crafted_npz(tmp: Path, members: list[tuple[str, bytes]], *extra: str) -> list[str]:
+    """An uncompressed zip of ``members`` (name, bytes), with valid CRCs: only the crafted content is wrong."""
+    import zipfile
+
+    path = tmp / "maps.npz"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as archive:
+        for name, content in members:
+            archive.writestr(name, content)
+    return ["evaluate", "--npz", str(path), "--no-progress", *extra, "--out", str(tmp / "out")]
+
+
+def _claims_more(tmp: Path, shape: tuple[int, ...], *extra: str) -> list[str]:
+    case = _box_maps()
+    members = [(f"{k}.npy", _npy_bytes(v, shape if k == "cams" else None)) for k, v in case.items()]
+    return _crafted_npz(tmp, members, *extra)
+
+
+def _pointing_elsewhere(tmp: Path) -> list[str]:
+    """The central directory's entry for cams.npy points at the local header of a decoy member."""
+    import zipfile
+
+    case = _box_maps()
+    decoy = np.zeros_like(case["cams"])
+    decoy[:, 10:14, 10:14] = 1.0
+    args = _crafted_npz(
+        tmp, [*[(f"{k}.npy", _npy_bytes(v)) for k, v in case.items()], ("decoy.npy", _npy_bytes(decoy))]
+    )
+    path = Path(args[2])
+    with zipfile.ZipFile(path) as archive:
+        cams, decoy_offset = archive.getinfo("cams.npy"), archive.getinfo("decoy.npy").header_offset
+        directory = archive.start_dir
+    data = bytearray(path.read_bytes())
+    entry = data.index(b"PK\x01\x02", directory)  # the first central entry: cams.npy, written first
+    assert data[entry + 46 : entry + 46 + len(cams.filename)] == b"cams.npy"
+    data[entry + 42 : entry + 46] = decoy_offset.to_bytes(4, "little")
+    path.write_bytes(bytes(data))
+    return args
+
+
+def _both_names(tmp: Path) -> list[str]:
+    case = _box_maps()
+    hits = case["cams"].copy()
+    hits[:, 9:15, 9:15] = 1.0  # 'cams' (what np.load(...)["cams"] gives) differs from 'cams.npy'
+    members = [(f"{k}.npy", _npy_bytes(v)) for k, v in case.items()]
+    return _crafted_npz(tmp, [*members, ("cams", _npy_bytes(hits))])
+
+
+def _upsample_args(tmp: Path, cams: np.ndarray, upsample: str, sizes: bool = True) -> list[str]:
+    path = tmp / "maps.npz"
+    n = len(cams)
+    extra = {"image_sizes": np.full((n, 2), 32)} if sizes else {}
+    np.savez(path, cams=cams, gt_boxes_flat=np.tile([[1, 1, 9, 9]], (n, 1)), gt_box_counts=np.ones(n, int), **extra)
+    return ["evaluate", "--npz", str(path), "--upsample", upsample, "--no-progress", "--out", str(tmp / "out")]
+
+
 CLI_ROWS: list[tuple[str, Callable[[Path], list[str]], str]] = [
-    ("--npz GT box outside the map", _npz_box_outside, "image 'b': GT boxes of image 0 lie wholly outside"),
+    (
+        "--npz GT box outside the map",
+        _npz_box_outside,
+        "maps.npz[gt_boxes_flat]: image 'b': GT boxes of image 0 lie wholly outside",
+    ),
+    ("--npz GT mask of values 7", _npz_bad_mask, "maps.npz[gt_masks]: image '1': "),
     ("empty metadata", lambda t: _metadata(t, ids=b""), "image_ids.txt lists no images"),
     ("non-UTF-8 metadata", lambda t: _metadata(t, ids=b"img\xff1\n"), "image_ids.txt: not UTF-8 text"),
     ("0-byte .npy", lambda t: _metadata(t, npy=b""), "score map of 'img1' could not be read"),
@@ -176,6 +261,31 @@ CLI_ROWS: list[tuple[str, Callable[[Path], list[str]], str]] = [
         "mask path '/etc/shadow' must be relative",
     ),
     ("mask path climbing out", lambda t: _metadata(t, loc=b"img1,../x.png,\n"), "must be relative, inside"),
+    (
+        "npz header claims more maps than stored",
+        lambda t: _claims_more(t, (5, 16, 16)),
+        "'cams': the .npy header claims shape (5, 16, 16) of float64 (10240 bytes), but the member stores 8192",
+    ),
+    ("npz header claims wider maps", lambda t: _claims_more(t, (4, 16, 20), "--upsample", "32"), "claims shape"),
+    (
+        "npz header claims wider maps (minmax)",
+        lambda t: _claims_more(t, (4, 20, 16), "--normalization", "minmax"),
+        "claims shape (4, 20, 16)",
+    ),
+    ("npz header claims 10**12 maps", lambda t: _claims_more(t, (10**12, 16, 16)), "claims shape (1000000000000, "),
+    (
+        "npz directory entry pointing at another member",
+        _pointing_elsewhere,
+        "maps.npz: 'cams' cannot be read as a .npy array: File name in directory 'cams.npy' and header",
+    ),
+    ("npz holding cams and cams.npy", _both_names, "maps.npz: holds both 'cams' and 'cams.npy'"),
+    ("0x0 maps with --upsample", lambda t: _upsample_args(t, np.zeros((2, 0, 0)), "32"), "is empty (shape (0, 0))"),
+    ("--upsample 2", lambda t: _upsample_args(t, np.random.rand(2, 4, 4), "2"), "upsample must be an int >= 16"),
+    (
+        "npz boxes without image_sizes under --upsample",
+        lambda t: _upsample_args(t, np.random.rand(2, 4, 4), "32", sizes=False),
+        "--upsample 32 needs 'image_sizes'",
+    ),
     ("0-byte .npz", lambda t: _npz_file(t, b""), "maps.npz: not a readable npz file"),
     ("truncated .npz", lambda t: _npz_file(t, b"PK\x03\x04\x14\x00\x00"), "maps.npz: not a readable npz file"),
     (
@@ -230,3 +340,113 @@ def test_fuzzed_npz_and_images_end_in_one_clear_error(tmp_path, content):
     image.write_bytes(content)
     with pytest.raises(ValueError, match="fuzz.png cannot be read"):
         load_rgb(image)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_npz_replaced_by_name_during_a_run_is_still_read_from_the_file_first_opened(tmp_path, workers):
+    import os
+
+    from wsol.evaluation import NpzSource, evaluate
+
+    hits = _box_maps(8)
+    hits["gt_boxes_flat"][:] = [2, 2, 6, 6]  # every map on its box: 100
+    misses = {**hits, "cams": np.roll(hits["cams"], 8, axis=2)}  # every map beside its box: 0
+    path = tmp_path / "maps.npz"
+    np.savez(path, **hits)
+    source = NpzSource(path)
+    np.savez(tmp_path / "new.npz", **misses)
+    os.replace(tmp_path / "new.npz", path)  # an atomic replace by another writer, mid-run
+    result = evaluate(source, cam_curve_interval=0.01, workers=workers)
+    assert result.boxes.modes["MaxBoxAccV2"].value == 100.0
+    assert evaluate(NpzSource(path), cam_curve_interval=0.01).boxes.modes["MaxBoxAccV2"].value == 0.0
+
+
+def _fuzzed_archive(path: Path, case: dict[str, np.ndarray], fuzz: dict) -> None:
+    """A real npz of ``case`` whose 'cams' member has a random header (shape, dtype, order, data length), maybe a
+    second 'cams' member, and maybe a random local-header offset in its central-directory entry."""
+    import io
+    import warnings
+    import zipfile
+
+    cams = case["cams"].astype(fuzz["dtype"])
+    data = np.ascontiguousarray(cams).tobytes()
+    data = data[: max(0, len(data) + fuzz["cut"])] if fuzz["cut"] < 0 else data + bytes(fuzz["cut"])
+    header = {"descr": np.lib.format.dtype_to_descr(cams.dtype), "fortran_order": fuzz["fortran"],
+              "shape": fuzz["shape"]}  # fmt: skip
+    buffer = io.BytesIO()
+    (np.lib.format.write_array_header_1_0 if fuzz["version"] == 1 else np.lib.format.write_array_header_2_0)(
+        buffer, header
+    )
+    members = [("cams.npy", buffer.getvalue() + data)]
+    members += [(f"{k}.npy", _npy_bytes(v)) for k, v in case.items() if k != "cams"]
+    if fuzz["extra"]:
+        members.append((fuzz["extra"], _npy_bytes(case["cams"][::-1].copy())))
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as archive, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "Duplicate name": on purpose
+        for name, content in members:
+            archive.writestr(name, content)
+    if fuzz["offset"] is not None:
+        raw = bytearray(path.read_bytes())
+        entry = raw.index(b"PK\x01\x02")  # the central entry of cams.npy, written first
+        raw[entry + 42 : entry + 46] = (fuzz["offset"] % len(raw)).to_bytes(4, "little")
+        path.write_bytes(bytes(raw))
+
+
+_FUZZ = st.fixed_dictionaries(
+    {
+        "shape": st.one_of(
+            st.sampled_from([(4, 16, 16), (4, 8, 32), (4, 16, 8), (3, 16, 16)]),
+            st.lists(st.sampled_from([0, 1, 2, 3, 4, 8, 16, 20, 10**12]), max_size=4).map(tuple),
+        ),
+        "dtype": st.sampled_from(["<f8", "<f4", "<f2", ">f8", "<i4", "|u1"]),
+        "fortran": st.booleans(),
+        "version": st.sampled_from([1, 2]),
+        "cut": st.sampled_from([0, 0, 0, -1, -64, -1024, 7, 512]),
+        "extra": st.sampled_from([None, None, None, None, "cams", "cams.npy", "other.npy"]),
+        "offset": st.one_of(st.none(), st.none(), st.none(), st.integers(0, 4096)),
+    }
+)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(fuzz=_FUZZ, normalization=st.sampled_from([None, "minmax"]))
+def test_fuzzed_npz_archives_score_what_np_load_reads_or_are_refused_in_one_line(tmp_path, capsys, fuzz, normalization):
+    """Random headers, shapes, data lengths, names and offsets in a real archive: ``wsol evaluate --npz`` either
+    scores exactly what ``np.load`` reads (the same numbers as for a clean archive of those arrays) or refuses in
+    one line; never a third outcome."""
+    import json
+    import tempfile
+    import warnings
+
+    from wsol.cli import main
+
+    folder = Path(tempfile.mkdtemp(dir=tmp_path))
+    case = _box_maps()
+    case["cams"] = np.random.default_rng(0).random((4, 16, 16)) * case["cams"]
+    _fuzzed_archive(folder / "fuzz.npz", case, fuzz)
+    rule = ["--normalization", normalization] if normalization else []
+
+    def score(path: Path, name: str) -> tuple[int, dict | None, list[str]]:
+        capsys.readouterr()
+        out = folder / name
+        code = main(["evaluate", "--npz", str(path), "--cam-curve-interval", "0.01", "--no-progress", *rule,
+                     "--out", str(out)])  # fmt: skip
+        lines = capsys.readouterr().err.strip().splitlines()
+        return code, json.loads((out / "metrics.json").read_text()) if code == 0 else None, lines
+
+    code, ours, lines = score(folder / "fuzz.npz", "fuzzed")
+    assert code in (0, 2), lines
+    event("refused" if code == 2 else "scored")
+    if code == 2:
+        assert lines and lines[-1].startswith("wsol evaluate: error: ") and "fuzz.npz" in lines[-1], lines
+        assert not any("Traceback" in line for line in lines)
+        return
+    with warnings.catch_warnings():  # scored: np.load must read the same archive, and a clean copy scores the same
+        warnings.simplefilter("ignore")
+        with np.load(folder / "fuzz.npz", allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files}
+    np.savez(folder / "clean.npz", **arrays)
+    clean_code, clean, _ = score(folder / "clean.npz", "clean")
+    assert clean_code == 0
+    assert ours["MaxBoxAccV2"] == clean["MaxBoxAccV2"] and ours["curves"] == clean["curves"]
+    assert ours["degenerate_scoremaps"] == clean["degenerate_scoremaps"]

@@ -9,7 +9,7 @@ import pytest
 
 from wsol.cli import main
 from wsol.evaluation import NpzSource
-from wsol.evaluation.sources import NpyMember, stored_npz_member
+from wsol.evaluation.npz import NpyMember, NpzArchive
 
 
 def _case(n: int = 12, size: int = 32) -> dict[str, np.ndarray]:
@@ -36,13 +36,13 @@ def test_npz_maps_are_read_one_by_one_when_stored_uncompressed(tmp_path, capsys)
     case = _case()
     np.savez(tmp_path / "plain.npz", **case)
     np.savez_compressed(tmp_path / "packed.npz", **case)
-    stored = stored_npz_member(tmp_path / "plain.npz", "cams")
+    stored = NpzArchive(tmp_path / "plain.npz").stored("cams")
     assert isinstance(stored, NpyMember) and stored.shape == case["cams"].shape and len(stored) == 12
     assert all(np.array_equal(stored[i], case["cams"][i]) for i in range(12))
     with pytest.raises(IndexError):
         stored[12]
-    assert stored_npz_member(tmp_path / "packed.npz", "cams") is None  # compressed: loaded instead
-    assert stored_npz_member(tmp_path / "plain.npz", "nope") is None
+    assert NpzArchive(tmp_path / "packed.npz").stored("cams") is None  # compressed: loaded instead
+    assert NpzArchive(tmp_path / "plain.npz").stored("nope") is None
     source = NpzSource(tmp_path / "plain.npz")
     arrays = source._arrays()
     assert isinstance(arrays["cams"], NpyMember) and isinstance(arrays["gt_box_counts"], np.ndarray)

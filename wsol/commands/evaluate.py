@@ -54,7 +54,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="S",
         help="the maps are raw and of any size (e.g. 7x7 from pytorch-grad-cam or torch-cam): upsample each to "
         "S x S the protocol's way (float64 bicubic) and normalise it (--normalization, min-max by default); "
-        "S defaults to 224",
+        "S defaults to 224 and must be >= 16; --npz boxes then need image_sizes unless the maps are S x S already",
     )
     p.add_argument("--iou-thresholds", default="30,50,70", metavar="LIST", help="IoU thresholds in percent")
     p.add_argument("--metrics", default=None, metavar="LIST", help="boxes,masks (default: what the GT allows)")

@@ -83,9 +83,12 @@ def _run_chunk(
             try:
                 boxes.update(scoremap, [item.boxes], correct)
             except ValueError as err:
-                raise ValueError(f"image {item.image_id!r}: {err}") from err
+                raise ValueError(f"{source.gt_where('boxes')}: image {item.image_id!r}: {err}") from err
         if masks is not None:
-            masks.update(scoremap, item.mask[None])
+            try:
+                masks.update(scoremap, item.mask[None])
+            except ValueError as err:
+                raise ValueError(f"{source.gt_where('masks')}: image {item.image_id!r}: {err}") from err
         if on_image is not None:
             on_image(1)
     return _Partial(boxes, masks, degenerate)

@@ -14,7 +14,6 @@ Bad input raises ``ValueError`` or ``FileNotFoundError`` naming the image id and
 
 from __future__ import annotations
 
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ import numpy as np
 
 from wsol.data import wsoleval_metadata as md
 from wsol.data._io import read_text, resize_nearest
+from wsol.evaluation.npz import NpyMember, NpzArchive
 from wsol.metrics import (
     DEFAULT_PERCENTILE,
     check_normalization,
@@ -32,7 +32,7 @@ from wsol.metrics import (
     upsample_cam_numpy,
 )
 
-__all__ = ["ImageInput", "MetadataSource", "NpzSource", "Source", "prepare_loaded_scoremap"]
+__all__ = ["ImageInput", "MetadataSource", "NpyMember", "NpzSource", "Source", "prepare_loaded_scoremap"]
 
 
 @dataclass
@@ -116,15 +116,23 @@ def upsample_raw_map(raw: np.ndarray, size: int, image_id: str, where: str) -> n
         raise ValueError(f"raw map of {image_id!r} ({where}) must be 2-D, got shape {raw.shape}")
     if raw.dtype.kind not in "fiu":
         raise ValueError(f"raw map of {image_id!r} ({where}) must hold numbers, got dtype {raw.dtype}")
+    if raw.size == 0:
+        raise ValueError(f"raw map of {image_id!r} ({where}) is empty (shape {raw.shape}); nothing to upsample")
     return upsample_cam_numpy(raw, (size, size))
+
+
+MIN_UPSAMPLE = 16  # the smallest score-map side --upsample accepts
 
 
 def _check_upsample(upsample: int | None, normalization: str | None) -> str | None:
     """The normalisation to apply: with ``upsample`` the maps are raw, so min-max unless another rule is given."""
     if upsample is None:
         return normalization
-    if isinstance(upsample, bool) or not isinstance(upsample, int) or upsample < 1:
-        raise ValueError(f"upsample must be a positive int (the score-map side), got {upsample!r}")
+    if isinstance(upsample, bool) or not isinstance(upsample, int) or upsample < MIN_UPSAMPLE:
+        # A side of 1 or 2 pixels makes every box match (100.00): a typo, not a protocol.
+        raise ValueError(
+            f"upsample must be an int >= {MIN_UPSAMPLE} (the score-map side, 224 in the protocol), got {upsample!r}"
+        )
     return normalization or "minmax"
 
 
@@ -156,74 +164,9 @@ class Source:
         """JSON-ready description of where the inputs came from."""
         raise NotImplementedError
 
-
-def _open_npz(path: Path) -> Any:
-    """``np.load`` of an npz without pickles; an empty, truncated or foreign file is named in one ValueError."""
-    try:
-        data = np.load(path, allow_pickle=False)
-    except (ValueError, EOFError, OSError, zipfile.BadZipFile) as err:
-        raise ValueError(f"{path}: not a readable npz file (empty or truncated?): {err or 'no data'}") from None
-    if not hasattr(data, "files"):
-        raise ValueError(f"{path}: holds one array, not an npz archive of named arrays")
-    return data
-
-
-class NpyMember:
-    """An array stored uncompressed inside an npz, read one item (first axis) at a time from disk.
-
-    ``np.savez`` stores members uncompressed, so item ``i`` lies at a fixed offset: reading it alone keeps the
-    process's memory flat however many maps the archive holds (no array and no memory map that grows with the
-    pages touched).
-    """
-
-    def __init__(self, path: Path, offset: int, dtype: np.dtype, shape: tuple[int, ...]) -> None:
-        self.path, self.offset, self.dtype, self.shape = Path(path), offset, np.dtype(dtype), tuple(shape)
-        self.ndim = len(self.shape)
-        self._item = int(np.prod(self.shape[1:], dtype=np.int64)) * self.dtype.itemsize
-
-    def __len__(self) -> int:
-        return self.shape[0]
-
-    def __getitem__(self, index: int) -> np.ndarray:
-        if not 0 <= index < self.shape[0]:
-            raise IndexError(f"index {index} out of range for {self.shape[0]} items")
-        with open(self.path, "rb") as handle:
-            handle.seek(self.offset + index * self._item)
-            data = handle.read(self._item)
-        if len(data) != self._item:
-            raise ValueError(f"{self.path}: item {index} is cut short (truncated file?)")
-        return np.frombuffer(data, self.dtype).reshape(self.shape[1:])
-
-
-def stored_npz_member(path: Path, name: str) -> NpyMember | None:
-    """The array ``name`` of an npz as an :class:`NpyMember`, or None when it is compressed, Fortran-ordered or 0-d
-    (then it is loaded whole). Object arrays are refused (no pickles)."""
-    with zipfile.ZipFile(path) as archive:
-        try:
-            info = archive.getinfo(f"{name}.npy")
-        except KeyError:
-            return None
-        if info.compress_type != zipfile.ZIP_STORED:
-            return None
-    with open(path, "rb") as handle:
-        handle.seek(info.header_offset)
-        local = handle.read(30)  # the local file header: signature ... name length (26), extra length (28)
-        if local[:4] != b"PK\x03\x04":
-            return None
-        lengths = int.from_bytes(local[26:28], "little") + int.from_bytes(local[28:30], "little")
-        handle.seek(info.header_offset + 30 + lengths)
-        version = np.lib.format.read_magic(handle)
-        if version == (1, 0):
-            shape, fortran, dtype = np.lib.format.read_array_header_1_0(handle)
-        elif version == (2, 0):
-            shape, fortran, dtype = np.lib.format.read_array_header_2_0(handle)
-        else:
-            return None
-        if dtype.hasobject:
-            raise ValueError(f"{path}: '{name}' holds Python objects; only numeric arrays are read")
-        if fortran or len(shape) < 1:
-            return None
-        return NpyMember(path, handle.tell(), dtype, shape)
+    def gt_where(self, kind: str) -> str:
+        """Where the GT ``kind`` (``"boxes"`` or ``"masks"``) is read from, for error messages."""
+        return str(self.describe())
 
 
 def _read_gray(path: Path, image_id: str, what: str) -> np.ndarray:
@@ -366,6 +309,9 @@ class MetadataSource(Source):
     def describe(self) -> dict:
         return {"metadata": str(self.metadata), "scoremaps": str(self.scoremaps)}
 
+    def gt_where(self, kind: str) -> str:
+        return str(self.metadata / "localization.txt")
+
 
 @dataclass
 class NpzSource(Source):
@@ -387,64 +333,62 @@ class NpzSource(Source):
         self.normalization = _check_upsample(self.upsample, self.normalization)
         if self.normalization is not None:
             check_normalization(self.normalization, self.percentile)
-        self.path = Path(self.path)
-        if not self.path.is_file():
-            raise FileNotFoundError(f"npz file not found: {self.path}")
-        with _open_npz(self.path) as data:
-            keys = set(data.files)
-            if "cams" not in keys:
-                raise KeyError(f"{self.path}: no 'cams' array (keys: {sorted(keys)})")
-            # Shapes from the stored arrays' headers: checking them reads no map. The members found here are
-            # the ones _arrays reads the maps (and masks) through.
-            self._stored = {k: stored_npz_member(self.path, k) for k in ("cams", "gt_masks") if k in keys}
-            cams = data["cams"] if self._stored["cams"] is None else self._stored["cams"]
-            n = len(cams) if cams.ndim == 3 else -1
-            if n < 0:
-                raise ValueError(f"{self.path}: 'cams' must be (N, H, W), got shape {cams.shape}")
-            self.image_ids = [str(i) for i in data["image_ids"]] if "image_ids" in keys else [str(i) for i in range(n)]
-            self.has_boxes = "gt_boxes_flat" in keys and "gt_box_counts" in keys
-            self.has_masks = "gt_masks" in keys
-            self.has_classes = "cls_correct" in keys
-            if len(self.image_ids) != n:
-                raise ValueError(f"{self.path}: 'image_ids' has {len(self.image_ids)} entries for {n} maps")
-            if len(set(self.image_ids)) != n:
-                duplicate = next(i for i in self.image_ids if self.image_ids.count(i) > 1)
-                raise ValueError(f"{self.path}: 'image_ids' repeats {duplicate!r}")
-            for key, shape in (("gt_box_counts", (n,)), ("image_sizes", (n, 2)), ("cls_correct", (n,))):
-                if key in keys and data[key].shape != shape:
-                    raise ValueError(f"{self.path}: '{key}' must have shape {shape}, got {data[key].shape}")
-            if self.has_boxes and data["gt_box_counts"].sum() != len(data["gt_boxes_flat"]):
+        # One handle for the whole run (npz.py): every array below, and every map later, comes from this file.
+        self._archive = archive = NpzArchive(self.path)
+        self.path = archive.path
+        keys = set(archive.keys)
+        if "cams" not in keys:
+            raise KeyError(f"{self.path}: no 'cams' array (keys: {sorted(keys)})")
+        # The maps (and masks) are read one by one when stored uncompressed (their sizes checked against the
+        # stored bytes before anything grows with them); the rest is small and loaded whole.
+        self._data = {}
+        for key in archive.keys:
+            stored = archive.stored(key) if key in ("cams", "gt_masks") else None
+            self._data[key] = stored if stored is not None else archive.load(key)
+        data = self._data
+        cams = data["cams"]
+        if cams.ndim != 3:
+            raise ValueError(f"{self.path}: 'cams' must be (N, H, W), got shape {cams.shape}")
+        n = len(cams)
+        self.has_boxes = "gt_boxes_flat" in keys and "gt_box_counts" in keys
+        self.has_masks = "gt_masks" in keys
+        self.has_classes = "cls_correct" in keys
+        for key, shape in (
+            ("gt_box_counts", (n,)),
+            ("image_sizes", (n, 2)),
+            ("cls_correct", (n,)),
+            ("image_ids", (n,)),
+        ):
+            if key in keys and data[key].shape != shape:
+                what = f"has {data[key].shape[0] if data[key].ndim else 0} entries for {n} maps"
+                what = what if key == "image_ids" else f"must have shape {shape}, got {data[key].shape}"
+                raise ValueError(f"{self.path}: '{key}' {what}")
+        self.image_ids = [str(i) for i in data["image_ids"]] if "image_ids" in keys else [str(i) for i in range(n)]
+        if len(set(self.image_ids)) != n:
+            seen: set[str] = set()
+            duplicate = next(i for i in self.image_ids if i in seen or seen.add(i))
+            raise ValueError(f"{self.path}: 'image_ids' repeats {duplicate!r}")
+        if self.has_boxes:
+            counts = data["gt_box_counts"]
+            if counts.dtype.kind not in "iu" or (counts < 0).any():
+                raise ValueError(f"{self.path}: 'gt_box_counts' must hold non-negative integers")
+            if counts.sum() != len(data["gt_boxes_flat"]):
                 raise ValueError(
-                    f"{self.path}: gt_box_counts sums to {data['gt_box_counts'].sum()} but there are "
+                    f"{self.path}: gt_box_counts sums to {counts.sum()} but there are "
                     f"{len(data['gt_boxes_flat'])} rows in gt_boxes_flat"
                 )
-            expected = cams.shape if self.upsample is None else (n, self.upsample, self.upsample)
-            if self.has_masks:
-                masks = data["gt_masks"] if self._stored["gt_masks"] is None else self._stored["gt_masks"]
-                if masks.shape != expected:
-                    raise ValueError(f"{self.path}: gt_masks {masks.shape} != score maps {expected}")
-            del cams
-        self._data: dict[str, np.ndarray] | None = None
+            self._starts = np.concatenate([[0], np.cumsum(counts)])
+            if self.upsample is not None and "image_sizes" not in keys and cams.shape[1:] != (self.upsample,) * 2:
+                raise ValueError(
+                    f"{self.path}: --upsample {self.upsample} needs 'image_sizes' (the boxes' image sizes) to map "
+                    f"the boxes onto {self.upsample}x{self.upsample} maps; without it they are in the "
+                    f"{cams.shape[2]}x{cams.shape[1]} maps' pixels"
+                )
+        expected = cams.shape if self.upsample is None else (n, self.upsample, self.upsample)
+        if self.has_masks and data["gt_masks"].shape != expected:
+            raise ValueError(f"{self.path}: gt_masks {data['gt_masks'].shape} != score maps {expected}")
 
-    def __getstate__(self) -> dict:
-        # Workers reload the arrays themselves instead of receiving them pickled.
-        return {k: v for k, v in self.__dict__.items() if k not in ("_data", "_starts")} | {"_data": None}
-
-    def preload(self) -> None:
-        self._arrays()
-
-    def _arrays(self) -> dict[str, np.ndarray]:
-        if self._data is None:
-            with _open_npz(self.path) as data:
-                try:
-                    # The maps (and masks) are read one by one from disk when stored uncompressed; the rest is small.
-                    stored = self._stored
-                    self._data = {k: stored[k] if stored.get(k) is not None else data[k] for k in data.files}
-                except (ValueError, EOFError, OSError, zipfile.BadZipFile) as err:
-                    raise ValueError(f"{self.path}: an array cannot be read (truncated file?): {err}") from None
-            if self.has_boxes:
-                counts = self._data["gt_box_counts"]
-                self._starts = np.concatenate([[0], np.cumsum(counts)])
+    def _arrays(self) -> dict[str, Any]:
         return self._data
 
     def load(self, index: int, boxes: bool = True, masks: bool = True) -> ImageInput:
@@ -469,3 +413,6 @@ class NpzSource(Source):
 
     def describe(self) -> dict:
         return {"npz": str(self.path)}
+
+    def gt_where(self, kind: str) -> str:
+        return f"{self.path}[{'gt_boxes_flat' if kind == 'boxes' else 'gt_masks'}]"
