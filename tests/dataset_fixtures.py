@@ -260,10 +260,11 @@ def write_folder(root: Path, splits: tuple[str, ...] = ("train", "val"), seed: i
     return truth
 
 
-def write_tiny_imagenet(root: Path, seed: int = 0, per_class: int = 4) -> None:
-    """Tiny ImageNet layout (wnids.txt, train/<wnid>/images + boxes, val/images + val_annotations.txt), 32 px."""
+def write_tiny_imagenet(root: Path, seed: int = 0, per_class: int = 4, classes: int = 3) -> None:
+    """Tiny ImageNet layout (wnids.txt, train/<wnid>/images + boxes, val/images + val_annotations.txt), 32 px;
+    ``classes`` wnids n00000001, n00000002, ..."""
     rng = np.random.default_rng(seed)
-    wnids = ["n00000001", "n00000002", "n00000003"]
+    wnids = [f"n{i:08d}" for i in range(1, classes + 1)]
     root.mkdir(parents=True, exist_ok=True)
     (root / "wnids.txt").write_text("\n".join(wnids) + "\n")
     (root / "val" / "images").mkdir(parents=True, exist_ok=True)

@@ -5,7 +5,9 @@
   :func:`plot_pixel_pr`), several methods' curves side by side (:func:`plot_method_curves`);
 * a pseudo-mask run's image | GT | mask grid and background-threshold sweep (:func:`save_mask_grid`,
   :func:`save_sweep_plot`);
-* a study's accuracy-vs-localization scatter, one panel per regime (:func:`plot_study_scatter`).
+* a study's accuracy-vs-localization scatter, one panel per regime (:func:`plot_study_scatter`);
+* the multi-draw study's per-draw points with the label-free baseline and the supervised ceiling
+  (:func:`plot_draws`).
 
 Importing it loads neither torch nor matplotlib; matplotlib loads with the first figure.
 """
@@ -297,4 +299,44 @@ def plot_study_scatter(
         ax.legend(fontsize=7, loc="best")
     if title:
         fig.suptitle(title, fontsize=9)
+    return save_figure(fig, path, dpi=90)
+
+
+def plot_draws(
+    path: str | Path,
+    points: Mapping[str, Mapping[str, Sequence[float]]],
+    baseline: Mapping[str, float],
+    ceiling: Mapping[str, float],
+    prior: Mapping[str, float] | None = None,
+    ylabel: str = "MaxBoxAccV2 on val (τ from tune)",
+) -> Path:
+    """One column per draw: every row's per-seed scores as points (one colour per row, side by side), and per draw
+    the label-free baseline (solid black), the supervised ceiling (dashed green) and the centre prior (dotted grey)
+    as short horizontal lines."""
+    plt = pyplot()
+    draws = list(points)
+    rows = list(dict.fromkeys(row for per_draw in points.values() for row in per_draw))
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.6 * len(draws) + 2.5), 5))
+    width = 0.8
+    for i, draw in enumerate(draws):
+        for name, values, style, colour in (
+            ("label-free baseline", baseline, "-", "black"),
+            ("supervised ceiling", ceiling, "--", "green"),
+            ("centre prior", prior or {}, ":", "grey"),
+        ):
+            if draw in values:
+                label = name if i == min(j for j, d in enumerate(draws) if d in values) else None
+                ax.hlines(values[draw], i - width / 2, i + width / 2, colors=colour, linestyles=style, label=label)
+        for k, row in enumerate(rows):
+            ys = list(points[draw].get(row, ()))
+            if not ys:
+                continue
+            x = i - width / 2 + width * (k + 0.5) / max(1, len(rows))
+            colour = plt.get_cmap("tab20")(k % 20)
+            label = row if draw == next(d for d in draws if points[d].get(row)) else None
+            ax.plot([x] * len(ys), ys, "o", color=colour, ms=4, label=label)
+    ax.set_xticks(range(len(draws)), draws)
+    ax.set(xlabel="class draw", ylabel=ylabel, title="per-draw scores (one point per seed)")
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    fig.tight_layout()
     return save_figure(fig, path, dpi=90)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+from typing import Any
 
 from wsol.commands.arguments import add_deprecated, parse_json_option
 
@@ -37,20 +39,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s.add_argument("--out", default="experiments/small_data", help="output folder (default: %(default)s)")
     s.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 per configuration (default: %(default)s)")
     s.add_argument(
+        "--regimes",
+        default="all,300",
+        help="training-set regimes: 'all' (train minus tuning) or images per class (default: %(default)s)",
+    )
+    s.add_argument("--no-combination", action="store_true", help="do not add the best-combination row")
+    _add_run_options(s)
+    s.set_defaults(func=run, dataset=None)
+    _register_draws(studies)
+
+
+def _add_run_options(s: argparse.ArgumentParser) -> None:
+    """The options every study shares: rows, seeds to train here, recipe overrides, device, output."""
+    s.add_argument(
         "--run-seeds",
         default=None,
         help="comma-separated seeds whose runs this process trains (default: all), to split a grid across "
         "processes or machines sharing --out; variants are still chosen on seed 0",
     )
-    s.add_argument(
-        "--regimes",
-        default="all,300",
-        help="training-set regimes: 'all' (train minus tuning) or images per class (default: %(default)s)",
-    )
     s.add_argument("--tune-per-class", type=int, default=50, help="tuning images per class (default: %(default)s)")
     s.add_argument("--split-seed", type=int, default=0, help="seed of the tuning split and subsets (default: 0)")
     s.add_argument("--methods", default=None, help="comma-separated rows to run (default: every row)")
-    s.add_argument("--no-combination", action="store_true", help="do not add the best-combination row")
     s.add_argument(
         "--refresh",
         default=None,
@@ -73,7 +82,36 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s.add_argument("--report-only", action="store_true", help="rewrite the report from finished runs, train nothing")
     s.add_argument("--lightning-bar", action="store_true", help="show Lightning's progress bar inside each run")
     s.add_argument("--no-progress", action="store_true", help="no progress bar over runs")
-    s.set_defaults(func=run, dataset=None)
+
+
+def _register_draws(studies: argparse._SubParsersAction) -> None:
+    d = studies.add_parser(
+        "draws",
+        help="the small-data study over several class draws of Tiny ImageNet-200, with a pooled report",
+        description=(
+            "Run the small-data rows on the dev draw and on N held-out draws of Tiny ImageNet-200 (seeded, "
+            "disjoint from each other and from the dev classes, cut once from --source into --draws-root), then "
+            "pool them: every row against each draw's label-free baseline, paired per draw and seed, with a "
+            "bootstrap interval and the fully supervised ceiling (see experiments/small_data_draws/README.md). "
+            "Every choice is made on each draw's own tuning split. Rerunning resumes."
+        ),
+    )
+    d.add_argument("--source", default=None, help="a full Tiny ImageNet-200 folder (only read to cut missing draws)")
+    d.add_argument(
+        "--draws-root",
+        default=None,
+        help="where the draws are cut to, h1..hN (default: $WSOL_DATA/tiny_imagenet_draws); never the repository",
+    )
+    d.add_argument("--dev", default=None, help="the dev draw's folder (default: $WSOL_DATA/tiny_imagenet_10)")
+    d.add_argument("--n-draws", type=int, default=4, help="held-out draws (default: %(default)s)")
+    d.add_argument("--classes", type=int, default=10, help="classes per draw (default: %(default)s)")
+    d.add_argument("--draws", default=None, help="comma-separated draws to train here, e.g. dev,h2 (default: all)")
+    d.add_argument("--out", default="experiments/small_data_draws", help="output folder (default: %(default)s)")
+    d.add_argument("--seeds", type=int, default=2, help="seeds per held-out draw (default: %(default)s)")
+    d.add_argument("--dev-seeds", type=int, default=3, help="seeds on the dev draw (default: %(default)s)")
+    d.add_argument("--regime", default="all", help="the one training regime pooled (default: %(default)s)")
+    _add_run_options(d)
+    d.set_defaults(func=run_draws)
 
 
 def parse_regimes(text: str) -> dict[str, int | None]:
@@ -104,33 +142,33 @@ def parse_study_data(text: str, reader: str | None = None) -> tuple[str, str | N
     return reader or "tiny_imagenet", text
 
 
-def run(args: argparse.Namespace) -> int:
-    """Run, resume, list (``--dry-run``) or report (``--report-only``) the small-data grid.
+def _rows(args: argparse.Namespace) -> tuple[tuple, tuple[str, ...]]:
+    """The rows of ``--methods`` (default: every row) and of ``--refresh``, checked against the grid."""
+    from wsol.study import SMALL_DATA_METHODS
 
-    Returns:
-        0 when every planned run has a result, 1 when some failed.
-    """
-    from pathlib import Path
-
-    import torch
-
-    from wsol.study import SMALL_DATA_METHODS, StudySettings, load_study_data, run_study
-
-    if args.seeds < 1:
-        raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
-    run_seeds = parse_run_seeds(args.run_seeds, args.seeds)
+    known = {m.name: m for m in SMALL_DATA_METHODS}
     methods = SMALL_DATA_METHODS
     if args.methods:
         wanted = [m.strip() for m in args.methods.split(",") if m.strip()]
-        known = {m.name: m for m in SMALL_DATA_METHODS}
         unknown = [m for m in wanted if m not in known]
         if unknown:
             raise ValueError(f"unknown --methods {unknown}; rows: {', '.join(known)}")
         methods = tuple(m for m in SMALL_DATA_METHODS if m.name in wanted)
-    refresh = [m.strip() for m in (args.refresh or "").split(",") if m.strip()]
-    unknown = [m for m in refresh if m not in {row.name for row in SMALL_DATA_METHODS}]
+    refresh = tuple(m.strip() for m in (args.refresh or "").split(",") if m.strip())
+    unknown = [m for m in refresh if m not in known]
     if unknown:
         raise ValueError(f"unknown --refresh rows {unknown}")
+    return methods, refresh
+
+
+def _settings(args: argparse.Namespace, out: str, seeds: int, run_seeds: tuple[int, ...], combination: bool) -> Any:
+    """The runner's settings from the shared options (recipe overrides, device, τ step, progress)."""
+    from pathlib import Path
+
+    import torch
+
+    from wsol.study import StudySettings
+
     base: dict = {}
     if args.epochs is not None:
         base["epochs"] = args.epochs
@@ -140,6 +178,34 @@ def run(args: argparse.Namespace) -> int:
         base["model"] = {"backbone_kwargs": {"width": args.width}}
     if args.threads is not None:
         torch.set_num_threads(args.threads)
+    return StudySettings(
+        out=Path(out),
+        seeds=tuple(range(seeds)),
+        base=base,
+        combination=combination,
+        cam_curve_interval=args.cam_curve_interval,
+        accelerator="gpu" if args.device.startswith("cuda") else args.device,
+        limit_train_batches=args.limit_train_batches,
+        lightning_bar=args.lightning_bar,
+        progress=not args.no_progress,
+        refresh=args.refresh_rows,
+        run_seeds=run_seeds,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run, resume, list (``--dry-run``) or report (``--report-only``) the small-data grid.
+
+    Returns:
+        0 when every planned run has a result, 1 when some failed.
+    """
+    from wsol.study import load_study_data, run_study
+
+    if args.seeds < 1:
+        raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
+    run_seeds = parse_run_seeds(args.run_seeds, args.seeds)
+    methods, args.refresh_rows = _rows(args)
+    settings = _settings(args, args.out, args.seeds, run_seeds, not args.no_combination)
     options = parse_json_option(args.data_options, "--data-options")
     name, root = parse_study_data(args.data, args.dataset)
     data = load_study_data(
@@ -152,22 +218,82 @@ def run(args: argparse.Namespace) -> int:
         train_options=options,
         val_options=options,
     )
-    settings = StudySettings(
-        out=Path(args.out),
-        seeds=tuple(range(args.seeds)),
-        base=base,
-        combination=not args.no_combination,
-        cam_curve_interval=args.cam_curve_interval,
-        accelerator="gpu" if args.device.startswith("cuda") else args.device,
-        limit_train_batches=args.limit_train_batches,
-        lightning_bar=args.lightning_bar,
-        progress=not args.no_progress,
-        refresh=tuple(refresh),
-        run_seeds=run_seeds,
-    )
     code = run_study(data, settings, methods, dry_run=args.dry_run, report_only=args.report_only)
     if not args.dry_run:
         print(f"report: {settings.out / 'results.md'}, {settings.out / 'results.csv'}, {settings.out / 'results.png'}")
+    return code
+
+
+def _data_folder(value: str | None, default: str, flag: str) -> Path:
+    import os
+    from pathlib import Path
+
+    if value:
+        return Path(value)
+    base = os.environ.get("WSOL_DATA")
+    if not base:
+        raise ValueError(f"{flag} not given and WSOL_DATA is not set: pass {flag} DIR or set WSOL_DATA")
+    return Path(base) / default
+
+
+def run_draws(args: argparse.Namespace) -> int:
+    """Cut the missing draws, run (or resume) the rows on each draw, then write the pooled report.
+
+    Returns:
+        0 when every planned run of every draw has a result, 1 when some failed.
+    """
+    from pathlib import Path
+
+    from wsol.study import load_study_data, run_study
+    from wsol.study.draws import prepare_draws, write_draws
+    from wsol.study.pooled import collect_draw, write_pooled_report
+
+    if args.seeds < 1 or args.dev_seeds < 1:
+        raise ValueError(f"--seeds and --dev-seeds must be >= 1, got {args.seeds} and {args.dev_seeds}")
+    if args.n_draws < 1:
+        raise ValueError(f"--n-draws must be >= 1, got {args.n_draws}")
+    run_seeds = parse_run_seeds(args.run_seeds, max(args.seeds, args.dev_seeds))
+    methods, args.refresh_rows = _rows(args)
+    regimes = parse_regimes(args.regime)
+    if len(regimes) != 1:
+        raise ValueError(f"--regime names one regime, got {args.regime!r}")
+    regime = next(iter(regimes))
+    dev = _data_folder(args.dev, "tiny_imagenet_10", "--dev")
+    root = _data_folder(args.draws_root, "tiny_imagenet_draws", "--draws-root")
+    draws = prepare_draws(Path(args.source) if args.source else None, root, dev, args.n_draws, args.classes)
+    wanted = [d.strip() for d in (args.draws or "").split(",") if d.strip()]
+    unknown = [d for d in wanted if d not in {draw.name for draw in draws}]
+    if unknown:
+        raise ValueError(f"unknown --draws {unknown}; draws: {', '.join(d.name for d in draws)}")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_draws(out / "draws.json", draws)
+    code = 0
+    for draw in draws:
+        if wanted and draw.name not in wanted:
+            continue
+        seeds = args.dev_seeds if draw.name == "dev" else args.seeds
+        here = tuple(s for s in run_seeds if s < seeds)
+        if run_seeds and not here:
+            continue
+        print(f"draw {draw.name}: {', '.join(draw.words[w] for w in draw.wnids)}")
+        data = load_study_data(
+            "tiny_imagenet",
+            str(draw.folder),
+            image_size=args.image_size,
+            tune_per_class=args.tune_per_class,
+            regimes=regimes,
+            split_seed=args.split_seed,
+        )
+        settings = _settings(args, str(out / draw.name), seeds, here, combination=False)
+        code = max(code, run_study(data, settings, methods, dry_run=args.dry_run, report_only=args.report_only))
+    if not args.dry_run:
+        scores = [collect_draw(d.name, out / d.name, regime) for d in draws if (out / d.name / "runs").is_dir()]
+        if scores:
+            from wsol.study.draws import read_draws
+
+            paths = write_pooled_report(out, scores, read_draws(out / "draws.json"))
+            print(f"pooled report: {paths['markdown']}, {paths['csv']}, {paths['plot']}")
     return code
 
 

@@ -200,6 +200,9 @@ def load_study_data(
     train = _samples(read_dataset(dataset, root, "train", **dict(train_options or {})))
     val_set = read_dataset(dataset, root, "val", **dict(val_options or {}))
     val = _samples(val_set)
+    if len(val_set.class_names) < 2:
+        # One class leaves nothing to classify (and crashed inside training): refuse it up front.
+        raise ValueError(f"{root or dataset}: the study needs at least 2 classes, found {len(val_set.class_names)}")
     for name, samples in (("train", train), ("val", val)):
         if not samples or any(len(s.labels) != 1 or len(s.boxes) == 0 for s in samples):
             raise ValueError(f"the study needs single-label images with boxes; the {name} split is not")
