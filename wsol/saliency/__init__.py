@@ -8,7 +8,7 @@ Cues register by name in :data:`CUES` (the built-in ones are imported on first l
     list_cues()  # ['mbd', 'mbplus', 'spectral_residual']
     maps = cue_maps("mbplus", images)  # (N, H, W) float32
 
-:mod:`wsol.saliency.prior_fusion` fuses a cue with the centre-Gaussian prior. docs/saliency.md gives the
+:mod:`wsol.saliency.prior_fusion` fuses a cue with the centre-Gaussian prior. docs/saliency.md §1–§4 gives the
 formulas and the papers.
 """
 

@@ -8,7 +8,7 @@ chosen on the tuning split, as :func:`wsol.study.scoring.fair_scores` does.
 
 :func:`fused_runs` does this for every run of a study folder that kept its maps, caching each run's result in
 ``seed<N>.fused.json`` beside it, and returns run-like records (rows ``<row>+<cue>`` and, from the test-time
-augmented maps, ``<row>_tta+<cue>``) for a report.
+augmented maps, ``<row>_tta+<cue>``) for a report (docs/saliency.md §6).
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ import numpy as np
 from wsol.study.scoring import (
     TTA_SPLITS,
     RawMaps,
-    SplitCurves,
     fair_scores,
     read_maps,
     score_scoremaps,
@@ -82,11 +81,19 @@ def fuse_class_map(
         prior: ``(H, W)`` prior map.
         weights: ``(w1, w2, w3)``.
     """
-    from wsol.metrics import normalize_scoremaps
+    from wsol.saliency.color import minmax
+
+    return _fuse(class_maps, minmax(cue), minmax(prior), weights)
+
+
+def _fuse(
+    class_maps: np.ndarray, cue01: np.ndarray, prior01: np.ndarray, weights: tuple[float, float, float]
+) -> np.ndarray:
+    # Vectorised min-max with the protocol's order of operations ((x - min) / (max - min); constant -> zeros).
     from wsol.saliency.color import minmax
 
     w1, w2, w3 = weights
-    return normalize_scoremaps(w1 * class_maps + w2 * minmax(cue) + w3 * minmax(prior), "minmax")
+    return minmax(w1 * class_maps + w2 * cue01 + w3 * prior01)
 
 
 def _check(raw: RawMaps, cue: np.ndarray, name: str) -> None:
@@ -129,24 +136,30 @@ def class_map_fusion(
             class maps and the cue (maps of another draw).
     """
     from wsol.evaluation.priors import center_gaussian
+    from wsol.saliency.color import minmax
 
     _check(tune, cue_tune, "tuning")
     _check(val, cue_val, "val")
-    prior = center_gaussian(tune.size, tune.size) if prior is None else np.asarray(prior)
-    best: tuple[float, str, tuple[float, float, float], SplitCurves] | None = None
+    prior01 = minmax(center_gaussian(tune.size, tune.size) if prior is None else np.asarray(prior))
+    cue01 = minmax(cue_tune)
+    best: tuple[float, str, tuple[float, float, float]] | None = None
     by_norm = {}
     for norm in norms:
         class_maps = class_scoremaps(tune, norm)
         for weights in weight_grid(step):
-            fused = fuse_class_map(class_maps, cue_tune, prior, weights)
-            curves = score_scoremaps(fused, tune.boxes, cam_curve_interval, tune.hits)
+            # Top-1 hits are left out of the search (they do not move MaxBoxAccV2) and added once chosen.
+            curves = score_scoremaps(_fuse(class_maps, cue01, prior01, weights), tune.boxes, cam_curve_interval)
             value = summarize(curves)[_V2]
             by_norm[norm] = max(by_norm.get(norm, -np.inf), value)
             if best is None or value > best[0]:
-                best = (value, norm, weights, curves)
-    assert best is not None, "class_map_fusion: no normalisation given"
-    _, norm, weights, tune_curves = best
-    fused = fuse_class_map(class_scoremaps(val, norm), cue_val, prior, weights)
+                best = (value, norm, weights)
+    if best is None:
+        raise ValueError("class_map_fusion: no class-map normalisation given")
+    _, norm, weights = best
+    tune_curves = score_scoremaps(
+        _fuse(class_scoremaps(tune, norm), cue01, prior01, weights), tune.boxes, cam_curve_interval, tune.hits
+    )
+    fused = _fuse(class_scoremaps(val, norm), minmax(cue_val), prior01, weights)
     val_curves = score_scoremaps(fused, val.boxes, cam_curve_interval, val.hits)
     return {
         "tune": summarize(tune_curves),

@@ -5,7 +5,8 @@ Every cue of :data:`SALIENCY_CUES` is computed once per tuning and val image and
 draw or image size recomputes it). Each cue is a reference row, scored like the centre Gaussian; each is also
 fused with the centre prior (``<cue>+center``), the form and weight chosen on the tuning split only. The
 **label-free baseline** is the row with the best tuning MaxBoxAccV2 among the centre Gaussian, the cues and
-their fusions (ties: the first name in sorted order); it is written to ``reference/label_free_baseline.json``.
+their fusions (ties: the first name in sorted order); it is written to ``reference/label_free_baseline.json``
+(docs/saliency.md §4, §5, §7).
 """
 
 from __future__ import annotations
