@@ -16,22 +16,37 @@ Conventions (docs/methods.md §14):
 * Boxes and masks in the batch are **not** mixed: in WSOL they are evaluation-only annotations, and
   mixing is applied during training only. The returned ``mask`` tells which pixels came from which
   image, should a loss need it.
+
+The *dynamic* mixers (PuzzleMix, AutoMix; docs/methods.md §18-§19) make masks that depend on the network. A
+training method therefore mixes through :meth:`Mixer.mix_batch` with itself as the :class:`MixContext`; the
+stateless mixers ignore it. A dynamic mixer may own modules (:meth:`Mixer.build_modules`: trained, saved and
+moved with the method) and may add loss terms of its own (:attr:`MixOutput.losses`), which the method adds to
+its loss.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
 
 import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from wsol.registry import Registry
 from wsol.seeding import MIXER, derive_seed, rank_keys
 
-__all__ = ["MIXERS", "MixOutput", "Mixer", "Pairing", "create_mixer", "list_mixers", "register_mixer"]
+__all__ = [
+    "MIXERS",
+    "MixContext",
+    "MixOutput",
+    "Mixer",
+    "Pairing",
+    "create_mixer",
+    "list_mixers",
+    "register_mixer",
+]
 
 Pairing = Literal["permute", "flip"]
 
@@ -46,6 +61,8 @@ class MixOutput:
         lam: ``(B,)`` fraction of image a actually kept (after clipping), per sample.
         index: ``(B,)`` long, the partner ``b`` of each sample ``a``.
         mask: ``(B, 1, H, W)`` float in [0, 1], the weight of image a per pixel (None for MixUp).
+        losses: loss terms the mixer adds to the method's loss, by name (PuzzleMix's clean loss, AutoMix's Mix
+            Block losses); empty for the stateless mixers.
     """
 
     images: Tensor
@@ -53,6 +70,35 @@ class MixOutput:
     lam: Tensor
     index: Tensor
     mask: Tensor | None
+    losses: dict[str, Tensor] = field(default_factory=dict)
+
+    def extra_loss(self) -> Tensor | float:
+        """The sum of :attr:`losses` (0.0 when there are none)."""
+        return sum(self.losses.values(), 0.0)
+
+
+class MixContext(Protocol):
+    """What a dynamic mixer reads from the training method that calls it (a ``WSOLModule``).
+
+    Attributes:
+        net: the network being trained (``forward`` gives logits).
+        mix_modules: the module the mixer built with :meth:`Mixer.build_modules` (None if it built none).
+    """
+
+    net: nn.Module
+    mix_modules: nn.Module | None
+
+    def __call__(self, x: Tensor) -> Tensor:
+        """Logits ``(B, K)`` of the network."""
+        ...
+
+    def classification_loss(self, logits: Tensor, targets: Tensor) -> Tensor:
+        """The method's classification loss for soft targets ``(B, K)``."""
+        ...
+
+    def training_progress(self) -> float:
+        """Fraction of the training steps done, in [0, 1] (0 outside a Trainer)."""
+        ...
 
 
 class Mixer:
@@ -136,6 +182,22 @@ class Mixer:
             The mixed batch; with probability ``1 - prob`` the batch unchanged with ``lam = 1``,
             ``index = arange(B)`` and ``mask = None``.
         """
+        index = self.draw_pairing(images, targets)
+        if index is None:
+            return self.unmixed(images, targets)
+        with torch.no_grad():
+            out = self.mix(images, targets, index)
+        return out
+
+    def draw_pairing(self, images: Tensor, targets: Tensor) -> Tensor | None:
+        """Check the batch, draw whether to mix it (``prob``) and, if so, the partner of each sample.
+
+        Returns:
+            ``(B,)`` long partner indices on the images' device, or None to leave the batch unmixed.
+
+        Raises:
+            ValueError: if ``images`` is not ``(B, C, H, W)`` or ``targets`` not ``(B, K)``.
+        """
         if images.ndim != 4 or targets.ndim != 2 or images.shape[0] != targets.shape[0]:
             raise ValueError(
                 f"expected images (B, C, H, W) and targets (B, K), got {tuple(images.shape)} and {tuple(targets.shape)}"
@@ -143,17 +205,33 @@ class Mixer:
         b = images.shape[0]
         do_mix = self.prob >= 1.0 or torch.rand((), generator=self.generator).item() < self.prob
         if not do_mix or b < 2:
-            return MixOutput(
-                images=images,
-                targets=targets,
-                lam=torch.ones(b, device=images.device, dtype=images.dtype),
-                index=torch.arange(b, device=images.device),
-                mask=None,
-            )
-        index = self.pair_index(b).to(images.device)
-        with torch.no_grad():
-            out = self.mix(images, targets, index)
-        return out
+            return None
+        return self.pair_index(b).to(images.device)
+
+    @staticmethod
+    def unmixed(images: Tensor, targets: Tensor) -> MixOutput:
+        """The batch as it is: ``lam = 1``, ``index = arange(B)``, no mask."""
+        b = images.shape[0]
+        return MixOutput(
+            images=images,
+            targets=targets,
+            lam=torch.ones(b, device=images.device, dtype=images.dtype),
+            index=torch.arange(b, device=images.device),
+            mask=None,
+        )
+
+    def mix_batch(self, system: MixContext, images: Tensor, targets: Tensor) -> MixOutput:
+        """Mix a training batch of ``system`` (the method calling): the stateless mixers ignore it and call
+        themselves; the dynamic ones (PuzzleMix, AutoMix) read its network, loss and modules."""
+        return self(images, targets)
+
+    def build_modules(self, net: nn.Module) -> nn.Module | None:
+        """Modules this mixer trains beside ``net`` (AutoMix's Mix Block and momentum encoder), or None.
+
+        The training method calls this once when it is built and keeps the result as its ``mix_modules``, so the
+        modules move with it, are saved in its checkpoints and are optimised with it.
+        """
+        return None
 
     def mix(self, images: Tensor, targets: Tensor, index: Tensor) -> MixOutput:
         """Mix ``images`` with ``images[index]``; implemented by subclasses."""

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics import MeanMetric
 
-from wsol.augment.base import Mixer
+from wsol.augment.base import Mixer, MixOutput
 from wsol.metrics import DEFAULT_PERCENTILE, BoxLocalizationMetric, check_normalization, prepare_scoremaps
 from wsol.models import Backbone, create_backbone
 from wsol.models.cam_net import CAMNet, check_backbone
@@ -35,7 +35,8 @@ class WSOLModule(pl.LightningModule):
         backbone_kwargs: options for the backbone builder (e.g. ``{"stem_stride": 1}``).
         pretrained: load the backbone's pretrained weights.
         multilabel: multi-hot targets with a sigmoid BCE loss instead of softmax cross-entropy.
-        mixer: batch-level mixed-sample augmentation applied to training batches (``wsol.augment``).
+        mixer: batch-level mixed-sample augmentation applied to training batches (``wsol.augment``). A mixer that
+            owns modules (AutoMix) builds them here; they are kept as ``mix_modules``, trained at ``lr``.
         optimizer: ``"sgd"`` (momentum, nesterov off) or ``"adamw"``.
         lr: base learning rate; with ``scale_lr`` it is given per 256 images.
         scale_lr: linear scaling rule, ``lr * batch_size / 256`` (Goyal et al., 2017).
@@ -96,6 +97,8 @@ class WSOLModule(pl.LightningModule):
         self.net = self.build_network(backbone)
         self.net.multilabel = multilabel
         self.mixer = mixer
+        # Modules a dynamic mixer trains beside the network (AutoMix): saved, moved and optimised with the method.
+        self.mix_modules = mixer.build_modules(self.net) if mixer is not None else None
         # Streaming MaxBoxAcc state (fixed size, summed across DDP ranks); fed by single-label data with boxes.
         self.val_localization = BoxLocalizationMetric(cam_curve_interval=cam_curve_interval)
         # Summed over images and synced over ranks (sum states): every rank logs the whole set's numbers.
@@ -160,14 +163,27 @@ class WSOLModule(pl.LightningModule):
             return F.binary_cross_entropy_with_logits(logits, targets)
         return -(targets * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
 
+    def mix(self, images: torch.Tensor, targets: torch.Tensor) -> MixOutput:
+        """The configured mixer applied to a training batch, with this method as its context (dynamic mixers read
+        the network and loss from it). Add ``MixOutput.extra_loss()`` to the loss: the mixer's own terms."""
+        if self.mixer is None:
+            return Mixer.unmixed(images, targets)
+        return self.mixer.mix_batch(self, images, targets)
+
+    def training_progress(self) -> float:
+        """Fraction of the training steps done, in [0, 1]; 0 outside a Trainer (a dynamic mixer's schedules)."""
+        if self._trainer is None:
+            return 0.0
+        total = self.trainer.estimated_stepping_batches
+        if not math.isfinite(total) or total <= 0:
+            return 0.0
+        return min(1.0, self.global_step / total)
+
     def loss(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Training loss of a batch and its named terms (for logging). Methods override this."""
-        images, targets = batch["image"], self.targets(batch)
-        if self.mixer is not None:
-            mixed = self.mixer(images, targets)
-            images, targets = mixed.images, mixed.targets
-        cls = self.classification_loss(self(images), targets)
-        return cls, {"cls": cls}
+        mixed = self.mix(batch["image"], self.targets(batch))
+        cls = self.classification_loss(self(mixed.images), mixed.targets)
+        return cls + mixed.extra_loss(), {"cls": cls, **mixed.losses}
 
     def regularization(self) -> torch.Tensor:
         """Explicit L1 / L2 penalties over weight tensors (biases and norm parameters excluded)."""
@@ -276,7 +292,12 @@ class WSOLModule(pl.LightningModule):
         # Checkpoints written before the network moved into ``self.net`` name its weights without the prefix.
         state = checkpoint.get("state_dict")
         if isinstance(state, dict):
-            checkpoint["state_dict"] = migrate_state_dict(state, self.state_dict().keys())
+            state = migrate_state_dict(state, self.state_dict().keys())
+            if self.mix_modules is None:
+                # A mixer's modules (AutoMix) only serve training: a method rebuilt without that mixer (inference,
+                # ``load_checkpoint``) leaves them out; resuming with the mixer configured restores them.
+                state = {key: value for key, value in state.items() if not key.startswith("mix_modules.")}
+            checkpoint["state_dict"] = state
 
     # --------------------------------------------------------------------------------- optimizers
     def effective_lr(self) -> float:
@@ -298,10 +319,13 @@ class WSOLModule(pl.LightningModule):
         return self.net.new_modules()
 
     def parameter_groups(self) -> list[dict[str, Any]]:
-        """Optimizer parameter groups: backbone and head modules, weights decayed, biases and norms not."""
+        """Optimizer parameter groups: backbone and head modules (and a mixer's modules, at ``lr``), weights decayed,
+        biases and norms not."""
         lr, wd = self.effective_lr(), self.hparams.weight_decay
         groups = []
-        for modules, mult in (((self.backbone,), 1.0), (self.head_modules(), self.hparams.head_lr_mult)):
+        mixer_modules = (self.mix_modules,) if self.mix_modules is not None else ()
+        sets = (((self.backbone,), 1.0), (self.head_modules(), self.hparams.head_lr_mult), (mixer_modules, 1.0))
+        for modules, mult in sets:
             params = [p for module in modules for p in module.parameters() if p.requires_grad]
             decay = [p for p in params if p.ndim > 1]
             no_decay = [p for p in params if p.ndim <= 1]

@@ -101,8 +101,6 @@ class HaS(WSOLModule):
 
     def loss(self, batch: dict[str, Any]) -> tuple[Tensor, dict[str, Tensor]]:
         images, targets = self.hide(batch["image"]), self.targets(batch)
-        if self.mixer is not None:
-            mixed = self.mixer(images, targets)
-            images, targets = mixed.images, mixed.targets
-        cls = self.classification_loss(self(images), targets)
-        return cls, {"cls": cls}
+        mixed = self.mix(images, targets)
+        cls = self.classification_loss(self(mixed.images), mixed.targets)
+        return cls + mixed.extra_loss(), {"cls": cls, **mixed.losses}

@@ -108,10 +108,10 @@ class MixUpCAM(WSOLModule):
 
     def loss(self, batch: dict[str, Any]) -> tuple[Tensor, dict[str, Tensor]]:
         images, targets = batch["image"], self.targets(batch)
-        mixed = self.mixer(images, targets)
+        mixed = self.mix(images, targets)
         logits, cams = self.forward_with_cams(mixed.images)
         cls = self.classification_loss(logits, mixed.targets)
         ent = prediction_entropy(logits, self.hparams.multilabel)
         con = concentration_loss(cams, mixed.targets, self.hparams.con_eps)
-        total = cls + self.hparams.ent_weight * ent + self.hparams.con_weight * con
-        return total, {"cls": cls, "ent": ent, "con": con}
+        total = cls + self.hparams.ent_weight * ent + self.hparams.con_weight * con + mixed.extra_loss()
+        return total, {"cls": cls, "ent": ent, "con": con, **mixed.losses}

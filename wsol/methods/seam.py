@@ -174,10 +174,8 @@ class SEAM(WSOLModule):
     # --------------------------------------------------------------------------------------- loss
     def loss(self, batch: dict[str, Any]) -> tuple[Tensor, dict[str, Tensor]]:
         hp = self.hparams
-        images, targets = batch["image"], self.targets(batch)
-        if self.mixer is not None:
-            mixed = self.mixer(images, targets)
-            images, targets = mixed.images, mixed.targets
+        mixed = self.mix(batch["image"], self.targets(batch))
+        images, targets = mixed.images, mixed.targets
         present = (targets > 0).to(images.dtype)[:, :, None, None]
         label = torch.cat([torch.ones_like(present[:, :1]), present], dim=1)  # background always present
         images2 = self.apply_transform(images)
@@ -200,8 +198,8 @@ class SEAM(WSOLModule):
         ecr = ecr_loss(with_background(fg2), rv1, hp.ecr_top_ratio) + ecr_loss(
             with_background(fg1), rv2, hp.ecr_top_ratio
         )
-        total = cls + hp.min_pool_weight * min_pool + hp.er_weight * er + hp.ecr_weight * ecr
-        return total, {"cls": cls, "min_pool": min_pool, "er": er, "ecr": ecr}
+        total = cls + hp.min_pool_weight * min_pool + hp.er_weight * er + hp.ecr_weight * ecr + mixed.extra_loss()
+        return total, {"cls": cls, "min_pool": min_pool, "er": er, "ecr": ecr, **mixed.losses}
 
     # --------------------------------------------------------------------------------- optimizers
     def _freeze_bn(self) -> None:
