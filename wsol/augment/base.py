@@ -17,7 +17,7 @@ Conventions (docs/methods.md §14):
   mixing is applied during training only. The returned ``mask`` tells which pixels came from which
   image, should a loss need it.
 
-The *dynamic* mixers (PuzzleMix, AutoMix; docs/methods.md §18-§19) make masks that depend on the network. A
+The *dynamic* mixers (PuzzleMix, AutoMix; docs/methods.md §18 and §19) make masks that depend on the network. A
 training method therefore mixes through :meth:`Mixer.mix_batch` with itself as the :class:`MixContext`; the
 stateless mixers ignore it. A dynamic mixer may own modules (:meth:`Mixer.build_modules`: trained, saved and
 moved with the method) and may add loss terms of its own (:attr:`MixOutput.losses`), which the method adds to

@@ -95,7 +95,7 @@ SMALL_DATA_METHODS: tuple[MethodSpec, ...] = (
     MethodSpec("resizemix", "mixing", {"default": _mixer("resizemix")}, "ResizeMix scope (0.1, 0.8)"),
     MethodSpec("hmix", "mixing", {"default": _mixer("hmix", alpha=1.0)}, "HMix alpha 1"),
     MethodSpec("gmix", "mixing", {"default": _mixer("gmix", alpha=1.0)}, "GMix alpha 1"),
-    # The dynamic mixers (docs/methods.md §18-§19). PuzzleMix at the reference's Tiny ImageNet (64 px) defaults.
+    # The dynamic mixers (docs/methods.md §18 and §19). PuzzleMix at the reference's Tiny ImageNet (64 px) defaults.
     MethodSpec("puzzlemix", "mixing", {"default": _mixer("puzzlemix")}, "PuzzleMix: saliency graph cut + transport"),
     # AutoMix's encoder momentum 0.999 -> 0.999999 averages over ~1000+ steps, more than a whole run here (~840
     # steps): 0.99 -> 0.999 keeps its horizon at about 1 to 12 epochs, as the paper's is a small part of its run.
