@@ -113,6 +113,12 @@ def _reference_source(ref: Mapping[str, Any]) -> str:
     return "saliency, no labels" if "seconds_per_image" in ref else "`wsol evaluate --npz`"
 
 
+def _cost(ref: Mapping[str, Any]) -> str:
+    # A saliency row's cost: the cue's seconds per image when its maps were computed (no training).
+    seconds = ref.get("seconds_per_image")
+    return "—" if seconds is None else f"{seconds * 1e3:.1f} ms/image"
+
+
 def _baseline_line(references: Mapping[str, dict[str, Any]]) -> list[str]:
     baseline = references.get(_BASELINE)
     if not baseline:
@@ -183,7 +189,7 @@ def _table(groups: list[tuple[str, str, list[dict[str, Any]]]], references: Mapp
         lines.append(
             f"| {label} | {_reference_source(ref)} | 1 | — | **{ref['fair'][_V2]:.2f}** "
             f"| {_ious([ref], 'fair')} | {ref['val'][_V2]:.2f} | {_ious([ref], 'val')} "
-            f"| — | {ref['tune'][_V2]:.2f} | — | — | — |"
+            f"| — | {ref['tune'][_V2]:.2f} | — | — | {_cost(ref)} |"
         )
     return lines
 
