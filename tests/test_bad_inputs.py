@@ -244,6 +244,35 @@ def _upsample_args(tmp: Path, cams: np.ndarray, upsample: str, sizes: bool = Tru
     return ["evaluate", "--npz", str(path), "--upsample", upsample, "--no-progress", "--out", str(tmp / "out")]
 
 
+class _Payload:
+    def __reduce__(self) -> tuple:
+        return (print, ("this must never run",))
+
+
+def _stage_config(tmp: Path) -> Path:
+    import yaml
+
+    demo = {"num_classes": 2, "train_per_class": 2, "val_per_class": 1, "image_size": 32}
+    config = {
+        "trainer": {"accelerator": "cpu", "max_epochs": 1, "enable_progress_bar": False, "logger": False,
+                    "enable_model_summary": False, "default_root_dir": str(tmp / "run")},
+        "model": {"class_path": "wsol.methods.CAM", "init_args": {
+            "backbone": "resnet10", "backbone_kwargs": {"stem_stride": 2, "width": 8}}},
+        "data": {"class_path": "wsol.data.WSOLDataModule", "init_args": {
+            "dataset": "synthetic", "image_size": 32, "batch_size": 2, "train_options": demo, "val_options": demo}},
+    }  # fmt: skip
+    (tmp / "config.yaml").write_text(yaml.safe_dump(config))
+    return tmp / "config.yaml"
+
+
+def _pickled_checkpoint(tmp: Path, stage: str) -> list[str]:
+    import torch
+
+    torch.save({"state_dict": {}, "epoch": 0, "payload": _Payload()}, tmp / "evil.ckpt")
+    extra = ["--out", str(tmp / "out")] if stage == "predict" else []
+    return [stage, "--config", str(_stage_config(tmp)), "--ckpt_path", str(tmp / "evil.ckpt"), *extra]
+
+
 CLI_ROWS: list[tuple[str, Callable[[Path], list[str]], str]] = [
     (
         "--npz GT box outside the map",
@@ -286,6 +315,14 @@ CLI_ROWS: list[tuple[str, Callable[[Path], list[str]], str]] = [
         lambda t: _upsample_args(t, np.random.rand(2, 4, 4), "32", sizes=False),
         "--upsample 32 needs 'image_sizes'",
     ),
+    *[
+        (
+            f"pickle-payload checkpoint to {stage}",
+            lambda t, s=stage: _pickled_checkpoint(t, s),
+            "evil.ckpt: not a plain",
+        )
+        for stage in ("fit", "validate", "predict")
+    ],
     ("0-byte .npz", lambda t: _npz_file(t, b""), "maps.npz: not a readable npz file"),
     ("truncated .npz", lambda t: _npz_file(t, b"PK\x03\x04\x14\x00\x00"), "maps.npz: not a readable npz file"),
     (
@@ -450,3 +487,22 @@ def test_fuzzed_npz_archives_score_what_np_load_reads_or_are_refused_in_one_line
     assert clean_code == 0
     assert ours["MaxBoxAccV2"] == clean["MaxBoxAccV2"] and ours["curves"] == clean["curves"]
     assert ours["degenerate_scoremaps"] == clean["degenerate_scoremaps"]
+
+
+def test_limit_options_given_as_integers_stay_integers(tmp_path):
+    """``limit_train_batches: 1`` is one batch, not the whole epoch (1.0); fractions stay fractions."""
+    from wsol.lightning_cli import WSOLCLI
+
+    config = _stage_config(tmp_path)
+    text = config.read_text().replace(
+        "max_epochs: 1", "max_epochs: 1\n  limit_val_batches: 1\n  limit_test_batches: 0.5"
+    )
+    config.write_text(text)
+    cli = WSOLCLI(
+        ["--config", str(config), "--trainer.limit_train_batches", "1", "--trainer.limit_predict_batches", "1.0"]
+    )
+    trainer = cli.trainer
+    assert trainer.limit_train_batches == 1 and isinstance(trainer.limit_train_batches, int)
+    assert trainer.limit_val_batches == 1 and isinstance(trainer.limit_val_batches, int)
+    assert trainer.limit_test_batches == 0.5
+    assert trainer.limit_predict_batches == 1.0 and isinstance(trainer.limit_predict_batches, float)

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import pickle
 import warnings
 from typing import Any
 
@@ -60,8 +61,11 @@ class WSOLCLI(LightningCLI):
         **kwargs: further :class:`~pytorch_lightning.cli.LightningCLI` arguments.
     """
 
-    def __init__(self, args: list[str] | None = None, **kwargs: Any) -> None:
+    def __init__(self, args: list[str] | None = None, stage: str = "fit", **kwargs: Any) -> None:
+        self.stage = stage
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
+        if stage != "fit":  # scoring a run must not rewrite its config.yaml (nor write one into its folder)
+            kwargs.setdefault("save_config_callback", None)
         kwargs.setdefault("seed_everything_default", 0)
         parser_kwargs = {"prog": "wsol train", "description": "Train a WSOL/WSSS model from a LightningCLI config."}
         with warnings.catch_warnings():
@@ -96,6 +100,13 @@ class WSOLCLI(LightningCLI):
             default=None,
             help="wsol predict: folder for the score maps and metadata in the reference layout",
         )
+        parser.add_argument(
+            "--overwrite",
+            type=bool,
+            default=False,
+            help="wsol predict: replace the outputs of an earlier run in --out (refused otherwise)",
+        )
+        _integer_limits(parser)
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         """The configured trainer, plus a fixed-folder ``last.ckpt`` checkpoint and logger (module docstring)."""
@@ -118,8 +129,22 @@ class WSOLCLI(LightningCLI):
                 )
                 kwargs["callbacks"] = [*callbacks, last]
         if "logger" not in kwargs and config.get("logger") in (None, True):
-            kwargs["logger"] = _fixed_logger(root, resume=self._get(self.config, "ckpt_path") is not None)
+            if self.stage == "fit":
+                kwargs["logger"] = _fixed_logger(root, resume=self._get(self.config, "ckpt_path") is not None)
+            else:  # validate/test/predict print their numbers; the training run's log stays as it is
+                kwargs["logger"] = False
         return super().instantiate_trainer(**kwargs)
+
+
+LIMIT_OPTIONS = ("limit_train_batches", "limit_val_batches", "limit_test_batches", "limit_predict_batches")
+
+
+def _integer_limits(parser: LightningArgumentParser) -> None:
+    """Parse ``trainer.limit_*`` as ``int | float``: Lightning annotates them ``float | int``, so jsonargparse reads
+    ``1`` (one batch) as ``1.0`` (the whole epoch). Trying int first keeps ``1`` one batch and ``0.25`` a fraction."""
+    for action in parser._actions:
+        if action.dest.removeprefix("trainer.") in LIMIT_OPTIONS and hasattr(action, "_typehint"):
+            action._typehint = int | float | None
 
 
 def _fixed_logger(root: str, resume: bool) -> list[Logger]:
@@ -154,7 +179,9 @@ def run_stage(stage: str, args: list[str] | None = None, prog: str = "wsol fit")
     """
     if stage not in ("fit", "validate", "test", "predict"):
         raise ValueError(f"stage must be fit, validate, test or predict, got {stage!r}")
-    cli = WSOLCLI(args, parser_kwargs={"prog": prog, "description": f"{prog}: LightningCLI from a YAML config."})
+    cli = WSOLCLI(
+        args, stage=stage, parser_kwargs={"prog": prog, "description": f"{prog}: LightningCLI from a YAML config."}
+    )
     ckpt_path = cli.config.get("ckpt_path")
     if ckpt_path == "last":
         ckpt_path = last_checkpoint(cli.trainer)
@@ -172,12 +199,21 @@ def run_stage(stage: str, args: list[str] | None = None, prog: str = "wsol fit")
 
         if not cli.config.get("out"):
             raise ValueError("wsol predict needs --out DIR (the score maps and metadata go there)")
-        cli.trainer.callbacks.append(ReferenceLayoutWriter(cli.config["out"]))
+        cli.trainer.callbacks.append(
+            ReferenceLayoutWriter(cli.config["out"], overwrite=bool(cli.config.get("overwrite")))
+        )
         kwargs["return_predictions"] = False
     with warnings.catch_warnings():
         if ckpt_path is not None:  # the folder holds the run being resumed: that is the point, not a mistake
             warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
-        getattr(cli.trainer, stage)(cli.model, datamodule=cli.datamodule, ckpt_path=ckpt_path, **kwargs)
+        try:
+            getattr(cli.trainer, stage)(cli.model, datamodule=cli.datamodule, ckpt_path=ckpt_path, **kwargs)
+        except pickle.UnpicklingError as err:
+            # torch.load(weights_only=True) refused the file: nothing ran, nothing was unpickled.
+            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise ValueError(
+                f"--ckpt_path {ckpt_path}: not a plain checkpoint (it needs unpickling): {reason}"
+            ) from None
     return cli
 
 

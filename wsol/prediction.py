@@ -1,9 +1,12 @@
 """``wsol predict``: a model's score maps written in the reference benchmark's layout, for ``wsol evaluate``.
 
-:class:`ReferenceLayoutWriter` receives :meth:`wsol.methods.WSOLModule.predict_step`'s batches and writes
+:class:`ReferenceLayoutWriter` receives :meth:`wsol.methods.WSOLModule.predict_step`'s batches and writes them
+through :class:`wsol.reference_output.ReferenceOutput`, the writer ``wsol cams`` uses too:
 ``OUT/scoremaps/<image_id>.npy`` (float64, the protocol's maps at the input size), ``OUT/metadata/`` (ids, labels,
-sizes and boxes in the input's pixels, ``class_names.txt`` beside it) and ``OUT/predictions.txt`` (top-1
-classes, for Top-1 Loc). Under DDP every rank writes its own maps and rank 0 gathers the metadata. Score with
+sizes and boxes in the input's pixels, ``class_names.txt`` beside it), ``OUT/predictions.txt`` (top-1 classes, for
+Top-1 Loc) and the manifest ``OUT/cams.json``, written as ``running`` before the first map and completed last.
+An ``OUT`` holding an earlier run's outputs is refused unless ``overwrite``. Under DDP rank 0 claims the folder,
+every rank writes its own maps and rank 0 gathers the metadata. Score with
 ``wsol evaluate --metadata OUT/metadata --scoremaps OUT/scoremaps --predictions OUT/predictions.txt``.
 """
 
@@ -15,9 +18,8 @@ from typing import Any
 import numpy as np
 from pytorch_lightning.callbacks import BasePredictionWriter
 
-from wsol.atomic import write_text
-from wsol.data.wsoleval_metadata import MetadataRecord, write_metadata
-from wsol.wsss.store import relative_id
+from wsol.data.wsoleval_metadata import MetadataRecord
+from wsol.reference_output import ReferenceOutput
 
 __all__ = ["ReferenceLayoutWriter"]
 
@@ -28,12 +30,26 @@ class ReferenceLayoutWriter(BasePredictionWriter):
     Args:
         out: the output folder.
         class_names: names of the classes (default: the datamodule's, else their indices).
+        overwrite: replace the outputs of an earlier run in ``out`` (refused otherwise).
     """
 
-    def __init__(self, out: str | Path, class_names: list[str] | None = None) -> None:
+    def __init__(self, out: str | Path, class_names: list[str] | None = None, overwrite: bool = False) -> None:
         super().__init__(write_interval="batch")
-        self.out, self.class_names = Path(out), class_names
+        self.out, self.class_names, self.overwrite = Path(out), class_names, overwrite
+        self.output = ReferenceOutput(self.out, "wsol predict")
         self.records: list[tuple[MetadataRecord, int]] = []
+
+    def on_predict_start(self, trainer: Any, pl_module: Any) -> None:
+        # Rank 0 claims the folder; every rank learns the outcome, so none writes into a refused folder or hangs.
+        error = None
+        if trainer.global_rank == 0:
+            try:
+                self.output.claim(self.overwrite, {"model": type(pl_module).__name__})
+            except ValueError as err:
+                error = str(err)
+        error = trainer.strategy.broadcast(error, src=0)
+        if error is not None:
+            raise ValueError(error)
 
     def on_predict_epoch_start(self, trainer: Any, pl_module: Any) -> None:
         self.records = []
@@ -43,9 +59,7 @@ class ReferenceLayoutWriter(BasePredictionWriter):
         maps = prediction["scoremaps"].numpy().astype(np.float64)
         height, width = prediction["size"]
         for i, image_id in enumerate(prediction["image_id"]):
-            path = self.out / "scoremaps" / f"{relative_id(image_id)}.npy"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            np.save(path, maps[i])
+            self.output.save_map(image_id, maps[i])
             boxes = prediction["boxes"][i].numpy().tolist()
             record = MetadataRecord(image_id, int(prediction["label"][i]), (int(width), int(height)), boxes)
             self.records.append((record, int(prediction["predicted"][i])))
@@ -63,5 +77,5 @@ class ReferenceLayoutWriter(BasePredictionWriter):
         if not records:
             raise ValueError("the prediction loader yielded no images")
         names = self.class_names or list(getattr(trainer.datamodule, "class_names", None) or [])
-        write_metadata(self.out / "metadata", [r for r, _ in records], class_names=names or None)
-        write_text(self.out / "predictions.txt", "".join(f"{r.image_id},{p}\n" for r, p in records))
+        manifest = {"model": type(pl_module).__name__, "num_images": len(records)}
+        self.output.finish([r for r, _ in records], [p for _, p in records], names or None, manifest)

@@ -64,13 +64,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import numpy as np
     import torch
     from tqdm.auto import tqdm
 
     from wsol.cams import create_cam, load_cam_model
-    from wsol.cams.runner import dataset_class_map, parse_data_spec, protocol_loader, score_batches, write_json
-    from wsol.data.wsoleval_metadata import MetadataRecord, write_metadata
+    from wsol.cams.runner import dataset_class_map, parse_data_spec, protocol_loader, score_batches
+    from wsol.data.wsoleval_metadata import MetadataRecord
+    from wsol.reference_output import ReferenceOutput
 
     start = time.perf_counter()
     check_normalization_arguments(args)
@@ -91,10 +91,9 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--cam-method is required (cam, gradcam, ..., see wsol cams --help)")
     method = create_cam(args.cam_method, model.module, target_layer=args.target_layer)
     out = Path(args.out)
-    maps_dir = out / "scoremaps"
-    _claim_output(out, args.overwrite)
+    writer = ReferenceOutput(out, "wsol cams")
     # The manifest comes first and is completed last: an interrupted run is recognisable as such.
-    write_json(out / "cams.json", {"status": "running", "method": args.cam_method, "data": spec.label})
+    writer.claim(args.overwrite, {"method": args.cam_method, "data": spec.label})
     # Top-1 classes in dataset indices; a model class outside the dataset (ImageNet) becomes "other" (K).
     to_dataset = {int(m): d for d, m in enumerate(class_map.tolist())}
     records, predictions, seconds, correct = [], [], 0.0, 0
@@ -106,24 +105,17 @@ def run(args: argparse.Namespace) -> int:
         seconds += scored.seconds
         correct += int(scored.correct.sum())
         for i, image_id in enumerate(batch["image_id"]):
-            path = maps_dir / f"{_relative_id(image_id)}.npy"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            np.save(path, scored.scoremaps[i].astype(args.dtype))
+            writer.save_map(image_id, scored.scoremaps[i].astype(args.dtype))
             label = int(batch["label"][i])
             width, height = (int(v) for v in batch["orig_size"][i])
             record = MetadataRecord(image_id, label, (width, height), batch["orig_boxes"][i].tolist())
             if args.gt == "masks":
                 record.masks, record.ignore = _write_masks(out / "metadata", image_id, batch["orig_mask"][i], label)
             records.append(record)
-            predictions.append(f"{image_id},{to_dataset.get(int(scored.predicted[i]), len(class_map))}\n")
+            predictions.append(to_dataset.get(int(scored.predicted[i]), len(class_map)))
     if not records:
         raise ValueError("the dataset yielded no images")
-    write_metadata(out / "metadata", records, class_names=list(dataset.class_names))
-    tmp = out / ".predictions.txt.tmp"
-    tmp.write_text("".join(predictions))
-    tmp.replace(out / "predictions.txt")
     info = {
-        "status": "complete",
         "method": args.cam_method,
         "model": model.label,
         "head": model.head,
@@ -145,40 +137,14 @@ def run(args: argparse.Namespace) -> int:
         "total_seconds": time.perf_counter() - start,
         "torch_threads": torch.get_num_threads(),
     }
-    write_json(out / "cams.json", info)
+    writer.finish(records, predictions, list(dataset.class_names), info)
     print(
-        f"wrote {len(records)} score maps to {maps_dir} ({info['seconds_per_image'] * 1e3:.1f} ms/image), "
+        f"wrote {len(records)} score maps to {writer.scoremaps} ({info['seconds_per_image'] * 1e3:.1f} ms/image), "
         f"metadata to {out / 'metadata'}\n"
-        f"score them with: wsol evaluate --metadata {out / 'metadata'} --scoremaps {maps_dir} "
+        f"score them with: wsol evaluate --metadata {out / 'metadata'} --scoremaps {writer.scoremaps} "
         f"--predictions {out / 'predictions.txt'}"
     )
     return 0
-
-
-_OUTPUTS = ("scoremaps", "metadata", "cams.json", "predictions.txt")
-
-
-def _claim_output(out: Path, overwrite: bool) -> None:
-    """Refuse an OUT holding another run's outputs (their maps would mix with ours), or clear it with --overwrite.
-
-    Only this command's own outputs are ever deleted.
-    """
-    found = [name for name in _OUTPUTS if (out / name).exists()]
-    if not found:
-        return
-    if not overwrite:
-        raise ValueError(
-            f"{out} already holds the outputs of a run ({', '.join(found)}); pass --overwrite to replace them "
-            "or choose a new --out"
-        )
-    import shutil
-
-    for name in found:
-        target = out / name
-        if target.is_dir() and not target.is_symlink():
-            shutil.rmtree(target)
-        else:
-            target.unlink()
 
 
 def _relative_id(image_id: str) -> str:

@@ -31,6 +31,7 @@ from wsol.metrics import (
     resize_gt_boxes,
     upsample_cam_numpy,
 )
+from wsol.reference_output import MANIFEST, is_unfinished
 
 __all__ = ["ImageInput", "MetadataSource", "NpyMember", "NpzSource", "Source", "prepare_loaded_scoremap"]
 
@@ -218,16 +219,16 @@ class MetadataSource(Source):
         if self.normalization is not None:
             check_normalization(self.normalization, self.percentile)
         self.metadata, self.scoremaps = Path(self.metadata), Path(self.scoremaps)
+        if is_unfinished(self.scoremaps.parent):
+            # wsol cams and wsol predict write the manifest first and complete it last: this run never finished.
+            raise ValueError(
+                f"{self.scoremaps.parent / MANIFEST}: the run that wrote {self.scoremaps} did not finish; "
+                "rerun it with --overwrite"
+            )
         if not self.metadata.is_dir():
             raise FileNotFoundError(f"metadata folder not found: {self.metadata}")
         if not self.scoremaps.is_dir():
             raise FileNotFoundError(f"score-map folder not found: {self.scoremaps}")
-        manifest = self.scoremaps.parent / "cams.json"
-        if manifest.is_file() and '"status": "running"' in read_text(manifest):
-            # wsol cams writes its manifest first and completes it last: this run never finished.
-            raise ValueError(
-                f"{manifest}: the run that wrote {self.scoremaps} did not finish; rerun it with --overwrite"
-            )
         self.mask_root = Path(self.mask_root) if self.mask_root is not None else self.metadata
         self.image_ids = md.read_image_ids(self.metadata / "image_ids.txt")
         if not self.image_ids:
