@@ -273,6 +273,16 @@ def _pickled_checkpoint(tmp: Path, stage: str) -> list[str]:
     return [stage, "--config", str(_stage_config(tmp)), "--ckpt_path", str(tmp / "evil.ckpt"), *extra]
 
 
+def _cams_on_cut_jpeg(tmp: Path) -> list[str]:
+    from dataset_fixtures import write_tiny_imagenet
+
+    write_tiny_imagenet(tmp / "tin", per_class=1)
+    image = sorted((tmp / "tin" / "val" / "images").iterdir())[0]
+    image.write_bytes(image.read_bytes()[:300])
+    return ["cams", "--backbone", "resnet10", "--backbone-kwargs", '{"width": 8}', "--cam-method", "cam",
+            "--data", f"tiny_imagenet={tmp / 'tin'}", "--image-size", "32", "--out", str(tmp / "out")]  # fmt: skip
+
+
 CLI_ROWS: list[tuple[str, Callable[[Path], list[str]], str]] = [
     (
         "--npz GT box outside the map",
@@ -323,6 +333,7 @@ CLI_ROWS: list[tuple[str, Callable[[Path], list[str]], str]] = [
         )
         for stage in ("fit", "validate", "predict")
     ],
+    ("wsol cams on a JPEG cut at 300 bytes", _cams_on_cut_jpeg, "val_n00000001_0.JPEG cannot be read"),
     ("0-byte .npz", lambda t: _npz_file(t, b""), "maps.npz: not a readable npz file"),
     ("truncated .npz", lambda t: _npz_file(t, b"PK\x03\x04\x14\x00\x00"), "maps.npz: not a readable npz file"),
     (

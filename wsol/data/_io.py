@@ -56,11 +56,21 @@ def image_size(path: Path) -> tuple[int, int]:
 
 
 def load_label_png(path: Path) -> np.ndarray:
-    """A label map as stored: palette indices for ``P`` images, the gray level otherwise (uint8)."""
-    with Image.open(path) as im:
-        if im.mode not in ("P", "L", "1", "I", "I;16"):
-            im = im.convert("L")
-        return np.asarray(im).astype(np.uint8)
+    """A label map as stored: palette indices for ``P`` images, the gray level otherwise (uint8).
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ValueError: the file is empty, truncated or not an image (the message names it).
+    """
+    try:
+        with Image.open(path) as im:
+            if im.mode not in ("P", "L", "1", "I", "I;16"):
+                im = im.convert("L")
+            return np.asarray(im).astype(np.uint8)
+    except FileNotFoundError:
+        raise
+    except (OSError, SyntaxError, ValueError) as err:
+        raise _unreadable(path, err) from None
 
 
 def resize_nearest(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:

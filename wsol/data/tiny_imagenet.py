@@ -10,9 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
-from wsol.data._io import read_text
+from wsol.data._io import load_rgb, read_text
 from wsol.data.datasets import SampleDataset, register_reader, resolve_root
 from wsol.data.schema import Sample
 
@@ -112,8 +111,7 @@ class TinyImageNet(SampleDataset):
         path, label, box = self.items[index]
         if not path.is_file():
             raise FileNotFoundError(f"image not found: {path}")
-        with Image.open(path) as im:
-            image = np.asarray(im.convert("RGB"))
+        image = load_rgb(path)  # a truncated or foreign file ends in one line naming it
         return Sample(image=image, labels=(label,), boxes=box, image_id=f"{path.parent.parent.name}/{path.name}")
 
 
