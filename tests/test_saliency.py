@@ -248,14 +248,17 @@ def test_fused_runs_cache_beside_each_run_and_recompute_when_maps_change(tmp_pat
     cached = json.loads((run / "seed0.fused.json").read_text())
     assert cached["kinds"]["plain"]["fair"] == first["fair"]
     assert fusion.fused_runs(tmp_path, study_data, step=0.5, cam_curve_interval=0.05) == records and len(calls) == 2
+    (run / "seed0.fused.json").write_text("{not json")  # a damaged cache is recomputed, not trusted
+    redone = fusion.fused_runs(tmp_path, study_data, step=0.5, cam_curve_interval=0.05)
+    assert [r["fair"] for r in redone] == [r["fair"] for r in records] and len(calls) == 4
     # New maps (a rerun) or new settings: recomputed.
     write_maps(run / "seed0.maps.npz", {"tune": raw("tune"), "val": raw("val")})
     assert [r["method"] for r in fusion.fused_runs(tmp_path, study_data, step=0.5, cam_curve_interval=0.05)] == [
         "cam+mbplus"
     ]
-    assert len(calls) == 3
+    assert len(calls) == 5
     fusion.fused_runs(tmp_path, study_data, step=0.25, cam_curve_interval=0.05)
-    assert len(calls) == 4
+    assert len(calls) == 6
     # Maps of other images are refused with the file's name.
     write_maps(
         run / "seed0.maps.npz",

@@ -247,7 +247,7 @@ def fused_runs(
         run = json.loads(run_path.read_text(encoding="utf-8"))
         cache_path = maps_path.with_name(f"{stem}.fused.json")
         key = json.loads(json.dumps({**settings, "maps_sha1": _sha1(maps_path)}))
-        cached = json.loads(cache_path.read_text(encoding="utf-8")) if cache_path.is_file() else {}
+        cached = _read_cached(cache_path)
         if cached.get("settings") != key:
             cached = {"settings": key, "kinds": _fuse_run(maps_path, cues, cue, norms, step, cam_curve_interval)}
             write_json_atomic(cache_path, cached)
@@ -273,10 +273,22 @@ def fused_runs(
     return records
 
 
+def _read_cached(path: Path) -> dict[str, Any]:
+    # A missing or unreadable cache is recomputed (it is only ever written whole, so this is rare).
+    try:
+        cached = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return cached if isinstance(cached, dict) else {}
+
+
 def _fuse_run(
     maps_path: Path, cues: dict[str, Any], cue: str, norms: Sequence[str], step: float, interval: float
 ) -> dict[str, dict[str, Any]]:
-    splits = read_maps(maps_path)
+    try:
+        splits = read_maps(maps_path)
+    except (OSError, ValueError, KeyError) as err:
+        raise ValueError(f"{maps_path}: unreadable maps file ({err})") from err
     out = {}
     for kind, (tune_name, val_name) in (("plain", ("tune", "val")), ("tta", (TTA_SPLITS["tune"], TTA_SPLITS["val"]))):
         if tune_name not in splits or val_name not in splits:
