@@ -100,6 +100,21 @@ ROWS: list[tuple[str, Callable[[Path], object], str]] = [
     ("negative GT box", lambda t: _box_update([[-1, 0, 3, 3]]), "GT boxes of image 0: negative coordinates"),
     ("unknown normalisation", lambda t: check_normalization("softmax", 0.6), "normalization must be one of"),
     ("IVR percentile 1", lambda t: normalize_scoremaps(np.eye(3), "ivr", 1.0), "percentile must lie in [0, 1)"),
+    (
+        "graph metadata: malformed JSON",
+        lambda t: _props(t, "wsol.preprocessing", '{"size": [32'),
+        "model.onnx: metadata_props entry 'wsol.preprocessing' is not valid JSON",
+    ),
+    (
+        "graph metadata: a 224 px size on a 32 px graph",
+        lambda t: _props(t, "wsol.preprocessing", '{"size": [224, 224]}'),
+        "'wsol.preprocessing' says size [224, 224], but the graph's input is",
+    ),
+    (
+        "graph metadata: more class names than logits",
+        lambda t: _props(t, "wsol.num_classes", "5"),
+        "'wsol.num_classes' says 5 classes, but the graph's logits are",
+    ),
     ("0-byte checkpoint", lambda t: _checkpoint(t, b""), "model.ckpt is empty (0 bytes)"),
     ("text as a checkpoint", lambda t: _checkpoint(t, b"hello"), "model.ckpt cannot be read"),
     ("truncated zip checkpoint", lambda t: _checkpoint(t, b"PK\x03\x04\x14\x00"), "model.ckpt cannot be read"),
@@ -283,6 +298,57 @@ def _cams_on_cut_jpeg(tmp: Path) -> list[str]:
             "--data", f"tiny_imagenet={tmp / 'tin'}", "--image-size", "32", "--out", str(tmp / "out")]  # fmt: skip
 
 
+_EXPORTED: dict[str, Path] = {}
+
+
+def _exported(tmp: Path, dynamic: bool = False) -> Path:
+    """A copy in ``tmp`` of a tiny exported graph (32 px, 3 classes) and its sidecar, exported once per session."""
+    import shutil
+    import tempfile
+
+    key = "dynamic" if dynamic else "static"
+    if key not in _EXPORTED:
+        from wsol.onnx import build_backbone_model, export_onnx
+
+        model, _ = build_backbone_model("resnet10", num_classes=3, backbone_kwargs={"width": 8}, seed=0)
+        folder = Path(tempfile.mkdtemp())
+        _EXPORTED[key] = export_onnx(model, folder / "model.onnx", image_size=(32, 32), parity=False,
+                                     dynamic_size=dynamic).path  # fmt: skip
+    for suffix in (".onnx", ".json"):
+        shutil.copy(_EXPORTED[key].with_suffix(suffix), tmp / f"model{suffix}")
+    return tmp / "model.onnx"
+
+
+def _bench(tmp: Path, sidecar: str | None = None) -> list[str]:
+    model = _exported(tmp)
+    if sidecar is not None:
+        model.with_suffix(".json").write_text(sidecar)
+    return ["bench", "onnx", "--model", str(model), "--out", str(tmp / "bench"), "--batch-sizes", "1",
+            "--iters", "1", "--min-time-s", "0", "--warmup-iters", "0", "--warmup-s", "0", "--parity-images", "1",
+            "--jetson", "off"]  # fmt: skip
+
+
+def _stale_sidecar(tmp: Path) -> list[str]:
+    args = _bench(tmp)
+    sidecar = tmp / "model.json"
+    sidecar.write_text(sidecar.read_text().replace('"sha256": "', '"sha256": "0'))
+    return args
+
+
+def _props(tmp: Path, key: str, value: str) -> None:
+    import onnx
+
+    from wsol.onnx import read_metadata_props
+
+    path = _exported(tmp)
+    proto = onnx.load(str(path))
+    for entry in proto.metadata_props:
+        if entry.key == key:
+            entry.value = value
+    onnx.save(proto, str(path))
+    read_metadata_props(path)
+
+
 CLI_ROWS: list[tuple[str, Callable[[Path], list[str]], str]] = [
     (
         "--npz GT box outside the map",
@@ -334,6 +400,9 @@ CLI_ROWS: list[tuple[str, Callable[[Path], list[str]], str]] = [
         for stage in ("fit", "validate", "predict")
     ],
     ("wsol cams on a JPEG cut at 300 bytes", _cams_on_cut_jpeg, "val_n00000001_0.JPEG cannot be read"),
+    ("bench: a stale sidecar (another graph's sha256)", _stale_sidecar, "model.json: describes another graph"),
+    ("bench: a list-valued sidecar", lambda t: _bench(t, "[1, 2]"), "model.json: the sidecar must be a JSON object"),
+    ("bench: a malformed sidecar", lambda t: _bench(t, '{"opset": '), "model.json: not a readable JSON sidecar"),
     ("0-byte .npz", lambda t: _npz_file(t, b""), "maps.npz: not a readable npz file"),
     ("truncated .npz", lambda t: _npz_file(t, b"PK\x03\x04\x14\x00\x00"), "maps.npz: not a readable npz file"),
     (
@@ -517,3 +586,21 @@ def test_limit_options_given_as_integers_stay_integers(tmp_path):
     assert trainer.limit_val_batches == 1 and isinstance(trainer.limit_val_batches, int)
     assert trainer.limit_test_batches == 0.5
     assert trainer.limit_predict_batches == 1.0 and isinstance(trainer.limit_predict_batches, float)
+
+
+def test_bench_times_a_dynamic_size_graph_at_its_exported_size_and_appends_after_a_half_written_line(tmp_path, capsys):
+    import json
+
+    from wsol.cli import main
+
+    args = _bench(tmp_path)
+    _exported(tmp_path, dynamic=True)  # replaces model.onnx and model.json by the --dynamic-size export
+    assert main(args) == 0, capsys.readouterr().err
+    results = tmp_path / "bench" / "results.jsonl"
+    (record,) = [json.loads(line) for line in results.read_text().splitlines()]
+    assert record["input_shape"] == [1, 3, 32, 32]
+    with results.open("a") as file:
+        file.write('{"provider": "cpu", "precis')  # a run killed mid-line
+    assert main([*args, "--append"]) == 0, capsys.readouterr().err
+    assert "dropped a half-written last line" in capsys.readouterr().out
+    assert [json.loads(line)["input_shape"] for line in results.read_text().splitlines()] == [[1, 3, 32, 32]] * 2

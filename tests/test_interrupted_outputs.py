@@ -84,3 +84,26 @@ def test_scoring_a_run_leaves_its_log_and_config_alone_and_predict_over_an_earli
     capsys.readouterr()
     assert main(evaluate) == 2
     assert "did not finish; rerun it with --overwrite" in capsys.readouterr().err.strip().splitlines()[-1]
+
+
+def test_export_killed_during_its_parity_check_leaves_the_previous_graph_and_its_sidecar(tmp_path, monkeypatch):
+    import hashlib
+
+    import wsol.onnx.export as export_module
+    from wsol.onnx import build_backbone_model, export_onnx
+
+    model, _ = build_backbone_model("resnet10", num_classes=3, backbone_kwargs={"width": 8}, seed=0)
+    out = tmp_path / "model.onnx"
+    export_onnx(model, out, image_size=(32, 32), parity=False)
+    before = _files(tmp_path)
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(export_module, "check_parity", killed)
+    other, _ = build_backbone_model("resnet10", num_classes=3, backbone_kwargs={"width": 8}, seed=1)
+    with pytest.raises(KeyboardInterrupt):
+        export_onnx(other, out, image_size=(32, 32))
+    assert _files(tmp_path) == before  # no new graph, no temporary file left behind
+    sidecar = json.loads(out.with_suffix(".json").read_text())
+    assert sidecar["sha256"] == hashlib.sha256(out.read_bytes()).hexdigest()

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 import warnings
 from collections import Counter
@@ -133,73 +134,81 @@ def export_onnx(
         raise ValueError(f"{len(class_names)} class names for a model with {k} classes")
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
-    _run_exporter(wrapper, out, exporter, opset)
-    proto = onnx.load(str(out))
-    _inline_constant_identities(proto)
-    spatial = ["height", "width"] if dynamic_size else list(wrapper.image_size)
-    _set_output_shapes(proto, {"logits": ["batch", k], "cams": ["batch", n, *spatial]})
+    # The graph is written, checked and compared under a temporary name, then renamed over OUT; the sidecar comes
+    # last. A run killed on the way leaves the previous graph with its own sidecar (or a graph without one).
+    tmp = out.with_name(f".{out.stem}.{os.getpid()}.tmp.onnx")
+    try:
+        start = time.perf_counter()
+        _run_exporter(wrapper, tmp, exporter, opset)
+        proto = onnx.load(str(tmp))
+        _inline_constant_identities(proto)
+        spatial = ["height", "width"] if dynamic_size else list(wrapper.image_size)
+        _set_output_shapes(proto, {"logits": ["batch", k], "cams": ["batch", n, *spatial]})
 
-    metadata: dict[str, Any] = {
-        "format": "wsol-onnx",
-        "version": SIDECAR_VERSION,
-        "model_file": out.name,
-        "opset": max(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")),
-        "exporter": exporter,
-        "inputs": {"images": {"shape": ["batch", 3, *spatial], "dtype": "float32", "layout": "NCHW"}},
-        "outputs": {
-            "logits": {"shape": ["batch", k], "dtype": "float32"},
-            "cams": {"shape": ["batch", n, *spatial], "dtype": "float32", "range": [0.0, 1.0]},
-        },
-        "preprocessing": {
-            "size": list(wrapper.image_size),
-            "mean": list(mean),
-            "std": list(std),
-            "input_scale": 1 / 255,
-            "channel_order": "RGB",
-            "resize": "squash the whole image to size (no crop), bilinear",
-            "formula": "images = (rgb_uint8 / 255 - mean) / std, resized to size, NCHW float32",
-        },
-        "cams": {
-            "classes": wrapper.mode if wrapper.mode != "topk" else f"topk:{n}",
-            "order": "by descending logit" if wrapper.mode != "all" else "class index",
-            "upsampling": "bilinear, half_pixel (align_corners=False)",
-            "normalization": describe_normalization(
-                normalization, wrapper.percentile, wrapper.image_size[0] * wrapper.image_size[1], wrapper.eps
-            ),
-            "normalization_method": normalization,
-            "percentile": wrapper.percentile if normalization == "ivr" else None,
-        },
-        "num_classes": k,
-        "class_names": list(class_names) if class_names is not None else [str(i) for i in range(k)],
-        "op_histogram": dict(sorted(Counter(node.op_type for node in proto.graph.node).items())),
-        "versions": {"torch": torch.__version__, "onnx": onnx.__version__},
-    }
-    metadata.update(extra_metadata or {})
-    # The graph describes itself: what a runtime needs to feed it and read its outputs travels inside the file.
-    _set_metadata_props(proto, {key: metadata[key] for key in METADATA_PROPS})
-    onnx.save(proto, str(out))
-    onnx.checker.check_model(str(out), full_check=True)
-    metadata["export_seconds"] = round(time.perf_counter() - start, 2)
-    metadata["sha256"] = hashlib.sha256(out.read_bytes()).hexdigest()
-    metadata["file_bytes"] = out.stat().st_size
-    if parity:
-        metadata["parity"] = check_parity(wrapper, out, parity_batches, atol=atol, rtol=rtol)
-        if dynamic_size:  # the same graph at a second input size
-            other = (wrapper.image_size[0] + 32, wrapper.image_size[1] + 32)
-            first = metadata["parity"]
-            second = check_parity(wrapper, out, parity_batches, atol=atol, rtol=rtol, size=other)
-            metadata["parity"] = {
-                **first,
-                "sizes": [list(wrapper.image_size), list(other)],
-                "logits_max_abs": max(first["logits_max_abs"], second["logits_max_abs"]),
-                "cams_max_abs": max(first["cams_max_abs"], second["cams_max_abs"]),
-                "top1_agree": min(first["top1_agree"], second["top1_agree"]),
-                "pass": first["pass"] and second["pass"],
-            }
-    sidecar = out.with_suffix(".json")
-    write_text(sidecar, json.dumps(metadata, indent=2) + "\n")
-    return ExportResult(out, sidecar, metadata)
+        metadata: dict[str, Any] = {
+            "format": "wsol-onnx",
+            "version": SIDECAR_VERSION,
+            "model_file": out.name,
+            "opset": max(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")),
+            "exporter": exporter,
+            "inputs": {"images": {"shape": ["batch", 3, *spatial], "dtype": "float32", "layout": "NCHW"}},
+            "outputs": {
+                "logits": {"shape": ["batch", k], "dtype": "float32"},
+                "cams": {"shape": ["batch", n, *spatial], "dtype": "float32", "range": [0.0, 1.0]},
+            },
+            "preprocessing": {
+                "size": list(wrapper.image_size),
+                "mean": list(mean),
+                "std": list(std),
+                "input_scale": 1 / 255,
+                "channel_order": "RGB",
+                "resize": "squash the whole image to size (no crop), bilinear",
+                "formula": "images = (rgb_uint8 / 255 - mean) / std, resized to size, NCHW float32",
+            },
+            "cams": {
+                "classes": wrapper.mode if wrapper.mode != "topk" else f"topk:{n}",
+                "order": "by descending logit" if wrapper.mode != "all" else "class index",
+                "upsampling": "bilinear, half_pixel (align_corners=False)",
+                "normalization": describe_normalization(
+                    normalization, wrapper.percentile, wrapper.image_size[0] * wrapper.image_size[1], wrapper.eps
+                ),
+                "normalization_method": normalization,
+                "percentile": wrapper.percentile if normalization == "ivr" else None,
+            },
+            "num_classes": k,
+            "class_names": list(class_names) if class_names is not None else [str(i) for i in range(k)],
+            "op_histogram": dict(sorted(Counter(node.op_type for node in proto.graph.node).items())),
+            "versions": {"torch": torch.__version__, "onnx": onnx.__version__},
+        }
+        metadata.update(extra_metadata or {})
+        # The graph describes itself: what a runtime needs to feed it and read its outputs travels inside the file.
+        _set_metadata_props(proto, {key: metadata[key] for key in METADATA_PROPS})
+        onnx.save(proto, str(tmp))
+        onnx.checker.check_model(str(tmp), full_check=True)
+        metadata["export_seconds"] = round(time.perf_counter() - start, 2)
+        metadata["sha256"] = hashlib.sha256(tmp.read_bytes()).hexdigest()
+        metadata["file_bytes"] = tmp.stat().st_size
+        if parity:
+            metadata["parity"] = check_parity(wrapper, tmp, parity_batches, atol=atol, rtol=rtol)
+            if dynamic_size:  # the same graph at a second input size
+                other = (wrapper.image_size[0] + 32, wrapper.image_size[1] + 32)
+                first = metadata["parity"]
+                second = check_parity(wrapper, tmp, parity_batches, atol=atol, rtol=rtol, size=other)
+                metadata["parity"] = {
+                    **first,
+                    "sizes": [list(wrapper.image_size), list(other)],
+                    "logits_max_abs": max(first["logits_max_abs"], second["logits_max_abs"]),
+                    "cams_max_abs": max(first["cams_max_abs"], second["cams_max_abs"]),
+                    "top1_agree": min(first["top1_agree"], second["top1_agree"]),
+                    "pass": first["pass"] and second["pass"],
+                }
+        sidecar = out.with_suffix(".json")
+        sidecar.unlink(missing_ok=True)  # the previous graph's: never left beside the new one
+        os.replace(tmp, out)
+        write_text(sidecar, json.dumps(metadata, indent=2) + "\n")
+        return ExportResult(out, sidecar, metadata)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 # Sidecar entries copied into the graph's metadata_props, each as JSON under "wsol.<key>".
@@ -224,8 +233,49 @@ def read_metadata_props(path: str | Path) -> dict[str, Any]:
     """
     import onnxruntime as ort
 
-    meta = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).get_modelmeta()
-    return {k[len("wsol.") :]: json.loads(v) for k, v in meta.custom_metadata_map.items() if k.startswith("wsol.")}
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    props = {}
+    for key, value in session.get_modelmeta().custom_metadata_map.items():
+        if key.startswith("wsol."):
+            try:
+                props[key[len("wsol.") :]] = json.loads(value)
+            except ValueError as err:
+                raise ValueError(f"{path}: metadata_props entry {key!r} is not valid JSON: {err}") from None
+    if props:
+        _check_props(path, props, session)
+    return props
+
+
+def _check_props(path: str | Path, props: dict[str, Any], session: Any) -> None:
+    """The graph's own inputs and outputs must agree with what its ``wsol.*`` entries say about them.
+
+    Raises:
+        ValueError: naming the file and the entry that disagrees with the graph (or is malformed).
+    """
+
+    def fail(key: str, why: str) -> ValueError:
+        return ValueError(f"{path}: metadata_props entry 'wsol.{key}' {why}")
+
+    preprocessing = props.get("preprocessing")
+    size = preprocessing.get("size") if isinstance(preprocessing, dict) else None
+    if "preprocessing" in props and (
+        not isinstance(size, list) or len(size) != 2 or not all(isinstance(v, int) and v > 0 for v in size)
+    ):
+        raise fail("preprocessing", f"must hold 'size': [height, width] in pixels, got {size!r}")
+    dims = list(session.get_inputs()[0].shape)
+    fixed = [d for d in dims[2:] if isinstance(d, int)]
+    if size is not None and len(dims) == 4 and len(fixed) == 2 and fixed != size:
+        raise fail("preprocessing", f"says size {size}, but the graph's input is {dims}")
+    outputs = {o.name: list(o.shape) for o in session.get_outputs()}
+    k = props.get("num_classes")
+    if "num_classes" in props and (not isinstance(k, int) or k < 1):
+        raise fail("num_classes", f"must be a positive integer, got {k!r}")
+    logits = outputs.get("logits")
+    if isinstance(k, int) and logits is not None and len(logits) == 2 and isinstance(logits[1], int) and logits[1] != k:
+        raise fail("num_classes", f"says {k} classes, but the graph's logits are {logits}")
+    names = props.get("class_names")
+    if "class_names" in props and (not isinstance(names, list) or (isinstance(k, int) and len(names) != k)):
+        raise fail("class_names", f"must list num_classes ({k}) names, got {names!r:.80}")
 
 
 def _run_exporter(wrapper: ExportWrapper, out: Path, exporter: str, opset: int) -> None:

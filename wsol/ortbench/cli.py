@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .report import append_jsonl, load_jsonl, write_reports
+from .report import append_jsonl, drop_partial_line, load_jsonl, write_reports
 from .runner import BenchOptions, ProviderError, Runner
 
 
@@ -91,6 +91,8 @@ def run_from_args(args: argparse.Namespace) -> int:
     results = out / "results.jsonl"
     if not args.append:
         results.write_text("")
+    elif results.is_file() and drop_partial_line(results):
+        print(f"[ortbench] note: dropped a half-written last line of {results} (an interrupted run)")
     try:
         runner.run(on_record=lambda record: append_jsonl(record, results))
     finally:

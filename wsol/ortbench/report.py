@@ -17,8 +17,43 @@ def append_jsonl(record: dict[str, Any], path: Path) -> None:
 
 
 def load_jsonl(path: Path) -> list[dict[str, Any]]:
-    """All records of a results file."""
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    """All records of a results file.
+
+    Raises:
+        ValueError: a line is not a JSON object (naming the file and the line).
+    """
+    records = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError as err:
+            raise ValueError(f"{path}, line {number}: not a JSON record: {err}") from None
+        if not isinstance(record, dict):
+            raise ValueError(f"{path}, line {number}: not a JSON object")
+        records.append(record)
+    return records
+
+
+def drop_partial_line(path: Path) -> bool:
+    """Cut a last line left half-written by a killed run (no newline at its end, or not JSON); True if one was cut.
+
+    Every complete record is kept, so ``--append`` continues after the interruption.
+    """
+    data = path.read_bytes()
+    if not data:
+        return False
+    head, _, last = data.rstrip(b"\n").rpartition(b"\n")
+    try:
+        json.loads(last)
+    except ValueError:
+        path.write_bytes(head + b"\n" if head else b"")
+        return True
+    if not data.endswith(b"\n"):  # whole, only its newline missing
+        with path.open("ab") as file:
+            file.write(b"\n")
+    return False
 
 
 def _fmt(value: Any, spec: str = ".2f") -> str:

@@ -99,6 +99,46 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def read_sidecar(model: Path, sha256: str) -> dict[str, Any]:
+    """The model's ``.json`` sidecar (``{}`` when there is none), checked to describe this very file.
+
+    Raises:
+        ValueError: naming the sidecar: not a JSON object, or its ``sha256`` is another file's (a stale sidecar
+            beside a newer graph).
+    """
+    path = model.with_suffix(".json")
+    if not path.is_file():
+        return {}
+    try:
+        sidecar = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path}: not a readable JSON sidecar: {err}") from None
+    if not isinstance(sidecar, dict):
+        raise ValueError(f"{path}: the sidecar must be a JSON object, got {type(sidecar).__name__}")
+    recorded = sidecar.get("sha256")
+    if recorded is not None and recorded != sha256:
+        raise ValueError(
+            f"{path}: describes another graph (sha256 {str(recorded)[:12]}..., {model.name} is {sha256[:12]}...); "
+            "re-export, or delete the stale sidecar"
+        )
+    return sidecar
+
+
+def _exported_size(model: Path, sidecar: dict[str, Any], session: Any) -> list[int]:
+    """``[height, width]`` a dynamic-size graph was exported for: the sidecar's, else the graph's own metadata."""
+    preprocessing = sidecar.get("preprocessing")
+    size = preprocessing.get("size") if isinstance(preprocessing, dict) else None
+    if size is None:
+        text = session.get_modelmeta().custom_metadata_map.get("wsol.preprocessing")
+        try:
+            size = json.loads(text).get("size") if text else None
+        except (ValueError, AttributeError):
+            size = None
+    if not (isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) and v > 0 for v in size)):
+        raise ValueError(f"{model}: a dynamic-size input, and neither its sidecar nor its metadata gives a size")
+    return size
+
+
 class Runner:
     """Runs every (provider, precision, batch) configuration of :class:`BenchOptions`.
 
@@ -117,9 +157,8 @@ class Runner:
         if not opts.batch_sizes or min(opts.batch_sizes) < 1:
             raise ValueError(f"batch sizes must be positive integers, got {opts.batch_sizes}")
         self.providers = resolve_providers(opts.providers, list(ort.get_available_providers()))
-        sidecar = self.model.with_suffix(".json")
-        self.sidecar = json.loads(sidecar.read_text()) if sidecar.is_file() else {}
         self.sha = _sha256(self.model)
+        self.sidecar = read_sidecar(self.model, self.sha)
         self.on_jetson = jetson.is_jetson() if opts.jetson == "auto" else opts.jetson == "on"
         self.out_dir = Path(opts.out_dir)
         self.threads = opts.threads or os.cpu_count() or 1
@@ -129,6 +168,9 @@ class Runner:
         inp = reference.get_inputs()[0]
         self.input_name, self.output_names = inp.name, [o.name for o in reference.get_outputs()]
         dims = list(inp.shape)
+        if len(dims) == 4 and isinstance(dims[1], int) and not all(isinstance(d, int) for d in dims[2:]):
+            # A --dynamic-size graph: timed at the size it was exported for (sidecar, else the graph's metadata).
+            dims = [dims[0], dims[1], *_exported_size(self.model, self.sidecar, reference)]
         if not all(isinstance(d, int) for d in dims[1:]):
             raise ValueError(f"input {inp.name} has dynamic non-batch dims {dims}; export with a fixed size")
         if isinstance(dims[0], int) and set(opts.batch_sizes) != {dims[0]}:
@@ -326,7 +368,7 @@ class Runner:
         record: dict[str, Any] = {
             "model": self.model.stem,
             "model_sha256": self.sha,
-            "cams": self.sidecar.get("cams", {}).get("classes"),
+            "cams": cams.get("classes") if isinstance(cams := self.sidecar.get("cams"), dict) else None,
             "opset": self.sidecar.get("opset"),
             "provider": provider,
             "precision": precision,
