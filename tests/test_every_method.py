@@ -16,6 +16,7 @@ import pytorch_lightning as pl
 import torch
 from conftest import TINY_DEMO, one_step_trainer
 
+from wsol.augment import create_mixer
 from wsol.cli import main
 from wsol.methods import get_method, list_methods, load_checkpoint, load_model
 from wsol.models import CAMNet
@@ -23,6 +24,11 @@ from wsol.models import CAMNet
 pytestmark = pytest.mark.slow  # ten methods through four commands: about a minute on 2 cores
 
 DATA = ["--data", "synthetic", "--data-options", json.dumps(TINY_DEMO)]
+# Every method alone, and the dynamic mixers (they hook into the method's step and AutoMix owns modules).
+CASES = {name: (name, None) for name in list_methods()} | {
+    "CAM+puzzlemix": ("CAM", "puzzlemix"),
+    "MixUpCAM+automix": ("MixUpCAM", "automix"),
+}
 
 
 @pytest.fixture(scope="module")
@@ -32,10 +38,12 @@ def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
 
     root = tmp_path_factory.mktemp("methods")
     out = {}
-    for name in list_methods():
+    for name, (method, mixer) in CASES.items():
         torch.manual_seed(0)
         dm = WSOLDataModule("synthetic", image_size=32, batch_size=4, train_options=TINY_DEMO, val_options=TINY_DEMO)
-        model = get_method(name)(backbone="resnet10", backbone_kwargs={"stem_stride": 2, "width": 8}, num_classes=3)
+        extra = {} if mixer is None else {"mixer": create_mixer(mixer, seed=0)}
+        net = {"backbone": "resnet10", "backbone_kwargs": {"stem_stride": 2, "width": 8}, "num_classes": 3}
+        model = get_method(method)(**net, **extra)
         before = [p.detach().clone() for p in model.parameters()]
         trainer = one_step_trainer(root)
         trainer.fit(model, datamodule=dm)
@@ -47,7 +55,7 @@ def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     return out
 
 
-@pytest.mark.parametrize("name", list_methods())
+@pytest.mark.parametrize("name", list(CASES))
 def test_method_trains_and_its_checkpoint_round_trips(checkpoints, name: str) -> None:
     path, model, loss, changed = checkpoints[name]
     assert np.isfinite(loss) and changed
@@ -64,7 +72,7 @@ def test_method_trains_and_its_checkpoint_round_trips(checkpoints, name: str) ->
             torch.testing.assert_close(restored.forward_with_cams(x)[1], expected, rtol=0, atol=0)
 
 
-@pytest.mark.parametrize("name", list_methods())
+@pytest.mark.parametrize("name", list(CASES))
 def test_checkpoint_works_unchanged_in_every_command(checkpoints, name: str, tmp_path, capsys) -> None:
     path, model, _, _ = checkpoints[name]
     ckpt = ["--checkpoint", str(path)]
@@ -79,7 +87,7 @@ def test_checkpoint_works_unchanged_in_every_command(checkpoints, name: str, tmp
     export = tmp_path / "export"
     assert main(["export", *ckpt, "--image-size", "32", "--out", str(export), "--device", "cpu"]) == 0
     meta = json.loads((export / "model.json").read_text())
-    assert meta["parity"]["pass"] and meta["source"]["method"] == name
+    assert meta["parity"]["pass"] and meta["source"]["method"] == CASES[name][0]
     images = np.random.default_rng(0).standard_normal((2, 3, 32, 32), dtype=np.float32)
     logits = ort.InferenceSession(str(export / "model.onnx"), providers=["CPUExecutionProvider"]).run(
         ["logits"], {"images": images}
