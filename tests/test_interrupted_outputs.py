@@ -107,3 +107,29 @@ def test_export_killed_during_its_parity_check_leaves_the_previous_graph_and_its
     assert _files(tmp_path) == before  # no new graph, no temporary file left behind
     sidecar = json.loads(out.with_suffix(".json").read_text())
     assert sidecar["sha256"] == hashlib.sha256(out.read_bytes()).hexdigest()
+
+
+def test_two_writers_of_one_study_reference_file_do_not_share_a_temporary_file(tmp_path, monkeypatch):
+    """Two studies sharing --out may write the same reference npz at once: a second writer starting while the first
+    is mid-write must not take (and rename away) the first one's temporary file."""
+    import numpy as np
+    import torch
+
+    from wsol.study import scoring
+
+    loader = [{"boxes": [torch.tensor([[1.0, 1.0, 4.0, 4.0]]), torch.tensor([[0.0, 0.0, 2.0, 2.0]])]}]
+    real = np.savez_compressed
+    nested: list[bool] = []
+
+    def savez_while_another_writer_starts(file, **arrays):
+        real(file, **arrays)
+        if not nested:  # between this writer's temporary file and its rename, a second writer runs whole
+            nested.append(True)
+            scoring._write_npz(tmp_path / "center_gaussian_val.npz", np.zeros((8, 8)), loader)
+
+    monkeypatch.setattr(np, "savez_compressed", savez_while_another_writer_starts)
+    scoring._write_npz(tmp_path / "center_gaussian_val.npz", np.ones((8, 8)), loader)
+    monkeypatch.undo()
+    with np.load(tmp_path / "center_gaussian_val.npz") as data:
+        assert data["cams"].shape == (2, 8, 8) and data["cams"].max() == 1.0  # the last rename wins, whole
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["center_gaussian_val.npz"]

@@ -351,8 +351,10 @@ def test_run_seeds_split_a_grid_across_processes(tmp_path, data_n3):
         return _fake(spec, 60.0 if spec.variant == "b" else 50.0)
 
     # A process given seed 1 alone trains what is decidable for seed 1: not the variant row, whose choice needs
-    # seed 0's runs; another process on seed 0 then trains those, and seed 1 of the chosen variant follows.
-    assert run_study(data_n3, _settings(tmp_path, run_seeds=(1,)), rows, train_fn=fake) == 0
+    # seed 0's runs, and says so in one error line instead of exiting as if done; another process on seed 0 then
+    # trains those, and seed 1 of the chosen variant follows.
+    with pytest.raises(ValueError, match=r"--run-seeds 1: 1 runs of the grid wait .* \(seed 0 must finish first"):
+        run_study(data_n3, _settings(tmp_path, run_seeds=(1,)), rows, train_fn=fake)
     assert calls == ["n3/cam/default/seed1", "n3/cutmix/default/seed1"]
     assert run_study(data_n3, _settings(tmp_path, run_seeds=(0,)), rows, train_fn=fake) == 0
     assert calls[2:] == ["n3/cam/default/seed0", "n3/cutmix/default/seed0", "n3/ls/a/seed0", "n3/ls/b/seed0"]

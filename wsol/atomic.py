@@ -6,6 +6,7 @@ A reader never sees half a file, and a run killed while writing leaves the previ
 from __future__ import annotations
 
 import os
+import secrets
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,8 +24,9 @@ def atomic_write(path: str | Path, write: Callable[[Path], Any]) -> Path:
     if path.is_dir():
         raise IsADirectoryError(f"{path} is a folder; a file path is expected")
     path.parent.mkdir(parents=True, exist_ok=True)
-    # Same suffix, so writers that pick a format from the name (matplotlib, cv2) still do.
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
+    # Same suffix, so writers that pick a format from the name (matplotlib, cv2) still do; a random part, so
+    # writers of one target in other processes or threads never share a temporary file.
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.{secrets.token_hex(4)}.tmp{path.suffix}")
     try:
         write(tmp)
         os.replace(tmp, path)

@@ -55,7 +55,9 @@ def _add_run_options(s: argparse.ArgumentParser) -> None:
         "--run-seeds",
         default=None,
         help="comma-separated seeds whose runs this process trains (default: all), to split a grid across "
-        "processes or machines sharing --out; variants are still chosen on seed 0",
+        "processes or machines sharing --out; variants are still chosen on seed 0, so a process whose remaining "
+        "runs wait for seed 0 (or, for the combination row, every seed) trains what it can and stops with an error "
+        "saying so: rerun it once they are done",
     )
     s.add_argument("--tune-per-class", type=int, default=50, help="tuning images per class (default: %(default)s)")
     s.add_argument("--split-seed", type=int, default=0, help="seed of the tuning split and subsets (default: 0)")

@@ -21,6 +21,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from wsol.atomic import atomic_write
 from wsol.data.datasets import ListDataset, register_reader
 from wsol.data.schema import Sample
 
@@ -214,9 +215,8 @@ def load_or_generate(cfg: SyntheticConfig, root: str | Path | None = None) -> di
             return {k: data[k] for k in data.files}
     data = generate(cfg)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez_compressed(tmp, **data)
-    tmp.replace(path)  # atomic: a concurrent or interrupted run never sees half a file
+    # atomic, through a temporary file of its own: a concurrent or interrupted run never sees half a file
+    atomic_write(path, lambda tmp: np.savez_compressed(tmp, **data))
     return data
 
 

@@ -416,4 +416,14 @@ def run_study(
     results = [r for s in plan.specs if (r := lookup(s))]
     results += _earlier_combinations(runs_dir, plan, regimes, settings.combination)
     write_report(out, results, references, plan.notes, plan.chosen)
+    undecided = plan.total - len(plan.specs)
+    if settings.run_seeds and not failed and not report_only and undecided > 0:
+        # Runs still undecided wait for other seeds' results; every seed has some among them (a row's variant
+        # is chosen on seed 0's runs; the combination row waits for every seed). Nothing more can run here.
+        seeds = ",".join(str(s) for s in settings.run_seeds)
+        raise ValueError(
+            f"--run-seeds {seeds}: {undecided} runs of the grid wait for other seeds' results (seed 0 must finish "
+            "first: it chooses each row's variant; the combination row waits for every seed); rerun this command "
+            "once they are done"
+        )
     return 1 if failed else 0

@@ -298,15 +298,14 @@ def fair_scores(tune: SplitCurves, val: SplitCurves) -> dict[str, Any]:
 def _write_npz(path: Path, maps: np.ndarray, loader: DataLoader) -> None:
     boxes = [b.numpy().reshape(-1, 4) for batch in loader for b in batch["boxes"]]
     cams = np.repeat(maps[None].astype(np.float32), len(boxes), axis=0)
-    tmp = path.with_name(path.stem + ".tmp.npz")
-    # Compressed: a map repeated over the split shrinks to a few kB.
-    np.savez_compressed(
-        tmp,
-        cams=cams,
-        gt_boxes_flat=np.concatenate(boxes).astype(np.float32),
-        gt_box_counts=np.array([len(b) for b in boxes]),
-    )
-    tmp.replace(path)
+    # Compressed: a map repeated over the split shrinks to a few kB. A temporary file of its own (studies sharing
+    # --out may write the same reference at the same time), renamed over the target.
+    arrays = {
+        "cams": cams,
+        "gt_boxes_flat": np.concatenate(boxes).astype(np.float32),
+        "gt_box_counts": np.array([len(b) for b in boxes]),
+    }
+    atomic_write(path, lambda tmp: np.savez_compressed(tmp, **arrays))
 
 
 def reference_rows(data: Any, folder: Path, cam_curve_interval: float = 0.001) -> dict[str, dict[str, Any]]:
