@@ -112,6 +112,12 @@ def _register_draws(studies: argparse._SubParsersAction) -> None:
     d.add_argument("--seeds", type=int, default=2, help="seeds per held-out draw (default: %(default)s)")
     d.add_argument("--dev-seeds", type=int, default=3, help="seeds on the dev draw (default: %(default)s)")
     d.add_argument("--regime", default="all", help="the one training regime pooled (default: %(default)s)")
+    d.add_argument(
+        "--fusion-cue",
+        default="mbplus",
+        help="label-free cue fused with every kept class map into the derived rows ROW+CUE and ROW_tta+CUE "
+        "(weights on tune; 'none' to skip; default: %(default)s)",
+    )
     _add_run_options(d)
     d.set_defaults(func=run_draws)
 
@@ -238,6 +244,19 @@ def _data_folder(value: str | None, default: str, flag: str) -> Path:
     return Path(base) / default
 
 
+def _draw_data(draw: Any, args: argparse.Namespace, regimes: dict[str, int | None]) -> Any:
+    from wsol.study import load_study_data
+
+    return load_study_data(
+        "tiny_imagenet",
+        str(draw.folder),
+        image_size=args.image_size,
+        tune_per_class=args.tune_per_class,
+        regimes=regimes,
+        split_seed=args.split_seed,
+    )
+
+
 def run_draws(args: argparse.Namespace) -> int:
     """Cut the missing draws, run (or resume) the rows on each draw, then write the pooled report.
 
@@ -246,8 +265,8 @@ def run_draws(args: argparse.Namespace) -> int:
     """
     from pathlib import Path
 
-    from wsol.study import load_study_data, run_study
-    from wsol.study.draws import prepare_draws, write_draws
+    from wsol.study import run_study
+    from wsol.study.draws import prepare_draws, read_draws, write_draws
     from wsol.study.pooled import collect_draw, write_pooled_report
 
     if args.seeds < 1 or args.dev_seeds < 1:
@@ -271,6 +290,7 @@ def run_draws(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     write_draws(out / "draws.json", draws)
     code = 0
+    datas = {}
     for draw in draws:
         if wanted and draw.name not in wanted:
             continue
@@ -279,23 +299,26 @@ def run_draws(args: argparse.Namespace) -> int:
         if run_seeds and not here:
             continue
         print(f"draw {draw.name}: {', '.join(draw.words[w] for w in draw.wnids)}")
-        data = load_study_data(
-            "tiny_imagenet",
-            str(draw.folder),
-            image_size=args.image_size,
-            tune_per_class=args.tune_per_class,
-            regimes=regimes,
-            split_seed=args.split_seed,
-        )
+        datas[draw.name] = data = _draw_data(draw, args, regimes)
         settings = _settings(args, str(out / draw.name), seeds, here, combination=False)
         code = max(code, run_study(data, settings, methods, dry_run=args.dry_run, report_only=args.report_only))
-    if not args.dry_run:
-        scores = [collect_draw(d.name, out / d.name, regime) for d in draws if (out / d.name / "runs").is_dir()]
-        if scores:
-            from wsol.study.draws import read_draws
+    if args.dry_run:
+        return code
+    scores = []
+    for draw in draws:
+        folder = out / draw.name
+        if not (folder / "runs").is_dir():
+            continue
+        derived: list = []
+        if args.fusion_cue != "none":
+            from wsol.study.fusion import fused_runs
 
-            paths = write_pooled_report(out, scores, read_draws(out / "draws.json"))
-            print(f"pooled report: {paths['markdown']}, {paths['csv']}, {paths['plot']}")
+            data = datas.get(draw.name) or _draw_data(draw, args, regimes)
+            derived = fused_runs(folder, data, cue=args.fusion_cue, regimes=[regime])
+        scores.append(collect_draw(draw.name, folder, regime, derived))
+    if scores:
+        paths = write_pooled_report(out, scores, read_draws(out / "draws.json"))
+        print(f"pooled report: {paths['markdown']}, {paths['csv']}, {paths['plot']}")
     return code
 
 
