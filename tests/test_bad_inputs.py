@@ -604,3 +604,18 @@ def test_bench_times_a_dynamic_size_graph_at_its_exported_size_and_appends_after
     assert main([*args, "--append"]) == 0, capsys.readouterr().err
     assert "dropped a half-written last line" in capsys.readouterr().out
     assert [json.loads(line)["input_shape"] for line in results.read_text().splitlines()] == [[1, 3, 32, 32]] * 2
+
+
+def test_metadata_writes_nothing_outside_its_out_folder(tmp_path, capsys):
+    from dataset_fixtures import write_tiny_imagenet
+
+    from wsol.cli import main
+
+    write_tiny_imagenet(tmp_path / "tin", per_class=1)
+    (tmp_path / "parent").mkdir()
+    out = tmp_path / "parent" / "val"
+    assert main(["metadata", "--data", f"tiny_imagenet={tmp_path / 'tin'}", "--out", str(out), "--no-progress"]) == 0
+    assert [p.name for p in (tmp_path / "parent").iterdir()] == ["val"]
+    names = ["class_labels.txt", "class_names.txt", "image_ids.txt", "image_sizes.txt", "localization.txt"]
+    assert sorted(p.name for p in out.iterdir()) == names
+    assert (out / "class_names.txt").read_text().splitlines() == ["n00000001", "n00000002", "n00000003"]

@@ -22,6 +22,11 @@ command with ``--ckpt_path last`` continues in the same folders (a fresh run the
 warns). The data order and augmentation (:mod:`wsol.data.sampling`) and the training draws
 (:meth:`wsol.methods.base.WSOLModule.seed_step`) are functions of (seed, epoch, step), so the resumed run
 ends with the uninterrupted run's weights. A kill mid-epoch resumes from the previous epoch's end.
+
+Scoring a run (``validate``, ``test``, ``predict``) pointed at its folder writes nothing there: no default logger
+(the pinned ``version_0`` would resume and rewrite the training log) and no ``config.yaml``; a logger the config
+names still logs where it says. ``trainer.limit_*`` options read ``1`` as one batch (Lightning's annotation would
+make it ``1.0``, the whole epoch).
 """
 
 from __future__ import annotations

@@ -14,7 +14,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="write the reference metadata (image_ids, class_labels, image_sizes, localization) of a dataset split",
         description=(
             "Write OUT/image_ids.txt, class_labels.txt, image_sizes.txt and localization.txt (boxes in original "
-            "pixels) of one split, and OUT/../class_names.txt, as the reference benchmark lays them out. Score "
+            "pixels) of one split as the reference benchmark lays them out, and OUT/class_names.txt (nothing is "
+            "written outside OUT). Score "
             "maps made by any tool then go to 'wsol evaluate --metadata OUT --scoremaps DIR' (add --upsample for "
             "maps at feature resolution, e.g. 7x7 from pytorch-grad-cam or torch-cam)."
         ),
@@ -35,6 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
+    from wsol.atomic import write_text
     from wsol.cams.runner import parse_data_spec
     from wsol.data.wsoleval_metadata import MetadataRecord, write_metadata
 
@@ -54,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
         records.append(MetadataRecord(sample.image_id, int(sample.labels[0]), (width, height), sample.boxes.tolist()))
     if not records:
         raise ValueError(f"{spec.label}: the {args.split} split has no images")
-    folder = write_metadata(Path(args.out), records, class_names=list(dataset.class_names))
+    folder = write_metadata(Path(args.out), records)
+    write_text(folder / "class_names.txt", "".join(f"{name}\n" for name in dataset.class_names))
     print(f"wrote the metadata of {len(records)} images ({spec.label}, {args.split}) to {folder}")
     return 0
