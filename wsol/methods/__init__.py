@@ -6,6 +6,7 @@ from wsol.methods.adl import ADL
 from wsol.methods.bas import BAS
 from wsol.methods.base import WSOLModule
 from wsol.methods.bgc import BGC
+from wsol.methods.c2am import C2AM
 from wsol.methods.cam import CAM
 from wsol.methods.checkpoint import checkpoint_method, load_checkpoint, load_model
 from wsol.methods.fsl import FSL
@@ -24,6 +25,7 @@ __all__ = [
     "ADL",
     "BAS",
     "BGC",
+    "C2AM",
     "CAM",
     "FSL",
     "SEAM",

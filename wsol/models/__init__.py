@@ -8,7 +8,8 @@
 * :mod:`wsol.models.head`: :class:`CAMHead`, the 1x1 classifier that yields logits and maps in one pass;
 * :mod:`wsol.models.cam_net`: :class:`CAMNet`, backbone + head, the plain network every training method holds
   (``forward``, ``forward_with_cams``, ``cams``); the networks of methods that change it: :class:`SEAMNet` (PCM),
-  :class:`ACoLNet` (two classifiers), :class:`BASNet` (foreground generator), :class:`FSLNet` (foreground head).
+  :class:`ACoLNet` (two classifiers), :class:`BASNet` (foreground generator), :class:`FSLNet` (foreground head),
+  :class:`C2AMNet` (class-agnostic activation head).
 
 Importing the package registers every built-in family.
 """
@@ -25,6 +26,7 @@ from wsol.models.backbone import (
     register_backbone,
 )
 from wsol.models.bas_net import BASNet
+from wsol.models.c2am_net import C2AMNet
 from wsol.models.cam_net import CAMNet, as_network
 from wsol.models.fsl_net import FSLNet
 from wsol.models.head import CAMHead
@@ -38,6 +40,7 @@ __all__ = [
     "VGG16CAM",
     "ACoLNet",
     "BASNet",
+    "C2AMNet",
     "Backbone",
     "CAMHead",
     "CAMNet",
