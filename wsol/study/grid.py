@@ -201,6 +201,15 @@ SMALL_DATA_METHODS: tuple[MethodSpec, ...] = (
         },
         "BAS as its authors' code: background cut from the features, frozen layer4 + conv head, stage-3 generator",
     ),
+    # C2AM (docs/methods.md §20): a class-agnostic map from foreground/background contrast across the batch, trained
+    # with the CAM head's cross-entropy; the border rule picks the side that is foreground. Its maps are the same for
+    # every class, and it takes no mixer: not combinable.
+    MethodSpec(
+        "c2am",
+        None,
+        {"default": {"method": "C2AM"}},
+        "C2AM: class-agnostic map from fg/bg contrast (rank-weighted) + CE, polarity by the border rule",
+    ),
     # The few-shot fully supervised reference row: trained on the tuning split's boxes, never a WSOL method.
     # 500 images, so more epochs than the WSOL rows: 60 epochs are ~470 steps, about half a WSOL run's.
     MethodSpec(
