@@ -5,7 +5,12 @@ uncompressed ``.npz`` without holding them in RAM, then runs ``wsol evaluate --n
 and reports its wall time and peak resident memory (``getrusage``), beside the size of the maps on disk. A
 baseline child that only imports the evaluator gives the fixed part of the memory.
 
+``--compare`` also scores the same archive in two more children, one reading it map by map (as ``wsol evaluate``
+does: the archive's checks and CRC pass included) and one with ``cams`` loaded whole first (``np.load``, included
+in its time), and prints the per-map cost of each, their ratio (target <= 1.3) and both peak RSS.
+
     python benchmarks/evaluate_memory.py --images 50000 --workers 2
+    python benchmarks/evaluate_memory.py --images 1000 --compare
 """
 
 from __future__ import annotations
@@ -62,12 +67,44 @@ def _child(command: list[str]) -> tuple[float, float]:
     return float(seconds), float(rss_kib) / 1024
 
 
+COMPARE = """
+import resource, sys, time
+import numpy as np
+from wsol.evaluation import NpzSource, evaluate
+from wsol.metrics import warm_up_kernels
+warm_up_kernels()
+path, mode, interval = sys.argv[1], sys.argv[2], float(sys.argv[3])
+start = time.perf_counter()
+source = NpzSource(path)
+if mode == "whole":
+    with np.load(path) as data:
+        source._data["cams"] = data["cams"]
+value = evaluate(source, metrics=["boxes"], cam_curve_interval=interval).boxes.modes["MaxBoxAccV2"].value
+seconds = time.perf_counter() - start
+print(seconds / len(source), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, value)
+"""
+
+
+def compare(path: Path, interval: float) -> None:
+    """Per-map cost of reading the archive map by map against loading ``cams`` whole, each in a fresh process."""
+    results = {}
+    for mode in ("stream", "whole"):
+        done = subprocess.run([sys.executable, "-c", COMPARE, str(path), mode, str(interval)], capture_output=True,
+                              text=True, check=True)  # fmt: skip
+        per_map, rss, value = (float(v) for v in done.stdout.split())
+        results[mode] = (per_map, rss, value)
+        print(f"{mode:6s}: {per_map * 1e3:.2f} ms/map, peak RSS {rss:.0f} MiB, MaxBoxAccV2 {value:.2f}")
+    assert results["stream"][2] == results["whole"][2], "the two readings scored differently"
+    print(f"map by map / loaded whole: {results['stream'][0] / results['whole'][0]:.2f}x per map (target <= 1.3)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--npz", type=Path, default=DEFAULT_NPZ, help="maps and boxes to repeat (synth_200.npz)")
     parser.add_argument("--images", type=int, default=50000, help="maps to write and score (default: 50000)")
     parser.add_argument("--workers", type=int, default=1, help="wsol evaluate --workers (default: 1)")
     parser.add_argument("--interval", type=float, default=0.001, help="cam_curve_interval Δ (default: 0.001)")
+    parser.add_argument("--compare", action="store_true", help="also time map-by-map against loaded-whole reading")
     args = parser.parse_args()
     print(f"load average at start: {' '.join(f'{v:.2f}' for v in os.getloadavg())}; {args.workers} worker(s)")
     with tempfile.TemporaryDirectory() as tmp:
@@ -80,6 +117,8 @@ def main() -> None:
                    "--cam-curve-interval", str(args.interval), "--workers", str(args.workers), "--no-progress",
                    "--out", str(Path(tmp) / "out")]  # fmt: skip
         seconds, rss = _child(command)
+        if args.compare:
+            compare(path, args.interval)
     scale = 50000 / args.images
     print(f"imports alone: {base_rss:.0f} MiB peak")
     print(f"wsol evaluate --npz: {seconds:.1f} s, peak RSS {rss:.0f} MiB (largest process; maps on disk "
