@@ -775,3 +775,51 @@ def test_fsl_all_is_the_box_supervised_ceiling_on_the_regimes_own_boxes(tmp_path
     want = [data_n3.pool[i].boxes for i in data_n3.regimes["n3"]]
     assert len(seen[0][1]) == 9 and all(np.array_equal(a, b) for a, b in zip(seen[0][1], want, strict=True))
     assert result["supervision"] == "boxes" and result["n_train"] == 9
+
+
+def test_psol_fused_boxes_the_training_images_on_the_fused_map_chosen_on_tune(tmp_path, data_n3, monkeypatch):
+    import wsol.study.pseudo as pseudo
+    from wsol.saliency import cue_maps
+    from wsol.study.fusion import class_scoremaps, fuse_class_map
+    from wsol.study.label_free import eval_images
+
+    blind = _without_pool_annotations(data_n3)
+    made: dict = {}
+    make = pseudo.boxes_from_scoremaps
+
+    def spy(scoremaps, sizes, tau):
+        made["maps"], made["tau"] = list(scoremaps), tau
+        made["boxes"] = make(made["maps"], sizes, tau)
+        return made["boxes"]
+
+    import wsol.study.runner as runner
+
+    collected: list = []
+    collect = runner.collect_maps
+
+    def collecting(model, loader):
+        collected.append(collect(model, loader))
+        return collected[-1]
+
+    monkeypatch.setattr(pseudo, "boxes_from_scoremaps", spy)
+    monkeypatch.setattr(runner, "collect_maps", collecting)
+    row = next(r for r in SMALL_DATA_METHODS if r.name == "psol_fused")
+    config = merge(merge(BASE_CONFIG, SMALL), row.variants["default"])
+    result = train_and_score(RunSpec("psol_fused", "default", "n3", 0, config), blind, _settings(tmp_path))
+    stage1 = result["stage1"]
+    fusion = stage1["fusion"]
+    assert fusion["cue"] == "mbplus" and fusion["class_map_norm"] in ("minmax", "max")
+    assert sum(fusion["weights"].values()) == pytest.approx(1.0) and fusion["weights"]["class_map"] >= 0.1
+    # The boxes come from the fused maps (9 training images of n3), at the τ chosen on the fused tuning maps, and
+    # no training image's GT box was read (the blind pool raises on any read).
+    assert len(made["maps"]) == 9 and made["tau"] == stage1["tau"] and stage1["pseudo_boxes"]["n"] == 9
+    # The boxed maps are the weighted sum the record names, recomputed here from stage 1's maps of the training
+    # images (its second collection: tuning split first, then the regime).
+    from wsol.evaluation.priors import center_gaussian
+
+    cue = cue_maps("mbplus", eval_images(blind.regime_samples("n3"), blind.image_size))
+    weights = tuple(fusion["weights"][k] for k in ("class_map", "cue", "prior"))
+    prior = center_gaussian(blind.image_size, blind.image_size)
+    want = fuse_class_map(class_scoremaps(collected[1], fusion["class_map_norm"]), cue, prior, weights)
+    np.testing.assert_allclose(np.stack(made["maps"]), want, atol=1e-9)
+    assert result["supervision"] == "labels" and (tmp_path / "reference" / "saliency_tune.npz").is_file()

@@ -36,6 +36,7 @@ __all__ = [
     "CLASS_MAP_NORMS",
     "FUSION_VERSION",
     "class_map_fusion",
+    "choose_fusion",
     "class_scoremaps",
     "fuse_class_map",
     "fused_runs",
@@ -104,6 +105,47 @@ def _check(raw: RawMaps, cue: np.ndarray, name: str) -> None:
         )
 
 
+def _prior01(size: int, prior: np.ndarray | None) -> np.ndarray:
+    from wsol.evaluation.priors import center_gaussian
+    from wsol.saliency.color import minmax
+
+    return minmax(center_gaussian(size, size) if prior is None else np.asarray(prior))
+
+
+def choose_fusion(
+    tune: RawMaps,
+    cue_tune: np.ndarray,
+    prior: np.ndarray | None = None,
+    norms: Sequence[str] = CLASS_MAP_NORMS,
+    step: float = 0.1,
+    cam_curve_interval: float = 0.001,
+) -> tuple[str, tuple[float, float, float], dict[str, float]]:
+    """The class-map normalisation and weights with the best tuning MaxBoxAccV2 (first on a tie), reading tune only.
+
+    Returns:
+        ``(normalisation, (w1, w2, w3), best tuning MaxBoxAccV2 under each normalisation)``.
+    """
+    from wsol.saliency.color import minmax
+
+    _check(tune, cue_tune, "tuning")
+    prior01 = _prior01(tune.size, prior)
+    cue01 = minmax(cue_tune)
+    best: tuple[float, str, tuple[float, float, float]] | None = None
+    by_norm: dict[str, float] = {}
+    for norm in norms:
+        class_maps = class_scoremaps(tune, norm)
+        for weights in weight_grid(step):
+            # Top-1 hits are left out of the search (they do not move MaxBoxAccV2) and added once chosen.
+            curves = score_scoremaps(_fuse(class_maps, cue01, prior01, weights), tune.boxes, cam_curve_interval)
+            value = summarize(curves)[_V2]
+            by_norm[norm] = max(by_norm.get(norm, -np.inf), value)
+            if best is None or value > best[0]:
+                best = (value, norm, weights)
+    if best is None:
+        raise ValueError("class_map_fusion: no class-map normalisation given")
+    return best[1], best[2], by_norm
+
+
 def class_map_fusion(
     tune: RawMaps,
     val: RawMaps,
@@ -135,27 +177,13 @@ def class_map_fusion(
         ValueError: Cue maps that do not match the class maps' images or size, or boxes that differ between the
             class maps and the cue (maps of another draw).
     """
-    from wsol.evaluation.priors import center_gaussian
     from wsol.saliency.color import minmax
 
     _check(tune, cue_tune, "tuning")
     _check(val, cue_val, "val")
-    prior01 = minmax(center_gaussian(tune.size, tune.size) if prior is None else np.asarray(prior))
+    norm, weights, by_norm = choose_fusion(tune, cue_tune, prior, norms, step, cam_curve_interval)
+    prior01 = _prior01(tune.size, prior)
     cue01 = minmax(cue_tune)
-    best: tuple[float, str, tuple[float, float, float]] | None = None
-    by_norm = {}
-    for norm in norms:
-        class_maps = class_scoremaps(tune, norm)
-        for weights in weight_grid(step):
-            # Top-1 hits are left out of the search (they do not move MaxBoxAccV2) and added once chosen.
-            curves = score_scoremaps(_fuse(class_maps, cue01, prior01, weights), tune.boxes, cam_curve_interval)
-            value = summarize(curves)[_V2]
-            by_norm[norm] = max(by_norm.get(norm, -np.inf), value)
-            if best is None or value > best[0]:
-                best = (value, norm, weights)
-    if best is None:
-        raise ValueError("class_map_fusion: no class-map normalisation given")
-    _, norm, weights = best
     tune_curves = score_scoremaps(
         _fuse(class_scoremaps(tune, norm), cue01, prior01, weights), tune.boxes, cam_curve_interval, tune.hits
     )

@@ -243,6 +243,22 @@ SMALL_DATA_METHODS: tuple[MethodSpec, ...] = (
         },
         "PSOL-style: FSL trained on the 16x16 CAM's pseudo boxes of the training images",
     ),
+    # PSOL on fused pseudo boxes: the 16x16 CAM's map fused with the MB+ saliency cue and the centre prior
+    # (weights, class-map normalisation and τ chosen on the tuning split) boxes every training image; the localizer
+    # learns from those boxes. Its own maps can be fused again at scoring time (the derived rows).
+    MethodSpec(
+        "psol_fused",
+        None,
+        {
+            "default": {
+                "method": "FSL",
+                "train_split": "pseudo",
+                "pseudo_fusion": {"cue": "mbplus"},
+                "stage1": {"model": {"backbone_kwargs": {"layer3_stride": 1, "last_stride": 1}}},
+            }
+        },
+        "PSOL-style on pseudo boxes from the 16x16 CAM fused with MB+ saliency and the centre prior",
+    ),
     # PSOL with one self-training round: the stage-2 localizer's maps (better than stage 1's on the tuning split)
     # box the training images again, at its own tuning-split τ, and a fresh localizer learns from those boxes.
     MethodSpec(

@@ -14,7 +14,7 @@ trace), not the protocol's box, which is one pixel too large on the right and bo
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import cv2
 import numpy as np
@@ -23,7 +23,7 @@ import torch
 from wsol.metrics import integer_thresholds, prepare_scoremaps, quantize_scoremap
 from wsol.study.scoring import RawMaps, SplitCurves
 
-__all__ = ["choose_tau", "largest_component_box", "pseudo_boxes"]
+__all__ = ["boxes_from_scoremaps", "choose_tau", "largest_component_box", "pseudo_boxes"]
 
 
 def choose_tau(curves: SplitCurves, iou: int = 50) -> float:
@@ -90,10 +90,28 @@ def pseudo_boxes(raw: RawMaps, sizes: Sequence[tuple[int, int]], tau: float) -> 
     """
     if len(sizes) != len(raw.maps):
         raise ValueError(f"sizes must have one entry per map ({len(raw.maps)}), got {len(sizes)}")
+    scoremaps = (
+        prepare_scoremaps(torch.from_numpy(raw.maps[i : i + 1]), (height, width))[0].numpy()
+        for i, (width, height) in enumerate(sizes)
+    )
+    return boxes_from_scoremaps(scoremaps, sizes, tau)
+
+
+def boxes_from_scoremaps(
+    scoremaps: Iterable[np.ndarray], sizes: Sequence[tuple[int, int]], tau: float
+) -> tuple[list[np.ndarray], int]:
+    """One pseudo box per score map in [0, 1] (the largest component's box at τ, the whole image where the mask
+    is empty). A map whose size differs from its image's ``(width, height)`` is resized (bilinear) to it first.
+
+    Returns:
+        ``(boxes, n_whole)`` as :func:`pseudo_boxes`.
+    """
     boxes: list[np.ndarray] = []
     n_whole = 0
-    for i, (width, height) in enumerate(sizes):
-        scoremap = prepare_scoremaps(torch.from_numpy(raw.maps[i : i + 1]), (height, width))[0].numpy()
+    for scoremap, (width, height) in zip(scoremaps, sizes, strict=True):
+        scoremap = np.asarray(scoremap, dtype=np.float64)
+        if scoremap.shape != (height, width):
+            scoremap = np.clip(cv2.resize(scoremap, (width, height), interpolation=cv2.INTER_LINEAR), 0.0, 1.0)
         box = largest_component_box(scoremap, tau)
         if box is None:
             n_whole += 1

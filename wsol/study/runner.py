@@ -124,19 +124,67 @@ def _box_regime(
     """
     from wsol.study.pseudo import choose_tau, pseudo_boxes
 
+    sizes = [data.pool[i].size for i in data.regimes[spec.regime]]
+    fusion = spec.config.get("pseudo_fusion")
+    if fusion:
+        return _fused_box_regime(model, spec, data, settings, dict(fusion), sizes)
     tune = score_maps(collect_maps(model, data.eval_loader("tune")), settings.cam_curve_interval)
     tau = choose_tau(tune, 50)
-    sizes = [data.pool[i].size for i in data.regimes[spec.regime]]
     boxes, n_whole = pseudo_boxes(collect_maps(model, data.eval_loader(f"regime:{spec.regime}")), sizes, tau)
+    return boxes, {"tau": tau, "tune": summarize(tune), "pseudo_boxes": _box_record(boxes, n_whole, sizes)}
+
+
+def _box_record(boxes: list[Any], n_whole: int, sizes: list[tuple[int, int]]) -> dict[str, Any]:
     box_areas = [(b[0, 2] - b[0, 0] + 1) * (b[0, 3] - b[0, 1] + 1) for b in boxes]
+    return {
+        "n": len(boxes),
+        "whole_image": n_whole,
+        "mean_area_fraction": float(np.mean([a / (w * h) for a, (w, h) in zip(box_areas, sizes, strict=True)])),
+    }
+
+
+def _fused_box_regime(
+    model: Any, spec: RunSpec, data: StudyData, settings: StudySettings, fusion: dict[str, Any], sizes: list[Any]
+) -> tuple[list[Any], dict[str, Any]]:
+    """Pseudo boxes from the class map fused with a label-free cue and the centre prior (``pseudo_fusion``).
+
+    The fusion's weights and class-map normalisation, then τ (BoxAcc at IoU 50), are chosen on the tuning split's
+    fused maps (:func:`wsol.study.fusion.choose_fusion`), the one split with boxes that WSOL may read; the
+    regime's images are then boxed on their own fused maps. The cue of the tuning split is cached in the study's
+    ``reference/`` folder; the training images' cue maps are computed here (a few ms an image).
+    """
+    from wsol.evaluation.priors import center_gaussian
+    from wsol.saliency import cue_maps
+    from wsol.study.fusion import CLASS_MAP_NORMS, choose_fusion, class_scoremaps, fuse_class_map
+    from wsol.study.label_free import eval_images, load_cue_maps
+    from wsol.study.pseudo import boxes_from_scoremaps, choose_tau
+    from wsol.study.scoring import score_scoremaps
+
+    unknown = set(fusion) - {"cue", "step"}
+    if "cue" not in fusion or unknown:
+        raise ValueError(f"config of {spec.key}: pseudo_fusion takes 'cue' and optionally 'step', got {sorted(fusion)}")
+    cue, step = str(fusion["cue"]), float(fusion.get("step", 0.1))
+    tune_raw = collect_maps(model, data.eval_loader("tune"))
+    cue_tune = load_cue_maps(data, "tune", Path(settings.out) / "reference", (cue,)).maps[cue]
+    norm, weights, _ = choose_fusion(tune_raw, cue_tune, None, CLASS_MAP_NORMS, step, settings.cam_curve_interval)
+    prior = center_gaussian(tune_raw.size, tune_raw.size)
+    tune_maps = fuse_class_map(class_scoremaps(tune_raw, norm), cue_tune, prior, weights)
+    tune = score_scoremaps(tune_maps, tune_raw.boxes, settings.cam_curve_interval, tune_raw.hits)
+    tau = choose_tau(tune, 50)
+    regime_raw = collect_maps(model, data.eval_loader(f"regime:{spec.regime}"))
+    samples = data.regime_samples(spec.regime)
+    cue_regime = cue_maps(cue, eval_images(samples, data.image_size))
+    fused = fuse_class_map(class_scoremaps(regime_raw, norm), cue_regime, prior, weights)
+    boxes, n_whole = boxes_from_scoremaps(fused, sizes, tau)
     return boxes, {
         "tau": tau,
         "tune": summarize(tune),
-        "pseudo_boxes": {
-            "n": len(boxes),
-            "whole_image": n_whole,
-            "mean_area_fraction": float(np.mean([a / (w * h) for a, (w, h) in zip(box_areas, sizes, strict=True)])),
+        "fusion": {
+            "cue": cue,
+            "class_map_norm": norm,
+            "weights": dict(zip(("class_map", "cue", "prior"), weights, strict=True)),
         },
+        "pseudo_boxes": _box_record(boxes, n_whole, sizes),
     }
 
 
