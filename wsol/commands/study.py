@@ -118,6 +118,12 @@ def _register_draws(studies: argparse._SubParsersAction) -> None:
         help="label-free cue fused with every kept class map into the derived rows ROW+CUE and ROW_tta+CUE "
         "(weights on tune; 'none' to skip; default: %(default)s)",
     )
+    d.add_argument(
+        "--fusion-rows",
+        default="cam,cam_hires16,psol2,psol_fused,c2am",
+        help="rows whose kept maps are fused with --fusion-cue (each run costs about a minute once, then cached; "
+        "default: %(default)s)",
+    )
     _add_run_options(d)
     d.set_defaults(func=run_draws)
 
@@ -314,7 +320,8 @@ def run_draws(args: argparse.Namespace) -> int:
             from wsol.study.fusion import fused_runs
 
             data = datas.get(draw.name) or _draw_data(draw, args, regimes)
-            derived = fused_runs(folder, data, cue=args.fusion_cue, regimes=[regime])
+            rows = [r.strip() for r in args.fusion_rows.split(",") if r.strip()]
+            derived = fused_runs(folder, data, cue=args.fusion_cue, rows=rows, regimes=[regime])
         scores.append(collect_draw(draw.name, folder, regime, derived))
     if scores:
         paths = write_pooled_report(out, scores, read_draws(out / "draws.json"))
