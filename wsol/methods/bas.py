@@ -143,7 +143,7 @@ class BAS(WSOLModule):
 
     The defaults are the layout the small-data study's ``bas`` row ran with; the authors' code corresponds to
     ``detach_background=True, mask_stage="penultimate", generator="one_conv", class_head="conv", area_weight=1.2,
-    frg_weight=0.5`` (the study's ``bas_authors`` row).
+    frg_weight=0.5`` (the study's ``bas_authors`` row keeps the linear head: from scratch the ReLU'd conv head dies).
 
     Args:
         bas_weight: weight of ``L_BAS``.
