@@ -200,7 +200,7 @@ def plot_method_curves(path: str | Path, results: Mapping[str, BoxResult], title
 
 def colorize(labels: np.ndarray) -> np.ndarray:
     """``(H, W)`` label map to ``(H, W, 3)`` uint8 VOC colours (255, ignore, is cream)."""
-    from wsol.wsss.export import voc_palette
+    from wsol.data.palette import voc_palette
 
     return voc_palette()[np.asarray(labels, dtype=np.uint8)]
 

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from wsol.data.palette import voc_palette
 from wsol.data.schema import IGNORE_INDEX
 from wsol.wsss.store import atomic_write
 
@@ -32,23 +33,6 @@ __all__ = [
     "voc_palette",
     "write_coco_json",
 ]
-
-
-def voc_palette() -> np.ndarray:
-    """The PASCAL VOC colour map ``(256, 3)`` uint8: index 0 black, 1 (128, 0, 0), ..., 255 (224, 224, 192).
-
-    Built by the devkit's bit-interleaving rule, so colours of classes beyond VOC's 20 stay distinct.
-    """
-    out = np.zeros((256, 3), np.uint8)
-    for i in range(256):
-        c, r, g, b = i, 0, 0, 0
-        for shift in range(7, -1, -1):
-            r |= (c & 1) << shift
-            g |= ((c >> 1) & 1) << shift
-            b |= ((c >> 2) & 1) << shift
-            c >>= 3
-        out[i] = (r, g, b)
-    return out
 
 
 def save_label_png(path: str | Path, labels: np.ndarray) -> Path:
