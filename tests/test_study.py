@@ -343,7 +343,8 @@ def test_failed_run_is_recorded_skipped_and_retried(tmp_path, data_n3, caplog):
 
 
 def test_run_seeds_split_a_grid_across_processes(tmp_path, data_n3):
-    rows = (*TWO_ROWS, MethodSpec("ls", "reg", {"a": {"label_smoothing": 0.1}, "b": {"label_smoothing": 0.2}}))
+    ls = {"a": {"model": {"label_smoothing": 0.1}}, "b": {"model": {"label_smoothing": 0.2}}}
+    rows = (*TWO_ROWS, MethodSpec("ls", "reg", ls))
     calls: list[str] = []
 
     def fake(spec, data_, settings):

@@ -1,7 +1,8 @@
 """The LightningCLI behind ``wsol train``: any WSOL method, any datamodule, one YAML per experiment.
 
-A config names every part by ``class_path`` (model, mixer, data; a backbone either by registered name or by
-``class_path`` of an ``nn.Module`` with ``out_channels``/``stride``), e.g.::
+A config names every part by ``class_path`` (model, mixer, data; a backbone either by registered name, with
+``backbone_kwargs``, or by ``class_path`` of an ``nn.Module`` keeping the backbone contract, whose ``init_args``
+its checkpoints record), e.g.::
 
     model:
       class_path: wsol.methods.CAM
@@ -112,6 +113,20 @@ class WSOLCLI(LightningCLI):
             help="wsol predict: replace the outputs of an earlier run in --out (refused otherwise)",
         )
         _integer_limits(parser)
+
+    def instantiate_classes(self) -> None:
+        """Instantiate as LightningCLI does; a backbone given by ``class_path`` then records its arguments, so that
+        checkpoints name its class and arguments and can be rebuilt (``wsol cams``, ``wsol export``, ...)."""
+        super().instantiate_classes()
+        from wsol.models.backbone import record_class_arguments
+
+        given = self._get(self.config, "model", default=None)
+        given = getattr(given, "init_args", None) if given is not None else None
+        backbone = getattr(given, "backbone", None) if given is not None else None
+        init_args = getattr(backbone, "init_args", None)
+        if init_args is not None and hasattr(self.model, "net"):
+            values = init_args.as_dict() if hasattr(init_args, "as_dict") else dict(vars(init_args))
+            record_class_arguments(self.model.backbone, values)
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         """The configured trainer, plus a fixed-folder ``last.ckpt`` checkpoint and logger (module docstring)."""

@@ -68,9 +68,9 @@ def _weight_of(module: nn.Module | Tensor) -> Tensor:
 def resolve_classifier(model: nn.Module, classifier: nn.Module | Tensor | None, channels: int) -> Tensor:
     """``(K, C)`` weights of the linear classifier that follows global average pooling of the target layer.
 
-    Looked up in this order: the explicit ``classifier``; a wsol ``head`` (``WSOLModule``); a
-    ``backbone.classifier`` (a :class:`wsol.models.Backbone` with pretrained weights); timm's ``get_classifier()``;
-    the last ``nn.Linear`` registered in the model (torchvision's ``fc`` / ``classifier[-1]``).
+    Looked up in this order: the explicit ``classifier``; a wsol ``head`` (``WSOLModule``); the backbone
+    contract's ``classifier`` (:mod:`wsol.models.contract`: pretrained weights' own); timm's
+    ``get_classifier()``; the last ``nn.Linear`` registered in the model (torchvision's ``fc`` / ``classifier[-1]``).
 
     Raises:
         ValueError: when no such classifier exists or its input width is not the map's channel count
@@ -84,9 +84,13 @@ def resolve_classifier(model: nn.Module, classifier: nn.Module | Tensor | None, 
         head = getattr(model, "head", None)
         if isinstance(head, nn.Module) and isinstance(getattr(head, "weight", None), Tensor):
             candidates.append(head)
-        backbone_fc = getattr(getattr(model, "backbone", None), "classifier", None)
-        if isinstance(backbone_fc, nn.Linear):
-            candidates.append(backbone_fc)
+        backbone = getattr(model, "backbone", None)
+        if isinstance(backbone, nn.Module) and hasattr(backbone, "out_channels") and hasattr(backbone, "stride"):
+            from wsol.models.contract import backbone_contract
+
+            backbone_fc = backbone_contract(backbone).classifier
+            if backbone_fc is not None:
+                candidates.append(backbone_fc)
         get_classifier = getattr(model, "get_classifier", None)
         if callable(get_classifier):
             fc = get_classifier()

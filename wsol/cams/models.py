@@ -56,8 +56,10 @@ def load_cam_model(
     else:
         module, head = build_backbone_model(backbone, pretrained, num_classes, backbone_kwargs, seed)
         label = backbone
-    body = module.backbone
-    return CAMModel(label, module.eval(), tuple(body.mean), tuple(body.std), module.num_classes, head)
+    from wsol.models import backbone_contract
+
+    contract = backbone_contract(module.backbone)
+    return CAMModel(label, module.eval(), contract.mean, contract.std, module.num_classes, head)
 
 
 def imagenet_class_indices(wnids: list[str] | tuple[str, ...]) -> list[int]:

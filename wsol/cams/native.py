@@ -36,10 +36,11 @@ class NativeCAM(CAMMethod):
         from wsol.models.cam_net import CAMNet, as_network
 
         net = as_network(self.model)
-        own_cams = getattr(type(net), "cams", CAMNet.cams) is not CAMNet.cams
-        if own_cams and target_idx.shape[1] < maps.shape[1]:
-            # The network's maps depend on the class asked for (ACoL erases by it): one call per column.
-            chosen = torch.stack([net.cams(images, column) for column in target_idx.T], dim=1)
+        own_maps = getattr(type(net), "logits_and_cams", CAMNet.logits_and_cams) is not CAMNet.logits_and_cams
+        if own_maps and target_idx.shape[1] < maps.shape[1]:
+            # The network's map depends on the class asked for (ACoL erases by it): the map validation and the
+            # study score, one call per column.
+            chosen = torch.stack([net.logits_and_cams(images, column)[1] for column in target_idx.T], dim=1)
         else:
             rows = torch.arange(len(logits), device=logits.device)[:, None]
             chosen = maps[rows, target_idx]

@@ -8,6 +8,29 @@ from typing import Any
 
 from wsol.commands.arguments import add_deprecated, parse_json_option
 
+# Replaced by the registered rows when help is shown (the rows are not read to build the parser).
+ROWS_PLACEHOLDER = "<registered rows>"
+
+
+def row_names() -> list[str]:
+    """The registered study rows, in order (:func:`wsol.study.rows.study_rows`)."""
+    from wsol.study.rows import study_rows
+
+    return [row.name for row in study_rows()]
+
+
+class RowsHelpFormatter(argparse.HelpFormatter):
+    """Help whose row lists come from the row registry, read only when help is shown."""
+
+    def _fill_rows(self, text: str) -> str:
+        return text.replace(ROWS_PLACEHOLDER, ", ".join(row_names())) if ROWS_PLACEHOLDER in text else text
+
+    def _format_text(self, text: str) -> str:
+        return super()._format_text(self._fill_rows(text))
+
+    def _expand_help(self, action: argparse.Action) -> str:
+        return self._fill_rows(super()._expand_help(action))
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``wsol study`` and its ``small-data`` study to the top-level parser."""
@@ -21,12 +44,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "small-data",
         help="CAM regularizers on Tiny ImageNet 10 from scratch, tuned on a split of train, reported on val",
         description=(
-            "Train every row of the small-data grid (plain CAM, 8x8 maps, label smoothing, EMA, L2, L1, MixUp, "
-            "CutMix, FMix, ResizeMix, HMix, GMix, MixUp-CAM, SEAM, then the best combination) for every seed "
+            "Train every registered row of the small-data grid, then the best combination, for every seed "
             "and regime; choose variants, the combination and the CAM threshold on a tuning split carved out of "
             "train; score val with both the reference's MaxBoxAccV2 (τ on val) and the fair one (τ from tuning). "
-            "One JSON per finished run under OUT/runs: rerunning resumes. The report is rewritten after each run."
+            "One JSON per finished run under OUT/runs: rerunning resumes. The report is rewritten after each run. "
+            f"Rows (a plugin adds its own with wsol.study.register_row): {ROWS_PLACEHOLDER}."
         ),
+        formatter_class=RowsHelpFormatter,
     )
     s.add_argument(
         "--data",
@@ -61,7 +85,9 @@ def _add_run_options(s: argparse.ArgumentParser) -> None:
     )
     s.add_argument("--tune-per-class", type=int, default=50, help="tuning images per class (default: %(default)s)")
     s.add_argument("--split-seed", type=int, default=0, help="seed of the tuning split and subsets (default: 0)")
-    s.add_argument("--methods", default=None, help="comma-separated rows to run (default: every row)")
+    s.add_argument(
+        "--methods", default=None, help=f"comma-separated rows to run (default: every row): {ROWS_PLACEHOLDER}"
+    )
     s.add_argument(
         "--refresh",
         default=None,
@@ -97,6 +123,7 @@ def _register_draws(studies: argparse._SubParsersAction) -> None:
             "bootstrap interval and the fully supervised ceiling (see experiments/small_data_draws/README.md). "
             "Every choice is made on each draw's own tuning split. Rerunning resumes."
         ),
+        formatter_class=RowsHelpFormatter,
     )
     d.add_argument("--source", default=None, help="a full Tiny ImageNet-200 folder (only read to cut missing draws)")
     d.add_argument(
@@ -157,17 +184,19 @@ def parse_study_data(text: str, reader: str | None = None) -> tuple[str, str | N
 
 
 def _rows(args: argparse.Namespace) -> tuple[tuple, tuple[str, ...]]:
-    """The rows of ``--methods`` (default: every row) and of ``--refresh``, checked against the grid."""
-    from wsol.study import SMALL_DATA_METHODS
+    """The rows of ``--methods`` (default: every registered row) and of ``--refresh``, checked against the
+    registry (the built-in rows, then the plugins')."""
+    from wsol.study.rows import study_rows
 
-    known = {m.name: m for m in SMALL_DATA_METHODS}
-    methods = SMALL_DATA_METHODS
+    rows = study_rows()
+    known = {m.name: m for m in rows}
+    methods = rows
     if args.methods:
         wanted = [m.strip() for m in args.methods.split(",") if m.strip()]
         unknown = [m for m in wanted if m not in known]
         if unknown:
             raise ValueError(f"unknown --methods {unknown}; rows: {', '.join(known)}")
-        methods = tuple(m for m in SMALL_DATA_METHODS if m.name in wanted)
+        methods = tuple(m for m in rows if m.name in wanted)
     refresh = tuple(m.strip() for m in (args.refresh or "").split(",") if m.strip())
     unknown = [m for m in refresh if m not in known]
     if unknown:

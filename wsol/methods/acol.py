@@ -34,9 +34,9 @@ class ACoL(WSOLModule):
     for ResNet50's 2048 channels; by default here it is the backbone's own channel count). Both classifiers
     train at ``lr * head_lr_mult``.
 
-    ``forward_with_cams`` (validation, export) erases with A's predicted class, so for a misclassified image B's
-    map of the true class is computed on features erased elsewhere; ``cams(x, classes)`` erases with the given
-    classes, as the benchmark's evaluation does with the ground-truth label.
+    ``forward_with_cams`` (export, maps of every class) erases with A's predicted class; the map of a given class
+    (``cams(x, classes)``, which validation, ``wsol predict``, the study and ``wsol cams --cam-method native`` all
+    score) erases with that class, as the benchmark's evaluation does with the ground-truth label.
 
     Args:
         acol_threshold: erasing threshold delta on A's normalised map, in (0, 1] (0.7 in the benchmark).

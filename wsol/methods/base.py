@@ -19,8 +19,10 @@ from torchmetrics import MeanMetric
 
 from wsol.augment.base import Mixer, MixOutput
 from wsol.metrics import DEFAULT_PERCENTILE, BoxLocalizationMetric, check_normalization, prepare_scoremaps
-from wsol.models import Backbone, create_backbone
-from wsol.models.cam_net import CAMNet, check_backbone
+from wsol.models import create_backbone
+from wsol.models.backbone import backbone_record
+from wsol.models.cam_net import CAMNet
+from wsol.models.contract import backbone_contract
 from wsol.models.head import CAMHead
 from wsol.seeding import seed_torch_for_step
 
@@ -29,8 +31,10 @@ class WSOLModule(pl.LightningModule):
     """A classifier whose class activation maps localize objects.
 
     Args:
-        backbone: a registered backbone name (see :func:`wsol.models.list_backbones`) or a module
-            following the :class:`~wsol.models.Backbone` contract.
+        backbone: a registered backbone name (see :func:`wsol.models.list_backbones`) or a module keeping the
+            backbone contract (:mod:`wsol.models.contract`). A checkpoint records the name and its arguments (a
+            module's class and arguments when it was given as a YAML ``class_path``) and the plugin that registered
+            it, so that :func:`wsol.load_model` can rebuild it.
         num_classes: number of classes K.
         backbone_kwargs: options for the backbone builder (e.g. ``{"stem_stride": 1}``).
         pretrained: load the backbone's pretrained weights.
@@ -93,7 +97,7 @@ class WSOLModule(pl.LightningModule):
         self.save_hyperparameters(ignore=["mixer"] + ([] if isinstance(backbone, str) else ["backbone"]))
         if isinstance(backbone, str):
             backbone = create_backbone(backbone, pretrained=pretrained, **(backbone_kwargs or {}))
-        check_backbone(backbone)  # before a method's network reads its channels
+        backbone_contract(backbone)  # before a method's network reads its channels
         self.net = self.build_network(backbone)
         self.net.multilabel = multilabel
         self.mixer = mixer
@@ -111,7 +115,7 @@ class WSOLModule(pl.LightningModule):
         return CAMNet(backbone, CAMHead(backbone.out_channels, self.hparams.num_classes))
 
     @property
-    def backbone(self) -> Backbone:
+    def backbone(self) -> nn.Module:
         """The network's backbone."""
         return self.net.backbone
 
@@ -216,17 +220,20 @@ class WSOLModule(pl.LightningModule):
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         images, targets = batch["image"], self.targets(batch)
         bs = images.shape[0]
-        logits, maps = self.forward_with_cams(images)
+        single_label = not self.hparams.multilabel and "label" in batch
+        if single_label:  # the map of the GT class as every scorer makes it (CAMNet.logits_and_cams)
+            logits, gt_maps = self.net.logits_and_cams(images, batch["label"])
+        else:
+            logits = self.forward_with_cams(images)[0]
         self.val_loss.update(self.classification_loss(logits, targets), weight=bs)
         self.log("val/loss", self.val_loss, prog_bar=True, on_step=False, on_epoch=True)
-        if self.hparams.multilabel or "label" not in batch:
+        if not single_label:
             return
         labels = batch["label"]
         correct = logits.argmax(dim=1) == labels
         self.val_top1.update(correct.float() * 100)
         self.log("val/top1_acc", self.val_top1, prog_bar=True, on_step=False, on_epoch=True)
         if batch.get("boxes") is not None:
-            gt_maps = maps[torch.arange(bs, device=maps.device), labels]
             scoremaps = prepare_scoremaps(
                 gt_maps.detach(),
                 tuple(images.shape[-2:]),
@@ -240,10 +247,14 @@ class WSOLModule(pl.LightningModule):
         without labels) upsampled bicubically to the input size and normalised; with the top-1 classes, ids and
         boxes (in the input's pixels) for :class:`wsol.prediction.ReferenceLayoutWriter`."""
         images = batch["image"]
-        logits, maps = self.forward_with_cams(images)
-        predicted = logits.argmax(dim=1)
-        classes = batch["label"] if "label" in batch and not self.hparams.multilabel else predicted
-        gt_maps = maps[torch.arange(images.shape[0], device=maps.device), classes]
+        if "label" in batch and not self.hparams.multilabel:
+            classes = batch["label"]
+            logits, gt_maps = self.net.logits_and_cams(images, classes)
+            predicted = logits.argmax(dim=1)
+        else:
+            logits, maps = self.forward_with_cams(images)
+            predicted = classes = logits.argmax(dim=1)
+            gt_maps = maps[torch.arange(images.shape[0], device=maps.device), classes]
         scoremaps = prepare_scoremaps(
             gt_maps.detach(),
             tuple(images.shape[-2:]),
@@ -285,8 +296,20 @@ class WSOLModule(pl.LightningModule):
             self.mixer.seed_step(epoch, batch_idx, rank)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        # Record the method class so wsol.methods.load_checkpoint rebuilds the right one.
-        checkpoint["wsol_method"] = f"{type(self).__module__}.{type(self).__qualname__}"
+        # Record what the checkpoint needs (wsol.methods.checkpoint): the method's registered name, its backbone's
+        # name and arguments, and the plugins that registered them. Names only: loading imports nothing.
+        from wsol.methods.registry import METHODS
+
+        name, module = type(self).__name__, type(self).__module__
+        checkpoint["wsol_method"] = f"{module}.{type(self).__qualname__}"
+        if METHODS.get(name) is type(self) if name in METHODS else False:
+            method_plugin = METHODS.origin(name)
+        else:  # a class passed as method_class: the module that defines it
+            method_plugin = None if module.startswith("wsol.") or module == "__main__" else module
+        checkpoint["wsol_needs"] = {
+            "method": {"name": name, "plugin": method_plugin},
+            "backbone": backbone_record(self.backbone),
+        }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # Checkpoints written before the network moved into ``self.net`` name its weights without the prefix.

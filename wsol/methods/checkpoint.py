@@ -2,6 +2,11 @@
 
 Checkpoints are untrusted files: they are read with ``torch.load(weights_only=True)``, which unpickles
 only tensors and plain containers, so a crafted file cannot run code. Every failure names the file.
+
+A checkpoint names what it needs (``wsol_needs``, written by :meth:`WSOLModule.on_save_checkpoint`): the registered
+names of its method and backbone, the backbone's arguments, and the plugin modules that registered them. Loading
+looks the names up in the registries and never imports a module the file names: when a plugin is missing, it ends
+in one line, ``needs plugin X: pass --import X``, and the user decides.
 """
 
 from __future__ import annotations
@@ -14,12 +19,16 @@ import torch
 
 from wsol.methods.base import WSOLModule
 from wsol.methods.registry import METHODS
+from wsol.models.backbone import BACKBONES, rebuild_backbone
 from wsol.models.cam_net import CAMNet
+from wsol.plugins import plugin_hint
 
-__all__ = ["METHOD_KEY", "checkpoint_method", "load_checkpoint", "load_model", "read_checkpoint"]
+__all__ = ["METHOD_KEY", "NEEDS_KEY", "checkpoint_method", "load_checkpoint", "load_model", "read_checkpoint"]
 
 # Written by WSOLModule.on_save_checkpoint: the dotted path of the class that trained the weights.
 METHOD_KEY = "wsol_method"
+# Written beside it: {"method": {"name", "plugin"}, "backbone": {"name", "kwargs", "plugin"} or a class record}.
+NEEDS_KEY = "wsol_needs"
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -79,11 +88,19 @@ def load_checkpoint(
         FileNotFoundError: if ``path`` does not exist.
         ValueError: if the checkpoint cannot be read safely, holds no wsol method or names an unregistered class.
     """
-    dotted = checkpoint_method(path)
-    class_name = dotted.rpartition(".")[2]
+    ckpt = read_checkpoint(path)
+    if METHOD_KEY not in ckpt:
+        raise ValueError(f"{path} was not written by a wsol method (no '{METHOD_KEY}' entry)")
+    dotted = str(ckpt[METHOD_KEY])
+    needs = ckpt.get(NEEDS_KEY) if isinstance(ckpt.get(NEEDS_KEY), dict) else {}
+    method = needs.get("method") if isinstance(needs.get("method"), dict) else {}
+    class_name = str(method.get("name") or dotted.rpartition(".")[2])
     if method_class is not None:
         cls: Any = method_class
     elif class_name not in METHODS:
+        plugin = method.get("plugin")
+        if plugin:
+            raise ValueError(f"{path} needs plugin {plugin}: {plugin_hint(plugin)} (training method {class_name!r})")
         raise ValueError(
             f"{path} names {dotted!r}, which is not a registered training method ({', '.join(METHODS.names())}): "
             "register its class with @wsol.methods.register_method or pass it as method_class"
@@ -92,8 +109,29 @@ def load_checkpoint(
         cls = METHODS.get(class_name)  # by name: a checkpoint outlives a move of its class between modules
     if not (isinstance(cls, type) and issubclass(cls, WSOLModule)):
         raise ValueError(f"{path} names {dotted!r}, which is not a wsol method class")
-    model = cls.load_from_checkpoint(path, map_location=map_location, pretrained=False, weights_only=True)
+    overrides = _backbone_overrides(path, ckpt, needs.get("backbone"))
+    model = cls.load_from_checkpoint(path, map_location=map_location, pretrained=False, weights_only=True, **overrides)
     return model.eval()
+
+
+def _backbone_overrides(path: Path | str, ckpt: dict[str, Any], record: Any) -> dict[str, Any]:
+    """The ``backbone`` argument to rebuild the checkpoint's method with: none when its hyper-parameters name a
+    registered backbone; the module its record describes when it was trained with a module (never imported)."""
+    hparams = ckpt.get("hyper_parameters") if isinstance(ckpt.get("hyper_parameters"), dict) else {}
+    name = hparams.get("backbone")
+    if isinstance(name, str):
+        if name not in BACKBONES and not any(name.startswith(p) for p in BACKBONES.prefixes()):
+            plugin = record.get("plugin") if isinstance(record, dict) else None
+            if plugin:
+                raise ValueError(f"{path} needs plugin {plugin}: {plugin_hint(plugin)} (backbone {name!r})")
+            BACKBONES.get(name)  # raises, listing the registered names
+        return {}
+    if not isinstance(record, dict):
+        raise ValueError(
+            f"{path} was trained with a backbone module and records no name for it (a checkpoint of an earlier "
+            "version): load it with method_class and backbone= in Python"
+        )
+    return {"backbone": rebuild_backbone(record, str(path))}
 
 
 def load_model(

@@ -84,8 +84,8 @@ class ACoLNet(CAMNet):
     """Classifier A (the head) and classifier B, B seeing the features erased where A's map of a class is high.
 
     ``forward`` and the logits are A's. ``forward_with_cams`` erases with A's predicted class and returns the fused
-    maps ``max(M~_A, M~_B)`` of every class; ``cams(x, classes)`` erases with the given classes (the benchmark's
-    evaluation, with the ground-truth label).
+    maps ``max(M~_A, M~_B)`` of every class; ``logits_and_cams(x, classes)`` and ``cams(x, classes)`` erase with the
+    given classes (the benchmark's evaluation, with the ground-truth label).
 
     Args:
         backbone: a :class:`~wsol.models.Backbone`.
@@ -124,10 +124,9 @@ class ACoLNet(CAMNet):
         logits_a, _, maps_a, maps_b = self.acol_forward(x)
         return logits_a, combine_maps(maps_a, maps_b)
 
-    def cams(self, x: Tensor, classes: Tensor | list[int] | None = None) -> Tensor:
-        """As :meth:`CAMNet.cams`, but with ``classes`` given, B's features are erased by those classes."""
-        if classes is None:
-            return super().cams(x)
+    def logits_and_cams(self, x: Tensor, classes: Tensor | list[int]) -> tuple[Tensor, Tensor]:
+        """A's logits and the fused map of each image's class, B's features erased by that class (the benchmark's
+        evaluation, with the ground-truth label); what validation, the study and ``native`` all score."""
         labels = select_classes(classes, x.shape[0], self.num_classes, x.device)
-        _, _, maps_a, maps_b = self.acol_forward(x, labels)
-        return combine_maps(maps_a, maps_b)[torch.arange(x.shape[0], device=x.device), labels]
+        logits_a, _, maps_a, maps_b = self.acol_forward(x, labels)
+        return logits_a, combine_maps(maps_a, maps_b)[torch.arange(x.shape[0], device=x.device), labels]

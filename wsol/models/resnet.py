@@ -7,7 +7,8 @@ from pathlib import Path
 
 from torch import nn
 
-from wsol.models.backbone import Backbone, _hub_download, _load_local, register_backbone
+from wsol.models.backbone import Backbone, register_backbone
+from wsol.models.weights import hub_download, load_weights
 
 
 def _unstride(layer: nn.Module) -> None:
@@ -99,12 +100,12 @@ def _torchvision_resnet(
             raise ValueError("resnet10 has no published pretrained weights; pass weights_path= instead")
         model = _ResNet10(width)
     else:
-        with _hub_download(arch):
+        with hub_download(arch):
             model = torchvision.models.get_model(
                 arch, weights="DEFAULT" if pretrained and weights_path is None else None
             )
     if weights_path is not None:
-        _load_local(model, weights_path, ignore_prefixes=("fc.",))
+        load_weights(model, weights_path, ignore_prefixes=("fc.",))
     classifier = model.fc if (pretrained or weights_path is not None) and arch != "resnet10" else None
     body, stride = _resnet_body(model, stem_stride, last_stride, layer3_stride)
     return Backbone(body, model.fc.in_features, stride, classifier=classifier)

@@ -37,7 +37,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from wsol.models.backbone import Backbone, _load_local, register_backbone
+from wsol.models.backbone import Backbone, register_backbone
+from wsol.models.weights import load_weights
 
 __all__ = ["InceptionV3CAM", "VGG16CAM", "inception_v3", "vgg16"]
 
@@ -149,7 +150,7 @@ class InceptionV3CAM(Backbone):
                 if isinstance(m, nn.Conv2d):
                     nn.init.xavier_uniform_(m.weight)
         if weights_path is not None:
-            _load_local(model, weights_path, ignore_prefixes=("fc.", "AuxLogits."))
+            load_weights(model, weights_path, ignore_prefixes=("fc.", "AuxLogits."))
         # Same-size padding for the unpadded stem layers: the map is exactly H / 8 (see module docstring).
         for conv in (model.Conv2d_1a_3x3.conv, model.Conv2d_2a_3x3.conv, model.Conv2d_4a_3x3.conv):
             conv.padding = (1, 1)

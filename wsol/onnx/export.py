@@ -126,9 +126,12 @@ def export_onnx(
     wrapper = ExportWrapper(
         model, cam_classes, image_size, normalization=normalization, percentile=percentile, dynamic_size=dynamic_size
     )
+    from wsol.models.contract import IMAGENET_MEAN, IMAGENET_STD, backbone_contract
+
     backbone = getattr(model, "backbone", None)
-    mean = tuple(mean or getattr(backbone, "mean", None) or (0.485, 0.456, 0.406))
-    std = tuple(std or getattr(backbone, "std", None) or (0.229, 0.224, 0.225))
+    contract = backbone_contract(backbone) if isinstance(backbone, nn.Module) else None
+    mean = tuple(mean or (contract.mean if contract else IMAGENET_MEAN))
+    std = tuple(std or (contract.std if contract else IMAGENET_STD))
     k, n = wrapper.num_classes, wrapper.num_cams
     if class_names is not None and len(class_names) != k:
         raise ValueError(f"{len(class_names)} class names for a model with {k} classes")

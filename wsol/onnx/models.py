@@ -15,7 +15,7 @@ class LoadedCheckpoint(NamedTuple):
     model: nn.Module  #: the network (:class:`~wsol.models.cam_net.CAMNet`), in eval mode on CPU
     class_names: list[str] | None  #: stored class names, if any
     method: str  #: the training method's class name, e.g. ``"SEAM"``
-    backbone: str  #: the registered backbone name
+    backbone: str  #: the registered backbone name (a module's class path when it was given by class_path)
 
 
 def load_checkpoint_model(path: str | Path) -> LoadedCheckpoint:
@@ -25,23 +25,21 @@ def load_checkpoint_model(path: str | Path) -> LoadedCheckpoint:
 
     Raises:
         FileNotFoundError: if ``path`` does not exist.
-        ValueError: if the checkpoint cannot be read safely, names no registered method, or was trained with a
-            backbone module rather than a name.
+        ValueError: if the checkpoint cannot be read safely, names no registered method or backbone, or needs a
+            plugin that is not loaded ("needs plugin X: pass --import X").
     """
-    from wsol.methods.checkpoint import METHOD_KEY, load_model, read_checkpoint
+    from wsol.methods.checkpoint import METHOD_KEY, NEEDS_KEY, load_model, read_checkpoint
 
     path = Path(path)
     ckpt = read_checkpoint(path)  # weights_only: a crafted file is refused, never executed
-    hparams = ckpt.get("hyper_parameters", {})
-    if "backbone" not in hparams:
-        raise ValueError(
-            f"{path.name} was trained with a backbone module, not a registered name; rebuild the model in "
-            "Python and call wsol.onnx.export_onnx on it"
-        )
     model = load_model(path)
+    hparams = ckpt.get("hyper_parameters", {})
     names = hparams.get("class_names") or ckpt.get("datamodule_hyper_parameters", {}).get("class_names")
     method = str(ckpt.get(METHOD_KEY, "")).rpartition(".")[2]
-    return LoadedCheckpoint(model.eval(), list(map(str, names)) if names else None, method, str(hparams["backbone"]))
+    record = (ckpt.get(NEEDS_KEY) or {}).get("backbone") or {}
+    backbone = hparams.get("backbone") if isinstance(hparams.get("backbone"), str) else None
+    backbone = backbone or record.get("name") or record.get("class") or type(model.backbone).__name__
+    return LoadedCheckpoint(model.eval(), list(map(str, names)) if names else None, method, str(backbone))
 
 
 def build_backbone_model(
@@ -62,14 +60,15 @@ def build_backbone_model(
     Raises:
         ValueError: if ``num_classes`` contradicts the pretrained classifier.
     """
-    from wsol.models import CAMHead, CAMNet, create_backbone
+    from wsol.models import CAMHead, CAMNet, backbone_contract, create_backbone
 
     torch.manual_seed(seed)
     body = create_backbone(backbone, pretrained=pretrained, **(backbone_kwargs or {}))
-    fc = body.classifier
+    contract = backbone_contract(body)
+    fc = contract.classifier
     if fc is not None and num_classes not in (None, fc.out_features):
         raise ValueError(f"the pretrained classifier of {backbone} has {fc.out_features} classes, not {num_classes}")
-    model = CAMNet(body, CAMHead(body.out_channels, fc.out_features if fc is not None else (num_classes or 1000)))
+    model = CAMNet(body, CAMHead(contract.out_channels, fc.out_features if fc is not None else (num_classes or 1000)))
     if fc is None:
         return model.eval(), "random"
     with torch.no_grad():

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from wsol.recipes import SMALL_DATA, merge
+from wsol.study.rows import RecipeOverrides, check_row
 
 __all__ = [
     "BASE_CONFIG",
@@ -37,19 +38,25 @@ COMBO = "best_combo"
 
 @dataclass(frozen=True)
 class MethodSpec:
-    """One row of the study.
+    """One row of the study, checked when it is made (:func:`wsol.study.rows.check_row`): a misspelt key of a
+    variant's overrides fails here, naming the row, the variant and the key. Plugins add rows with
+    :func:`wsol.study.rows.register_row`.
 
     Attributes:
         name: Row name in the tables.
         group: Factor group for the combination (one row per group at most); None: not combinable.
-        variants: Variant name -> overrides of the base recipe; several are tuned on the tuning split.
+        variants: Variant name -> overrides of the base recipe (:class:`~wsol.study.rows.RecipeOverrides`); several
+            are tuned on the tuning split.
         note: What the row changes, for the README and the table.
     """
 
     name: str
     group: str | None
-    variants: dict[str, dict[str, Any]]
+    variants: dict[str, RecipeOverrides]
     note: str = ""
+
+    def __post_init__(self) -> None:
+        check_row(self)
 
 
 def _mixer(name: str, **kwargs: Any) -> dict[str, Any]:

@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 
 from wsol.data.datasets import SampleDataset
 from wsol.data.schema import IGNORE_INDEX, Sample
+from wsol.models.contract import backbone_contract
 from wsol.wsss.export import load_label_png, save_label_png, write_coco_json
 from wsol.wsss.inference import (
     SEAM_BG_THRESHOLD,
@@ -146,7 +147,8 @@ def _compute_maps(
 ) -> dict[str, np.ndarray]:
     height, width = sample.image.shape[:2]
     factor = 1.0 if config.base_size is None else config.base_size / max(height, width)
-    x = _to_input(sample.image, model.backbone.mean, model.backbone.std, device)
+    contract = backbone_contract(model.backbone)
+    x = _to_input(sample.image, contract.mean, contract.std, device)
     gt = sample.labels if config.labels == "gt" else None
     multilabel = bool(getattr(model, "multilabel", False))
 
