@@ -65,6 +65,34 @@ def _tiny_imagenet(tmp: Path, edit: Callable[[Path], None]) -> None:
     read_dataset("tiny_imagenet", tmp / "tin", "train")
 
 
+def _row(overrides: dict, register: bool = False) -> None:
+    from wsol.study import MethodSpec, register_row
+
+    row = MethodSpec("myrow", None, {"default": overrides})
+    if register:
+        register_row(row)
+
+
+def _needs_plugin(tmp: Path) -> list[str]:
+    """A checkpoint of a method and backbone registered by a plugin that is not loaded."""
+    import torch
+
+    path = tmp / "plugged.ckpt"
+    torch.save(
+        {
+            "wsol_method": "mywsol.method.AreaCAM",
+            "wsol_needs": {
+                "method": {"name": "AreaCAM", "plugin": "mywsol"},
+                "backbone": {"name": "tinynet", "kwargs": {"width": 8}, "plugin": "mywsol"},
+            },
+            "hyper_parameters": {"backbone": "tinynet", "num_classes": 3},
+            "state_dict": {},
+        },
+        path,
+    )
+    return ["export", "--checkpoint", str(path), "--out", str(tmp / "onnx")]
+
+
 ROWS: list[tuple[str, Callable[[Path], object], str]] = [
     (
         "empty training annotation file",
@@ -114,6 +142,16 @@ ROWS: list[tuple[str, Callable[[Path], object], str]] = [
         "graph metadata: more class names than logits",
         lambda t: _props(t, "wsol.num_classes", "5"),
         "'wsol.num_classes' says 5 classes, but the graph's logits are",
+    ),
+    (
+        "study row with a misspelt key",
+        lambda t: _row({"modle": {"label_smoothing": 0.1}}),
+        "study row 'myrow', variant 'default': unknown key 'modle'; a variant overrides method, model,",
+    ),
+    (
+        "study row with a misspelt method argument",
+        lambda t: _row({"model": {"label_smothing": 0.1}}, register=True),
+        "study row 'myrow', variant 'default': 'label_smothing' is not an argument of CAM",
     ),
     ("0-byte checkpoint", lambda t: _checkpoint(t, b""), "model.ckpt is empty (0 bytes)"),
     ("text as a checkpoint", lambda t: _checkpoint(t, b"hello"), "model.ckpt cannot be read"),
@@ -405,6 +443,16 @@ CLI_ROWS: list[tuple[str, Callable[[Path], list[str]], str]] = [
     ("bench: a malformed sidecar", lambda t: _bench(t, '{"opset": '), "model.json: not a readable JSON sidecar"),
     ("0-byte .npz", lambda t: _npz_file(t, b""), "maps.npz: not a readable npz file"),
     ("truncated .npz", lambda t: _npz_file(t, b"PK\x03\x04\x14\x00\x00"), "maps.npz: not a readable npz file"),
+    (
+        "checkpoint whose plugin is not loaded",
+        _needs_plugin,
+        "plugged.ckpt needs plugin mywsol: pass --import mywsol (or set WSOL_PLUGINS=mywsol) (training method",
+    ),
+    (
+        "a plugin that raises on import",
+        lambda t: ["backbones", "--import", "plugin_that_raises"],
+        "plugin 'plugin_that_raises' (from --import) failed to import: RuntimeError: this plugin is broken on purpose",
+    ),
     (
         "--out is a file",
         lambda t: [*_metadata(t)[:-1], str(t / "meta" / "image_ids.txt")],
