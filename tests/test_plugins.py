@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import json
 import sys
 import textwrap
 from pathlib import Path
@@ -124,6 +125,9 @@ def test_every_command_takes_import_and_a_plugins_backbone_is_listed(plugin_dir,
     assert "--import MODULE" in build_parser().format_help()
     assert main(["backbones", "--import", "plug_cli"]) == 0
     assert "clinet" in capsys.readouterr().out.split()
+    out = plugin_dir / "onnx"
+    argv = ["export", "--backbone", "clinet", "--num-classes", "3", "--image-size", "32", "--no-parity"]
+    assert main([*argv, "--out", str(out)]) == 0 and (out / "model.onnx").stat().st_size > 0
 
 
 def test_registry_prefix_origin_and_registration_order():
@@ -264,3 +268,27 @@ def test_a_backbone_module_rebuilds_from_its_class_and_recorded_arguments(tmp_pa
     _save(CAM(backbone=_Plain(width=6), num_classes=2, batch_size=2), tmp_path / "u.ckpt")  # arguments unknown
     with pytest.raises(ValueError, match=r"u\.ckpt was trained with a .*_Plain module whose arguments were not"):
         wsol.load_model(tmp_path / "u.ckpt")
+
+
+@pytest.mark.slow
+def test_a_yaml_class_path_backbone_trains_and_its_checkpoint_serves_every_command(tmp_path, monkeypatch):
+    from wsol.lightning_cli import train
+    from wsol.onnx import load_checkpoint_model
+
+    monkeypatch.setenv("WSOL_CACHE", str(tmp_path / "cache"))
+    data = {"num_classes": 2, "train_per_class": 4, "val_per_class": 2, "image_size": 32}
+    backbone = {"class_path": f"{__name__}._Plain", "init_args": {"width": 6}}
+    train([
+        "--model", "wsol.methods.CAM", "--model.init_args.backbone", json.dumps(backbone),
+        "--model.init_args.batch_size", "4", "--data", "wsol.data.WSOLDataModule",
+        "--data.init_args.image_size", "32", "--data.init_args.batch_size", "4",
+        "--data.init_args.train_options", json.dumps(data), "--data.init_args.val_options", json.dumps(data),
+        "--trainer.max_epochs", "1", "--trainer.logger", "false", "--trainer.enable_progress_bar", "false",
+        "--trainer.default_root_dir", str(tmp_path / "run"),
+    ])  # fmt: skip
+    path = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    record = torch.load(path, weights_only=True)["wsol_needs"]["backbone"]
+    assert record == {"name": None, "class": f"{__name__}._Plain", "kwargs": {"width": 6}, "plugin": __name__}
+    loaded = load_checkpoint_model(path)  # what wsol cams and wsol export read
+    assert type(loaded.model.backbone) is _Plain and loaded.model.backbone.out_channels == 6
+    assert loaded.backbone == f"{__name__}._Plain" and loaded.method == "CAM"
