@@ -2,7 +2,7 @@
 
 Baseline: ``model(images)`` under ``torch.inference_mode()``. Each method's time is end-to-end: the
 hooked forward, the maps of the GT class, and upsampling + min-max to the input size
-(``normalize_cams``), as torch-cam's and pytorch-grad-cam's own figures are measured. Extra rows: CAM for
+(``minmax_cams``), as torch-cam's and pytorch-grad-cam's own figures are measured. Extra rows: CAM for
 every class (``(B, K, h, w)`` at feature resolution: all 1000 maps at 224 px would be 6.4 GB) and
 Grad-CAM in differentiable mode (full autograd graph). Variants are interleaved round by round so
 background load hits them alike. Printed: the median wall-time ratio, the min/min wall ratio (the
@@ -35,7 +35,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from wsol.cams import create_cam, normalize_cams
+from wsol.cams import create_cam, minmax_cams
 
 
 def build_model(name: str) -> nn.Module:
@@ -84,7 +84,7 @@ def main() -> None:
 
         def run() -> object:
             maps = extractor(x, targets, differentiable=differentiable).maps
-            return normalize_cams(maps, size=(s, s)) if upsample else maps
+            return minmax_cams(maps, size=(s, s)) if upsample else maps
 
         return run
 

@@ -7,7 +7,7 @@ import torch
 import torchvision
 from torch import Tensor, nn
 
-from wsol.cams import CAMInputs, CAMMethod, create_cam, list_cams, normalize_cams, register_cam
+from wsol.cams import CAMInputs, CAMMethod, create_cam, list_cams, minmax_cams, register_cam
 from wsol.cams.base import CAM_METHODS
 from wsol.methods import CAM as CAMModule
 
@@ -142,7 +142,7 @@ def test_differentiable_maps_pass_gradients_to_weights_and_images(method: str, w
     targets = torch.tensor([1, 0, 2])
     result = create_cam(method, wsol_model)(x, targets, differentiable=True)
     assert result.maps.requires_grad and result.logits.requires_grad
-    loss = normalize_cams(result.maps, size=(64, 64)).mean() + result.maps.pow(2).mean()
+    loss = minmax_cams(result.maps, size=(64, 64)).mean() + result.maps.pow(2).mean()
     loss.backward()
     stem = wsol_model.backbone.body[0].weight.grad
     assert x.grad is not None and x.grad.abs().sum() > 0
@@ -267,9 +267,9 @@ def test_a_new_method_is_one_small_subclass(wsol_model, images) -> None:
     assert maps.shape == (3, 4, 4) and (maps >= 0).all() and maps.sum() > 0
 
 
-def test_normalize_cams_range_and_shape() -> None:
+def test_minmax_cams_range_and_shape() -> None:
     maps = torch.randn(2, 3, 4, 4, requires_grad=True)
-    out = normalize_cams(maps, size=(8, 8))
+    out = minmax_cams(maps, size=(8, 8))
     assert out.shape == (2, 3, 8, 8)
     flat = out.flatten(2)
     torch.testing.assert_close(flat.amin(2), torch.zeros(2, 3))

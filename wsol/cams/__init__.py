@@ -15,7 +15,7 @@ from wsol.cams.base import (
     CAMResult,
     create_cam,
     list_cams,
-    normalize_cams,
+    minmax_cams,
     register_cam,
 )
 from wsol.cams.cam import PlainCAM
@@ -45,7 +45,7 @@ __all__ = [
     "imagenet_class_indices",
     "list_cams",
     "load_cam_model",
-    "normalize_cams",
+    "minmax_cams",
     "register_cam",
 ]
 

@@ -258,7 +258,7 @@ def _resolve_targets(targets: Targets, logits: Tensor) -> tuple[Tensor, bool]:
     return idx, squeeze
 
 
-def normalize_cams(maps: Tensor, size: tuple[int, int] | None = None, eps: float = 1e-8) -> Tensor:
+def minmax_cams(maps: Tensor, size: tuple[int, int] | None = None, eps: float = 1e-8) -> Tensor:
     """Differentiable per-map min-max to [0, 1], optionally after bilinear upsampling to ``size``.
 
     This is the training-time counterpart of :func:`wsol.metrics.prepare_scoremaps` (which follows the

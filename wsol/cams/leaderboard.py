@@ -20,7 +20,7 @@ import torch
 from wsol.atomic import atomic_write, write_text
 from wsol.cams.models import CAMModel, load_cam_model
 from wsol.cams.runner import DataSpec, dataset_class_map, protocol_loader, score_batch, write_json
-from wsol.metrics import DEFAULT_PERCENTILE, check_normalization
+from wsol.metrics import DEFAULT_PERCENTILE, get_normalization
 from wsol.plots import plot_method_curves
 
 COLUMNS = (
@@ -147,8 +147,8 @@ def run_leaderboard(
         num_classes: classes of random heads (default: the dataset's).
         overlay_images: images shown under every method in the overlay grid.
         progress: show progress bars.
-        normalization: how every method's upsampled map becomes a score map: ``"minmax"`` (the reference
-            protocol), ``"max"``, ``"pas"`` or ``"ivr"`` (Kim et al., ICCV 2021).
+        normalization: how every method's upsampled map becomes a score map: a rule of
+            :data:`wsol.metrics.NORMALIZATIONS` (``"minmax"``, the reference protocol, by default).
         percentile: IVR's percentile in [0, 1).
         device: the torch device the models run on.
 
@@ -161,18 +161,16 @@ def run_leaderboard(
     from wsol.cams import create_cam, list_cams
     from wsol.metrics import BoxAccumulator, MaskAccumulator
 
-    check_normalization(normalization, percentile)
+    rule = get_normalization(normalization, percentile)
     unknown = [m for m in methods if m not in list_cams()]
     if unknown:
         raise KeyError(f"unknown CAM method(s) {', '.join(unknown)}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    used_percentile = percentile if normalization == "ivr" else None
-    rule = normalization if used_percentile is None else f"{normalization} (percentile {used_percentile:g})"
     board = Leaderboard([], {"methods": methods, "image_size": image_size, "resize": resize,
                              "cam_curve_interval": cam_curve_interval, "targets": "GT class (GT-known)",
-                             "upsampling": f"bicubic float64, per-image {rule}",
-                             "normalization": {"method": normalization, "percentile": used_percentile}})  # fmt: skip
+                             "upsampling": f"bicubic float64, per-image {rule.label(percentile)}",
+                             "normalization": rule.record(percentile)})  # fmt: skip
     pairs = [(d, m) for d in datasets for m in models]
     for spec, model_spec in tqdm(pairs, desc="models x datasets", disable=not progress or len(pairs) < 2):
         dataset = spec.open()

@@ -133,8 +133,9 @@ def score_batch(
 ) -> ScoredBatch:
     """The GT class's (or the top-1 class's) map of every image of ``batch`` as a protocol score map.
 
-    ``normalization`` (``"minmax"``, the protocol's, or ``"max"``, ``"pas"``, ``"ivr"``) and ``percentile``
-    (IVR's) choose how the upsampled map becomes a score map (see :func:`wsol.metrics.normalize_scoremaps`).
+    ``normalization`` (a rule of :data:`wsol.metrics.NORMALIZATIONS`, ``"minmax"``, the protocol's, by default) and
+    ``percentile`` (IVR's) choose how the upsampled map becomes a score map (see
+    :func:`wsol.metrics.normalize_scoremaps`).
     """
     from wsol.metrics import prepare_scoremaps
 

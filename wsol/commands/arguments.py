@@ -20,9 +20,48 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-# The rules of wsol.metrics.NORMALIZATIONS, spelled out so that building the parser stays free of heavy imports;
-# the flags are checked against the library's tuple when the command runs.
-_NORMALIZATION_METAVAR = "{minmax,max,pas,ivr}"
+
+class _NormalizationOption(argparse.Action):
+    """``--normalization``: stores the name; its metavar and help list :data:`wsol.metrics.NORMALIZATIONS`.
+
+    The list is read only when help or usage is shown, so that building the parser stays free of heavy imports
+    (and a rule registered later, by a plugin, is listed too); the value is checked when the command runs. While
+    the option is being added (argparse formats its metavar once then), both answer None.
+    """
+
+    def __init__(self, option_strings: Sequence[str], dest: str, what: str = "", **kwargs: Any) -> None:
+        self._what, self.added = what, False
+        super().__init__(option_strings, dest, **kwargs)
+
+    @staticmethod
+    def _rules() -> list[Any]:
+        from wsol.metrics.normalization import normalization_rules
+
+        return normalization_rules()
+
+    @property
+    def metavar(self) -> str | None:
+        return "{" + ",".join(rule.name for rule in self._rules()) + "}" if self.added else None
+
+    @metavar.setter
+    def metavar(self, value: Any) -> None:  # set by argparse.Action.__init__; the property always answers
+        pass
+
+    @property
+    def help(self) -> str | None:
+        if not self.added:
+            return None
+        shown = "" if self.default is None else " (default: %(default)s)"
+        rules = ", ".join(rule.cli for rule in self._rules())
+        return f"{self._what or 'per-map normalisation of the upsampled raw CAMs'}; one of {rules}{shown}"
+
+    @help.setter
+    def help(self, value: Any) -> None:
+        pass
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:  # fmt: skip
+        setattr(namespace, self.dest, values)
 
 
 def add_normalization_arguments(p: argparse.ArgumentParser, default: str | None = "minmax", what: str = "") -> None:
@@ -33,16 +72,7 @@ def add_normalization_arguments(p: argparse.ArgumentParser, default: str | None 
         default: The rule used when the flag is absent (None: the command's maps need no normalisation).
         what: Help text saying what the rule applies to in this command.
     """
-    shown = "" if default is None else " (default: %(default)s)"
-    p.add_argument(
-        "--normalization",
-        default=default,
-        metavar=_NORMALIZATION_METAVAR,
-        help=(
-            f"{what or 'per-map normalisation of the upsampled raw CAMs'}; one of minmax (the reference "
-            f"protocol), max, pas, ivr (Kim et al., ICCV 2021){shown}"
-        ),
-    )
+    p.add_argument("--normalization", default=default, action=_NormalizationOption, what=what).added = True
     p.add_argument(
         "--percentile",
         type=float,
@@ -64,8 +94,10 @@ def check_normalization_arguments(args: argparse.Namespace) -> None:
 
 
 def normalization_record(normalization: str, percentile: float) -> dict:
-    """What output files record: the rule and, for IVR only, the percentile it used."""
-    return {"method": normalization, "percentile": percentile if normalization == "ivr" else None}
+    """What output files record: the rule and, if it reads one (IVR), the percentile it used."""
+    from wsol.metrics.normalization import get_normalization
+
+    return get_normalization(normalization, percentile).record(percentile)
 
 
 def add_model_arguments(p: argparse.ArgumentParser, several: bool = False) -> None:

@@ -139,8 +139,9 @@ def run(args: argparse.Namespace) -> int:
         )
     rule = ""
     if source.normalization is not None:
-        rule = f", raw maps normalised by {source.normalization}"
-        rule += f" (percentile {args.percentile:g})" if source.normalization == "ivr" else ""
+        from wsol.metrics.normalization import get_normalization
+
+        rule = f", raw maps normalised by {get_normalization(source.normalization).label(args.percentile)}"
     if args.upsample is not None:
         rule += f" after bicubic upsampling to {args.upsample}x{args.upsample}"
     print(f"{len(source)} images, cam_curve_interval {args.cam_curve_interval:g}{rule}")

@@ -6,6 +6,7 @@ import argparse
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 from wsol.atomic import write_text
 from wsol.recipes import QUICKSTART
@@ -41,27 +42,46 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import numpy as np
-    import pytorch_lightning as pl
-    import torch
-    from pytorch_lightning.loggers import CSVLogger
-
-    from wsol.data import WSOLDataModule
-    from wsol.evaluation.localization import evaluate_localization
-    from wsol.evaluation.priors import center_gaussian
-    from wsol.methods import CAM
-    from wsol.metrics import BoxAccumulator, boxes_from_scoremap
-    from wsol.plots import denormalize, save_overlay_grid
-
+    """Train, score, draw and write: ``DIR/metrics.json`` and ``DIR/overlays.png``."""
     if args.epochs < 1:
         raise ValueError(f"--epochs must be >= 1, got {args.epochs}")
     start = time.perf_counter()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    pl.seed_everything(args.seed, workers=True, verbose=False)
+    dm, model, checkpoint = _train(args, out)
+    train_seconds = time.perf_counter() - start
+    run_, centre_v2 = _score(model, dm)
+    _draw(out / "overlays.png", run_, dm)
+    result = run_.boxes.to_dict()
+    metrics = {
+        "top1_acc": run_.top1_acc,
+        "MaxBoxAccV2": result["MaxBoxAccV2"],
+        "MaxBoxAcc": result["MaxBoxAcc"],
+        "Top1Loc": result.get("Top1Loc"),
+        "center_baseline_MaxBoxAccV2": centre_v2,
+        "cam_curve_interval": 0.001,
+        "num_val_images": run_.num_images,
+        "data": args.data,
+        "epochs": args.epochs,
+        "seed": args.seed,
+        "train_seconds": round(train_seconds, 1),
+        "total_seconds": round(time.perf_counter() - start, 1),
+        "checkpoint": checkpoint,
+    }
+    write_text(out / "metrics.json", json.dumps(metrics, indent=2))
+    v2, c2 = result["MaxBoxAccV2"]["value"], centre_v2["value"]
+    print(f"top-1 accuracy {run_.top1_acc:.1f}%  |  MaxBoxAccV2 {v2:.2f} (centre prior {c2:.2f})")
+    print(f"wrote {out / 'metrics.json'} and {out / 'overlays.png'} in {metrics['total_seconds']:.0f} s")
+    return 0
+
+
+def _datamodule(args: argparse.Namespace) -> Any:
+    """The demo's data: the generated set, or NAME=PATH / a Tiny ImageNet folder, at 64 px."""
+    from wsol.data import WSOLDataModule
+
     if args.data == "synthetic":
         options = {"train_per_class": args.train_per_class, "val_per_class": args.val_per_class, "seed": args.seed}
-        dm = WSOLDataModule(
+        return WSOLDataModule(
             "synthetic",
             image_size=64,
             batch_size=args.batch_size,
@@ -69,12 +89,23 @@ def run(args: argparse.Namespace) -> int:
             val_options=options,
             train_scale=(0.6, 1.0),  # the demo's small objects: a crop keeps at least 60 % of the image
         )
-    else:  # NAME=PATH, or a Tiny ImageNet folder
-        name, sep, root = args.data.partition("=")
-        name, root = (name, root) if sep else ("tiny_imagenet", args.data)
-        dm = WSOLDataModule(
-            name, root=root, image_size=64, batch_size=args.batch_size, train_scale=tuple(QUICKSTART["train_scale"])
-        )
+    name, sep, root = args.data.partition("=")  # NAME=PATH, or a Tiny ImageNet folder
+    name, root = (name, root) if sep else ("tiny_imagenet", args.data)
+    return WSOLDataModule(
+        name, root=root, image_size=64, batch_size=args.batch_size, train_scale=tuple(QUICKSTART["train_scale"])
+    )
+
+
+def _train(args: argparse.Namespace, out: Path) -> tuple[Any, Any, str]:
+    """The data module, the CAM trained on it for ``--epochs`` (validated once, at the end) and its checkpoint."""
+    import pytorch_lightning as pl
+    import torch
+    from pytorch_lightning.loggers import CSVLogger
+
+    from wsol.methods import CAM
+
+    pl.seed_everything(args.seed, workers=True, verbose=False)
+    dm = _datamodule(args)
     dm.setup("fit")
     model = CAM(num_classes=dm.num_classes, **QUICKSTART["model"])  # the one recipe source (wsol.recipes)
     torch.set_num_threads(max(1, torch.get_num_threads()))
@@ -89,20 +120,34 @@ def run(args: argparse.Namespace) -> int:
         enable_model_summary=False,
     )
     trainer.fit(model, datamodule=dm)
-    train_seconds = time.perf_counter() - start
+    callback = trainer.checkpoint_callback
+    return dm, model, str(Path(callback.best_model_path or callback.last_model_path))
+
+
+def _score(model: Any, dm: Any) -> tuple[Any, dict]:
+    """The GT-class CAMs' localization run, and the centred-Gaussian prior's MaxBoxAccV2 on the same boxes."""
+    import numpy as np
+
+    from wsol.evaluation.localization import evaluate_localization
+    from wsol.evaluation.priors import center_gaussian
+    from wsol.metrics import BoxAccumulator
 
     run_ = evaluate_localization(model, dm.val_dataloader(), cam_curve_interval=0.001)
-    result = run_.boxes.to_dict()
-    # The centre prior scored under the same protocol on the same boxes.
     size = dm.image_size
     centre = BoxAccumulator(cam_curve_interval=0.001)
     prior = center_gaussian(size, size)
     for batch in dm.val_dataloader():
         centre.update(np.repeat(prior[None], len(batch["boxes"]), 0), [b.numpy() for b in batch["boxes"]])
-    centre_v2 = centre.compute().to_dict()["MaxBoxAccV2"]
+    return run_, centre.compute().to_dict()["MaxBoxAccV2"]
+
+
+def _draw(path: Path, run_: Any, dm: Any) -> None:
+    """The overlay grid of the run's examples with the boxes predicted at MaxBoxAcc's best threshold."""
+    from wsol.metrics import boxes_from_scoremap
+    from wsol.plots import denormalize, save_overlay_grid
 
     ex = run_.examples
-    tau = result["MaxBoxAcc"]["best_cam_threshold"]
+    tau = run_.boxes.to_dict()["MaxBoxAcc"]["best_cam_threshold"]
     tau = tau[max(tau)] if isinstance(tau, dict) else tau
     preds = [boxes_from_scoremap(s, [tau], multi_contour=False)[0] for s in ex["scoremaps"]]
     names = dm.class_names
@@ -110,7 +155,7 @@ def run(args: argparse.Namespace) -> int:
         f"{names[y]} -> {names[p]}" if y != p else names[y] for y, p in zip(ex["labels"], ex["preds"], strict=True)
     ]
     save_overlay_grid(
-        out / "overlays.png",
+        path,
         denormalize(ex["images"], dm.mean, dm.std),
         ex["scoremaps"],
         ex["gt_boxes"],
@@ -118,25 +163,3 @@ def run(args: argparse.Namespace) -> int:
         captions,
         title=f"GT-class CAMs, GT boxes (green), predicted boxes at tau={tau:.3f} (red)",
     )
-    metrics = {
-        "top1_acc": run_.top1_acc,
-        "MaxBoxAccV2": result["MaxBoxAccV2"],
-        "MaxBoxAcc": result["MaxBoxAcc"],
-        "Top1Loc": result.get("Top1Loc"),
-        "center_baseline_MaxBoxAccV2": centre_v2,
-        "cam_curve_interval": 0.001,
-        "num_val_images": run_.num_images,
-        "data": args.data,
-        "epochs": args.epochs,
-        "seed": args.seed,
-        "train_seconds": round(train_seconds, 1),
-        "total_seconds": round(time.perf_counter() - start, 1),
-        "checkpoint": str(
-            Path(trainer.checkpoint_callback.best_model_path or trainer.checkpoint_callback.last_model_path)
-        ),
-    }
-    write_text(out / "metrics.json", json.dumps(metrics, indent=2))
-    v2, c2 = result["MaxBoxAccV2"]["value"], centre_v2["value"]
-    print(f"top-1 accuracy {run_.top1_acc:.1f}%  |  MaxBoxAccV2 {v2:.2f} (centre prior {c2:.2f})")
-    print(f"wrote {out / 'metrics.json'} and {out / 'overlays.png'} in {metrics['total_seconds']:.0f} s")
-    return 0

@@ -56,8 +56,8 @@ def evaluate_localization(
         cam_curve_interval: threshold step of the box metrics.
         keep_examples: how many first images (with their score maps) to keep for pictures.
         progress: show a progress bar.
-        normalization: ``"minmax"``, ``"max"``, ``"pas"`` or ``"ivr"`` (Kim et al., ICCV 2021; see
-            :func:`wsol.metrics.normalize_scoremaps`).
+        normalization: a rule of :data:`wsol.metrics.NORMALIZATIONS`, ``"minmax"`` (the protocol's) by default
+            (see :func:`wsol.metrics.normalize_scoremaps`).
         percentile: IVR's percentile in [0, 1).
 
     Raises:

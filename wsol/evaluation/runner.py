@@ -1,17 +1,14 @@
-"""Evaluate a whole source, in one process or in parallel over images (accumulators merge by addition)."""
+"""Evaluate a whole source, in one process or in parallel over images (:mod:`wsol.evaluation.pool`)."""
 
 from __future__ import annotations
 
-import multiprocessing
-import os
-from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-import cv2
-
+from wsol.evaluation.chunks import ChunkConfig, PartialResult, run_chunk
+from wsol.evaluation.pool import run_in_pool
 from wsol.evaluation.sources import Source
-from wsol.metrics import BoxAccumulator, BoxResult, MaskAccumulator, MaskResult, warm_up_kernels
+from wsol.metrics import BoxResult, MaskResult
 
 __all__ = ["EvaluationResult", "evaluate"]
 
@@ -51,67 +48,6 @@ class EvaluationResult:
         return out
 
 
-@dataclass
-class _Config:
-    boxes: bool
-    masks: bool
-    cam_curve_interval: float
-    iou_thresholds: tuple[int, ...]
-    box_modes: tuple[str, ...]
-
-
-@dataclass
-class _Partial:
-    boxes: BoxAccumulator | None
-    masks: MaskAccumulator | None
-    degenerate: list[tuple[int, str]]
-
-
-def _run_chunk(
-    source: Source, indices: Sequence[int], config: _Config, on_image: Callable[[int], object] | None = None
-) -> _Partial:
-    boxes = BoxAccumulator(config.cam_curve_interval, config.iou_thresholds, config.box_modes) if config.boxes else None
-    masks = MaskAccumulator(config.cam_curve_interval) if config.masks else None
-    degenerate = []
-    for index in indices:
-        item = source.load(index, boxes=config.boxes, masks=config.masks)
-        if item.degenerate:
-            degenerate.append((index, item.image_id))
-        scoremap = item.scoremap[None]
-        if boxes is not None:
-            correct = None if item.cls_correct is None else [item.cls_correct]
-            try:
-                boxes.update(scoremap, [item.boxes], correct)
-            except ValueError as err:
-                raise ValueError(f"{source.gt_where('boxes')}: image {item.image_id!r}: {err}") from err
-        if masks is not None:
-            try:
-                masks.update(scoremap, item.mask[None])
-            except ValueError as err:
-                raise ValueError(f"{source.gt_where('masks')}: image {item.image_id!r}: {err}") from err
-        if on_image is not None:
-            on_image(1)
-    return _Partial(boxes, masks, degenerate)
-
-
-# Set once per worker process by _init_worker, so tasks carry only image indices.
-_WORKER: tuple[Source, _Config] | None = None
-
-
-def _init_worker(source: Source, config: _Config) -> None:
-    global _WORKER
-    _WORKER = (source, config)
-    # The parallelism is over images, so OpenCV runs single-threaded. Forked workers inherit 1 from the
-    # parent and must not touch the inherited pool (reconfiguring it deadlocks); spawned ones set it.
-    if cv2.getNumThreads() != 1:
-        cv2.setNumThreads(1)
-
-
-def _run_worker_chunk(indices: Sequence[int]) -> _Partial:
-    assert _WORKER is not None
-    return _run_chunk(_WORKER[0], indices, _WORKER[1])
-
-
 def evaluate(
     source: Source,
     metrics: Sequence[str] | None = None,
@@ -136,6 +72,32 @@ def evaluate(
     Raises:
         ValueError: A requested metric has no annotations, or bad input (naming the image and file).
     """
+    config = _chunk_config(source, metrics, cam_curve_interval, iou_thresholds, box_modes)
+    # Fail on bad settings before any work is spread out.
+    run_chunk(source, [], config)
+
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=len(source), desc="wsol evaluate", unit="img", disable=not progress)
+    # Closed on the way out of an error too, so the error line starts on its own line after the bar.
+    try:
+        if workers <= 1:
+            parts = [run_chunk(source, range(len(source)), config, bar.update)]
+        else:
+            parts = run_in_pool(source, config, workers, bar.update)
+    finally:
+        bar.close()
+    return _result(source, _merge(parts))
+
+
+def _chunk_config(
+    source: Source,
+    metrics: Sequence[str] | None,
+    cam_curve_interval: float,
+    iou_thresholds: Sequence[int],
+    box_modes: Sequence[str],
+) -> ChunkConfig:
+    """What to compute: the requested metrics (default: all the source has annotations for), checked."""
     if metrics is None:
         metrics = [name for name, has in (("boxes", source.has_boxes), ("masks", source.has_masks)) if has]
     unknown = set(metrics) - {"boxes", "masks"}
@@ -149,63 +111,33 @@ def evaluate(
         raise ValueError("the source has neither GT boxes nor GT masks")
     if len(source) == 0:
         raise ValueError("the source lists no image")
-    config = _Config(
+    return ChunkConfig(
         "boxes" in metrics, "masks" in metrics, cam_curve_interval, tuple(iou_thresholds), tuple(box_modes)
     )
-    # Fail on bad settings before any work is spread out.
-    _run_chunk(source, [], config)
 
-    from tqdm.auto import tqdm
 
-    n = len(source)
-    bar = tqdm(total=n, desc="wsol evaluate", unit="img", disable=not progress)
-    # Closed on the way out of an error too, so the error line starts on its own line after the bar.
-    try:
-        parts: list[_Partial] = []
-        if workers <= 1:
-            parts.append(_run_chunk(source, range(n), config, bar.update))
-        else:
-            size = max(1, min(32, -(-n // (workers * 8))))
-            chunks = [list(range(i, min(i + size, n))) for i in range(0, n, size)]
-            # fork starts workers instantly and shares the parent's imports and data (elsewhere: the default
-            # start method). OpenCV's thread count is set to 1 in the parent before the fork: a forked child
-            # that reconfigured the pool it inherited (whose threads did not survive the fork) would deadlock.
-            method = "fork" if "fork" in multiprocessing.get_all_start_methods() and os.name == "posix" else None
-            context = multiprocessing.get_context(method)
-            if method == "fork":
-                source.preload()
-                # Compiled once here (or loaded from numba's cache), the kernels are inherited by every worker.
-                warm_up_kernels()
-            cv2_threads = cv2.getNumThreads()
-            cv2.setNumThreads(1)
-            try:
-                with ProcessPoolExecutor(
-                    max_workers=workers, mp_context=context, initializer=_init_worker, initargs=(source, config)
-                ) as pool:
-                    futures = {pool.submit(_run_worker_chunk, chunk): len(chunk) for chunk in chunks}
-                    for future in as_completed(futures):
-                        parts.append(future.result())
-                        bar.update(futures[future])
-            finally:
-                cv2.setNumThreads(cv2_threads)
-    finally:
-        bar.close()
-
-    boxes = masks = None
-    degenerate: list[tuple[int, str]] = []
+def _merge(parts: Sequence[PartialResult]) -> PartialResult:
+    """One result of every chunk's (accumulators merge by addition, so chunking changes nothing)."""
+    total = PartialResult(None, None, [])
     for part in parts:
-        degenerate += part.degenerate
+        total.degenerate += part.degenerate
         if part.boxes is not None:
-            boxes = part.boxes if boxes is None else boxes.merge(part.boxes)
+            total.boxes = part.boxes if total.boxes is None else total.boxes.merge(part.boxes)
         if part.masks is not None:
-            masks = part.masks if masks is None else masks.merge(part.masks)
+            total.masks = part.masks if total.masks is None else total.masks.merge(part.masks)
+    return total
+
+
+def _result(source: Source, total: PartialResult) -> EvaluationResult:
+    from wsol.metrics.normalization import get_normalization
+
+    normalization = {"method": None, "percentile": None}
+    if source.normalization is not None:
+        normalization = get_normalization(source.normalization, source.percentile).record(source.percentile)
     return EvaluationResult(
-        boxes=boxes.compute() if boxes is not None else None,
-        masks=masks.compute() if masks is not None else None,
-        degenerate=[image_id for _, image_id in sorted(degenerate)],
+        boxes=total.boxes.compute() if total.boxes is not None else None,
+        masks=total.masks.compute() if total.masks is not None else None,
+        degenerate=[image_id for _, image_id in sorted(total.degenerate)],
         source=source.describe(),
-        normalization={
-            "method": source.normalization,
-            "percentile": source.percentile if source.normalization == "ivr" else None,
-        },
+        normalization=normalization,
     )

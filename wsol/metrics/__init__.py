@@ -34,16 +34,20 @@ from wsol.metrics.masks import (
     score_histograms,
 )
 from wsol.metrics.normalization import (
+    DEFAULT_NORMALIZATION,
     DEFAULT_PERCENTILE,
     NORMALIZATIONS,
+    NormalizationRule,
     check_normalization,
+    get_normalization,
+    normalization_rules,
     normalize_scoremaps,
     normalize_scoremaps_torch,
+    register_normalization,
 )
 from wsol.metrics.scoremaps import (
     cam_thresholds,
     check_scoremaps,
-    normalize_scoremap,
     prepare_scoremaps,
     prepare_scoremaps_numpy,
     quantize_scoremap,
@@ -59,8 +63,10 @@ from wsol.metrics.segmentation import (
 )
 
 __all__ = [
+    "DEFAULT_NORMALIZATION",
     "DEFAULT_PERCENTILE",
     "NORMALIZATIONS",
+    "NormalizationRule",
     "BackgroundThresholdSweep",
     "BoxAccumulator",
     "BoxLocalizationMetric",
@@ -80,11 +86,12 @@ __all__ = [
     "cam_thresholds",
     "check_boxes",
     "check_normalization",
+    "get_normalization",
+    "normalization_rules",
     "check_scoremaps",
     "confusion_matrix",
     "integer_thresholds",
     "labels_from_scores",
-    "normalize_scoremap",
     "normalize_scoremaps",
     "normalize_scoremaps_torch",
     "pixel_curves",
@@ -96,6 +103,7 @@ __all__ = [
     "pxap_from_curves",
     "pxap_from_histograms",
     "quantize_scoremap",
+    "register_normalization",
     "resize_gt_boxes",
     "score_histograms",
     "segmentation_scores",

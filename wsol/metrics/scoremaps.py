@@ -23,7 +23,6 @@ __all__ = [
     "MIN_CAM_CURVE_INTERVAL",
     "cam_thresholds",
     "check_scoremaps",
-    "normalize_scoremap",
     "prepare_scoremaps",
     "prepare_scoremaps_numpy",
     "quantize_scoremap",
@@ -87,21 +86,6 @@ def check_scoremaps(scoremaps: np.ndarray, ndim: int = 3, names: list[str] | Non
             )
 
 
-def normalize_scoremap(scoremap: np.ndarray) -> np.ndarray:
-    """Per-image min-max normalisation of one float map, exactly as ``inference.normalize_scoremap``.
-
-    The order of operations (subtract the min, then divide by the new max) is the reference's, so the
-    result is bit-identical. NaN anywhere or a constant map gives an all-zero map; so does ±inf, where
-    the reference would produce NaN and then reject the map.
-    """
-    scoremap = np.array(scoremap, dtype=np.float64)
-    if not np.isfinite(scoremap).all() or scoremap.min() == scoremap.max():
-        return np.zeros_like(scoremap)
-    scoremap -= scoremap.min()
-    scoremap /= scoremap.max()
-    return scoremap
-
-
 def upsample_cam_numpy(cam: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """One raw CAM ``(h, w)`` at ``size = (H, W)`` the reference's way: float64 cast, ``cv2.resize(INTER_CUBIC)``
     (cv2 takes ``(W, H)``); a map already at ``size`` is only cast."""
@@ -146,8 +130,8 @@ def prepare_scoremaps(
     Args:
         cams: Raw class activation maps of any float dtype.
         size: Target ``(H, W)``, usually ``(224, 224)``.
-        normalization: ``"minmax"`` (the protocol's), ``"max"``, ``"pas"`` or ``"ivr"``
-            (:mod:`wsol.metrics.normalization`), applied after upsampling.
+        normalization: a rule of :data:`wsol.metrics.NORMALIZATIONS` (``"minmax"``, the protocol's, by default),
+            applied after upsampling.
         percentile: IVR's percentile in [0, 1).
     """
     import torch

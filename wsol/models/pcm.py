@@ -1,8 +1,8 @@
 """SEAM's pixel correlation module (PCM) and the CAM normalisations around it.
 
 After ``YudeWang/SEAM`` ``network/resnet38_SEAM.py::Net.forward/PCM`` and
-``tool/visualization.py::max_norm`` (docs/methods.md §1.1, §1.3). Channel 0 of every map with a
-background slot is the background.
+``tool/visualization.py::max_norm`` (here :func:`relu_minmax`; docs/methods.md §1.1, §1.3). Channel 0 of every
+map with a background slot is the background.
 """
 
 from __future__ import annotations
@@ -13,19 +13,22 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["PCM", "max_norm", "pcm_input", "with_background"]
+__all__ = ["PCM", "max_norm", "pcm_input", "relu_minmax", "with_background"]
 
 
-def max_norm(cams: Tensor, eps: float = 1e-5) -> Tensor:
-    """Per-channel min-max normalisation of ReLU'd maps, ``ReLU(ReLU(p) - min - eps) / (max - min + eps)``.
+def relu_minmax(cams: Tensor, eps: float = 1e-5) -> Tensor:
+    """Per-map min-max normalisation of ReLU'd maps ``(..., h, w)``, ``ReLU(ReLU(p) - min - eps) / (max - min + eps)``.
 
-    The torch branch of SEAM's ``visualization.max_norm`` (a min-max norm despite its name), used on
-    the training CAMs.
+    The torch branch of SEAM's ``visualization.max_norm`` (a min-max norm despite that name), used on the training
+    CAMs and on the combined maps of WSSS inference; an all-zero map stays zero.
     """
     cams = F.relu(cams)
-    hi = cams.amax(dim=(2, 3), keepdim=True)
-    lo = cams.amin(dim=(2, 3), keepdim=True)
+    hi = cams.amax(dim=(-2, -1), keepdim=True)
+    lo = cams.amin(dim=(-2, -1), keepdim=True)
     return F.relu(cams - lo - eps) / (hi - lo + eps)
+
+
+max_norm = relu_minmax  # the old name, still imported by wsol.methods.seam; remove once that module uses relu_minmax
 
 
 def with_background(fg: Tensor) -> Tensor:

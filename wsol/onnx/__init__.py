@@ -14,7 +14,6 @@ from wsol.onnx.wrapper import (
     SIDECAR_VERSION,
     ExportWrapper,
     describe_normalization,
-    kth_smallest,
     normalize_flat_maps,
     parse_cam_classes,
 )
@@ -30,7 +29,6 @@ __all__ = [
     "describe_normalization",
     "export_onnx",
     "imagenet_class_names",
-    "kth_smallest",
     "load_checkpoint_model",
     "normalize_flat_maps",
     "parse_cam_classes",

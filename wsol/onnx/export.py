@@ -4,9 +4,10 @@ The graph takes ``images`` (float32 NCHW, already normalised with the sidecar's 
 preprocessing stays in numpy so INT8 calibration and the device see the same inputs) and returns
 ``logits (N, K)`` and ``cams (N, n, H, W)``: the class maps of the top-1 class (n = 1), of the top-k
 classes (n = k, ordered by logit) or of every class (n = K), bilinearly upsampled to the input size and
-normalised per map: min-max by default, or max, PaS or IVR (Kim et al., "Normalization Matters in Weakly
-Supervised Object Localization", ICCV 2021, arXiv 2107.13221), each with a small epsilon in the divisor so
-flat maps stay finite. The batch axis is dynamic; the spatial size is fixed at export time.
+normalised per map: min-max by default, or another rule of :data:`wsol.metrics.NORMALIZATIONS` (max, PaS,
+IVR: Kim et al., "Normalization Matters in Weakly Supervised Object Localization", ICCV 2021, arXiv
+2107.13221), each with a small epsilon in the divisor so flat maps stay finite. The batch axis is dynamic;
+the spatial size is fixed at export time.
 
 PaS and IVR read the map's value at a fixed sorted index; the graph finds it with one ONNX ``TopK`` whose K is a
 constant set by the map size (the shorter side of the sort), exact like the library's selection. TensorRT caps
@@ -25,7 +26,6 @@ import json
 import os
 import time
 import warnings
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,7 +35,8 @@ from torch import nn
 
 from wsol.atomic import write_text
 from wsol.onnx.parity import check_parity
-from wsol.onnx.wrapper import SIDECAR_VERSION, ExportWrapper, describe_normalization
+from wsol.onnx.sidecar import build_sidecar
+from wsol.onnx.wrapper import ExportWrapper
 
 
 @dataclass
@@ -93,10 +94,11 @@ def export_onnx(
         atol: absolute tolerance of the parity check.
         rtol: relative tolerance of the parity check.
         extra_metadata: merged into the sidecar (e.g. the model's source).
-        normalization: per-map normalisation of ``cams``: ``minmax`` (default), ``max``, ``pas`` or ``ivr``
-            (see :func:`normalize_flat_maps`).
+        normalization: per-map normalisation of ``cams``, a rule of :data:`wsol.metrics.NORMALIZATIONS`
+            (``minmax`` by default; see :func:`~wsol.onnx.wrapper.normalize_flat_maps`).
         percentile: IVR's percentile in [0, 1).
-        dynamic_size: export dynamic height and width too (TorchScript exporter; ``minmax`` or ``max``); the
+        dynamic_size: export dynamic height and width too (TorchScript exporter; a rule without a sorted index,
+            such as ``minmax`` or ``max``); the
             parity check then also runs at a second size, ``image_size`` plus 32 pixels each way.
 
     Returns:
@@ -110,19 +112,7 @@ def export_onnx(
     out = Path(out)
     if out.suffix != ".onnx":
         raise ValueError(f"the output path must end in .onnx, got {out}")
-    if exporter == "auto":
-        exporter = "torchscript" if opset <= 17 else "dynamo"
-    if exporter not in ("torchscript", "dynamo"):
-        raise ValueError(f"exporter must be auto, torchscript or dynamo, got {exporter!r}")
-    if exporter == "dynamo" and opset < 18:
-        raise ValueError(f"the dynamo exporter cannot emit opset {opset} (its minimum is 18); use torchscript")
-    if exporter == "torchscript" and not 11 <= opset <= 17:
-        raise ValueError(
-            f"the TorchScript exporter is used for opsets 11-17 only (at >= 18 it emits an invalid ReduceMean, "
-            f"pytorch/pytorch#104190); got {opset}, use dynamo"
-        )
-    if dynamic_size and exporter != "torchscript":
-        raise ValueError(f"a dynamic input size is exported by the TorchScript exporter (opset <= 17), got {exporter}")
+    exporter = _choose_exporter(exporter, opset, dynamic_size)
     wrapper = ExportWrapper(
         model, cam_classes, image_size, normalization=normalization, percentile=percentile, dynamic_size=dynamic_size
     )
@@ -148,42 +138,7 @@ def export_onnx(
         spatial = ["height", "width"] if dynamic_size else list(wrapper.image_size)
         _set_output_shapes(proto, {"logits": ["batch", k], "cams": ["batch", n, *spatial]})
 
-        metadata: dict[str, Any] = {
-            "format": "wsol-onnx",
-            "version": SIDECAR_VERSION,
-            "model_file": out.name,
-            "opset": max(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")),
-            "exporter": exporter,
-            "inputs": {"images": {"shape": ["batch", 3, *spatial], "dtype": "float32", "layout": "NCHW"}},
-            "outputs": {
-                "logits": {"shape": ["batch", k], "dtype": "float32"},
-                "cams": {"shape": ["batch", n, *spatial], "dtype": "float32", "range": [0.0, 1.0]},
-            },
-            "preprocessing": {
-                "size": list(wrapper.image_size),
-                "mean": list(mean),
-                "std": list(std),
-                "input_scale": 1 / 255,
-                "channel_order": "RGB",
-                "resize": "squash the whole image to size (no crop), bilinear",
-                "formula": "images = (rgb_uint8 / 255 - mean) / std, resized to size, NCHW float32",
-            },
-            "cams": {
-                "classes": wrapper.mode if wrapper.mode != "topk" else f"topk:{n}",
-                "order": "by descending logit" if wrapper.mode != "all" else "class index",
-                "upsampling": "bilinear, half_pixel (align_corners=False)",
-                "normalization": describe_normalization(
-                    normalization, wrapper.percentile, wrapper.image_size[0] * wrapper.image_size[1], wrapper.eps
-                ),
-                "normalization_method": normalization,
-                "percentile": wrapper.percentile if normalization == "ivr" else None,
-            },
-            "num_classes": k,
-            "class_names": list(class_names) if class_names is not None else [str(i) for i in range(k)],
-            "op_histogram": dict(sorted(Counter(node.op_type for node in proto.graph.node).items())),
-            "versions": {"torch": torch.__version__, "onnx": onnx.__version__},
-        }
-        metadata.update(extra_metadata or {})
+        metadata = build_sidecar(wrapper, proto, out.name, exporter, mean, std, class_names, extra_metadata)
         # The graph describes itself: what a runtime needs to feed it and read its outputs travels inside the file.
         _set_metadata_props(proto, {key: metadata[key] for key in METADATA_PROPS})
         onnx.save(proto, str(tmp))
@@ -192,19 +147,7 @@ def export_onnx(
         metadata["sha256"] = hashlib.sha256(tmp.read_bytes()).hexdigest()
         metadata["file_bytes"] = tmp.stat().st_size
         if parity:
-            metadata["parity"] = check_parity(wrapper, tmp, parity_batches, atol=atol, rtol=rtol)
-            if dynamic_size:  # the same graph at a second input size
-                other = (wrapper.image_size[0] + 32, wrapper.image_size[1] + 32)
-                first = metadata["parity"]
-                second = check_parity(wrapper, tmp, parity_batches, atol=atol, rtol=rtol, size=other)
-                metadata["parity"] = {
-                    **first,
-                    "sizes": [list(wrapper.image_size), list(other)],
-                    "logits_max_abs": max(first["logits_max_abs"], second["logits_max_abs"]),
-                    "cams_max_abs": max(first["cams_max_abs"], second["cams_max_abs"]),
-                    "top1_agree": min(first["top1_agree"], second["top1_agree"]),
-                    "pass": first["pass"] and second["pass"],
-                }
+            metadata["parity"] = _check_graph(wrapper, tmp, parity_batches, atol, rtol)
         sidecar = out.with_suffix(".json")
         sidecar.unlink(missing_ok=True)  # the previous graph's: never left beside the new one
         os.replace(tmp, out)
@@ -212,6 +155,44 @@ def export_onnx(
         return ExportResult(out, sidecar, metadata)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _choose_exporter(exporter: str, opset: int, dynamic_size: bool) -> str:
+    """``torchscript`` or ``dynamo`` for ``exporter`` (``auto``: by opset), or ``ValueError`` for a bad combination."""
+    if exporter == "auto":
+        exporter = "torchscript" if opset <= 17 else "dynamo"
+    if exporter not in ("torchscript", "dynamo"):
+        raise ValueError(f"exporter must be auto, torchscript or dynamo, got {exporter!r}")
+    if exporter == "dynamo" and opset < 18:
+        raise ValueError(f"the dynamo exporter cannot emit opset {opset} (its minimum is 18); use torchscript")
+    if exporter == "torchscript" and not 11 <= opset <= 17:
+        raise ValueError(
+            f"the TorchScript exporter is used for opsets 11-17 only (at >= 18 it emits an invalid ReduceMean, "
+            f"pytorch/pytorch#104190); got {opset}, use dynamo"
+        )
+    if dynamic_size and exporter != "torchscript":
+        raise ValueError(f"a dynamic input size is exported by the TorchScript exporter (opset <= 17), got {exporter}")
+    return exporter
+
+
+def _check_graph(
+    wrapper: ExportWrapper, path: Path, batches: tuple[int, ...], atol: float, rtol: float
+) -> dict[str, Any]:
+    """The parity check of the graph at ``path``; a dynamic-size graph is checked at a second size too and the
+    two results are combined (the worst difference, every check passed)."""
+    first = check_parity(wrapper, path, batches, atol=atol, rtol=rtol)
+    if not wrapper.dynamic_size:
+        return first
+    other = (wrapper.image_size[0] + 32, wrapper.image_size[1] + 32)
+    second = check_parity(wrapper, path, batches, atol=atol, rtol=rtol, size=other)
+    return {
+        **first,
+        "sizes": [list(wrapper.image_size), list(other)],
+        "logits_max_abs": max(first["logits_max_abs"], second["logits_max_abs"]),
+        "cams_max_abs": max(first["cams_max_abs"], second["cams_max_abs"]),
+        "top1_agree": min(first["top1_agree"], second["top1_agree"]),
+        "pass": first["pass"] and second["pass"],
+    }
 
 
 # Sidecar entries copied into the graph's metadata_props, each as JSON under "wsol.<key>".

@@ -1,8 +1,9 @@
 """The exported module: a CAM classifier's logits and its upsampled, normalised class maps in one ``forward``.
 
-Normalisation per map: min-max by default, or max, PaS or IVR (Kim et al., ICCV 2021, arXiv 2107.13221), each
-with a small epsilon in the divisor so flat maps stay finite. PaS and IVR read the map's value at a fixed sorted
-index, found with one ``TopK`` whose K is a constant set by the map size (exact like the library's selection).
+Normalisation per map: min-max by default, or any rule of :data:`wsol.metrics.NORMALIZATIONS` (max, PaS, IVR:
+Kim et al., ICCV 2021, arXiv 2107.13221) in its ONNX form, with a small epsilon in the divisor so flat maps stay
+finite. PaS and IVR read the map's value at a fixed sorted index, found with one ``TopK`` whose K is a constant set
+by the map size (exact like the library's selection).
 """
 
 from __future__ import annotations
@@ -15,71 +16,28 @@ SIDECAR_VERSION = 1
 DEFAULT_EPS = 1e-5  # >= 1e-5 so the normalisation survives a TensorRT FP16 engine (min normal ~6e-5)
 
 
-def kth_smallest(flat: torch.Tensor, index: int) -> torch.Tensor:
-    """``sorted(flat)[index]`` along the last axis, kept as a trailing axis of size 1, via one ``topk``.
-
-    ``k`` is a Python constant, so the exporters emit a single ONNX ``TopK`` with a constant K. The shorter
-    side is sorted: the ``index + 1`` smallest values or the ``size - index`` largest, whose max (or min) is
-    the wanted value whatever their order.
-    """
-    size = int(flat.shape[-1])
-    if not 0 <= index < size:
-        raise ValueError(f"index must lie in [0, {size}), got {index}")
-    if index + 1 <= size - index:
-        return flat.topk(index + 1, dim=-1, largest=False).values.amax(dim=-1, keepdim=True)
-    return flat.topk(size - index, dim=-1, largest=True).values.amin(dim=-1, keepdim=True)
-
-
 def normalize_flat_maps(
     flat: torch.Tensor, normalization: str = "minmax", percentile: float = 0.6, eps: float = DEFAULT_EPS
 ) -> torch.Tensor:
     """The export's per-map normalisation of ``(..., HW)`` maps, ONNX-exportable, with ``eps`` in each divisor.
 
-    Kim et al. (ICCV 2021) rules, as in :func:`wsol.metrics.normalize_scoremaps` but with ``+ eps`` instead
-    of the zero-map special cases (a constant map gives 0; so does ``max`` on a map with no positive value):
-
-    * ``minmax``: ``(x - min) / (max - min + eps)``;
-    * ``max``: ``relu(x) / (max(relu(x)) + eps)``;
-    * ``pas``: ``d = x - min``, ``min(1, d / (sorted(d)[int(0.9 n)] + eps))``;
-    * ``ivr``: ``r = relu(x - sorted(x)[int(p n)])``, ``r / (max(r) + eps)``.
+    The ONNX form of the rule of :data:`wsol.metrics.NORMALIZATIONS` named ``normalization``: the rules of
+    :func:`wsol.metrics.normalize_scoremaps` with ``+ eps`` in each divisor instead of the zero-map special
+    cases (a constant map gives 0; so does ``max`` on a map with no positive value).
 
     Raises:
         ValueError: for an unknown rule or a percentile outside [0, 1).
     """
-    from wsol.metrics.normalization import PAS_QUANTILE, check_normalization, quantile_index
+    from wsol.metrics.normalization import get_normalization
 
-    check_normalization(normalization, percentile)
-    size = int(flat.shape[-1])
-    if normalization == "minmax":
-        lo = flat.amin(dim=-1, keepdim=True)
-        return (flat - lo) / (flat.amax(dim=-1, keepdim=True) - lo + eps)
-    if normalization == "max":
-        positive = torch.relu(flat)
-        return positive / (positive.amax(dim=-1, keepdim=True) + eps)
-    if normalization == "pas":
-        shifted = flat - flat.amin(dim=-1, keepdim=True)
-        divisor = kth_smallest(shifted, quantile_index(size, PAS_QUANTILE)) + eps
-        return torch.clamp(shifted / divisor, max=1.0)
-    residual = torch.relu(flat - kth_smallest(flat, quantile_index(size, percentile)))
-    return residual / (residual.amax(dim=-1, keepdim=True) + eps)
+    return get_normalization(normalization, percentile).onnx(flat, percentile, eps)
 
 
 def describe_normalization(normalization: str, percentile: float, size: int, eps: float = DEFAULT_EPS) -> str:
     """The sidecar's formula of :func:`normalize_flat_maps` for maps of ``size`` pixels."""
-    from wsol.metrics.normalization import PAS_QUANTILE, quantile_index
+    from wsol.metrics.normalization import get_normalization
 
-    if normalization == "minmax":
-        return f"per map (x - min) / (max - min + {eps:g})"
-    if normalization == "max":
-        return f"per map relu(x) / (max(relu(x)) + {eps:g})"
-    if normalization == "pas":
-        k = quantile_index(size, PAS_QUANTILE)
-        return f"per map d = x - min; min(1, d / (sorted(d)[{k}] + {eps:g})) (PaS, sorted index int(0.9 * {size}))"
-    k = quantile_index(size, percentile)
-    return (
-        f"per map r = relu(x - sorted(x)[{k}]); r / (max(r) + {eps:g}) "
-        f"(IVR, percentile {percentile:g}, sorted index int({percentile:g} * {size}))"
-    )
+    return get_normalization(normalization, percentile).onnx_formula(percentile, size, eps)
 
 
 def parse_cam_classes(spec: str) -> tuple[str, int | None]:
@@ -115,11 +73,12 @@ class ExportWrapper(nn.Module):
         cam_classes: ``top1``, ``topk:K`` or ``all``.
         image_size: ``(H, W)`` of the exported input.
         eps: added to the divisor of the per-map normalisation so flat maps stay finite.
-        normalization: ``minmax`` (default), ``max``, ``pas`` or ``ivr`` (see :func:`normalize_flat_maps`).
+        normalization: a rule of :data:`wsol.metrics.NORMALIZATIONS`, ``minmax`` by default (see
+            :func:`normalize_flat_maps`).
         percentile: IVR's percentile in [0, 1).
         dynamic_size: read every size from the input at run time instead (``cams`` then follow the input's
-            height and width); ``image_size`` is only the probe and trace size. PaS and IVR need a sorted index
-            fixed by the map size, so only ``minmax`` and ``max`` allow it.
+            height and width); ``image_size`` is only the probe and trace size. Rules that read a sorted index
+            fixed by the map size (PaS, IVR) do not allow it.
 
     Raises:
         ValueError: if the model lacks ``forward_with_cams`` or its maps and logits disagree on K, or for a
@@ -136,18 +95,19 @@ class ExportWrapper(nn.Module):
         percentile: float = 0.6,
         dynamic_size: bool = False,
     ) -> None:
-        from wsol.metrics.normalization import check_normalization
+        from wsol.metrics.normalization import get_normalization, normalization_rules
 
         super().__init__()
-        if dynamic_size and normalization not in ("minmax", "max"):
+        rule = get_normalization(normalization, percentile)
+        if dynamic_size and rule.sorted_index:
+            size_free = " or ".join(r.name for r in normalization_rules() if not r.sorted_index)
             raise ValueError(
-                f"a dynamic input size needs a normalisation without a fixed sorted index (minmax or max), "
+                f"a dynamic input size needs a normalisation without a fixed sorted index ({size_free}), "
                 f"got {normalization!r}"
             )
         self.dynamic_size = bool(dynamic_size)
         if not hasattr(model, "forward_with_cams"):
             raise ValueError("the model must define forward_with_cams(images) -> (logits, maps)")
-        check_normalization(normalization, percentile)
         self.normalization, self.percentile = normalization, float(percentile)
         self.model = model.eval()
         self.mode, k = parse_cam_classes(cam_classes)

@@ -205,24 +205,32 @@ def _norm_table(groups: list[tuple[str, str, list[dict[str, Any]]]]) -> list[str
             scored.append((label, normed))
     if not scored:
         return []
+    from wsol.metrics.normalization import normalization_rules
+    from wsol.study.scoring import NORM_VARIANTS
+
+    rules = normalization_rules()
+    headings = [rule.name + (" (p from tune)" if rule.study_percentiles else "") for rule in rules]
     lines = [
         "Val MaxBoxAccV2 (τ from tune) by score-map normalisation; IVR's percentile p chosen on the tuning split; "
         "**bold**: the normalisation chosen on the tuning split.",
         "",
-        "| method | minmax | max | pas | ivr (p from tune) | chosen − minmax |",
-        "|---|---|---|---|---|---|",
+        f"| method | {' | '.join(headings)} | chosen − minmax |",
+        "|---" * (len(rules) + 2) + "|",
     ]
     for method, runs in scored:
-        ivr_names = [n for n in runs[0]["norms"] if n.startswith("ivr")]
-        ivr_runs = [{**run, "norms": {n: run["norms"][n] for n in ivr_names}} for run in runs]
-        ivr = choose_normalization(ivr_runs) if ivr_names else "ivr"
         chosen = choose_normalization(runs)
         cells = []
-        for norm in ("minmax", "max", "pas", ivr):
+        for rule in rules:
+            norm, suffix = rule.name, ""
+            if rule.study_percentiles:  # the rule's column shows its percentile chosen on tune
+                grid = [n for n in runs[0]["norms"] if n in NORM_VARIANTS and NORM_VARIANTS[n][0] == rule.name]
+                if grid:
+                    norm = choose_normalization([{**run, "norms": {n: run["norms"][n] for n in grid}} for run in runs])
+                    suffix = f" (p {NORM_VARIANTS[norm][1]:g})"
             if not all(norm == "minmax" or norm in run["norms"] for run in runs):
                 cells.append("—")
                 continue
-            text = _pm(_normed(runs, norm), "fair", _V2) + (f" (p {norm[3:]})" if norm == ivr else "")
+            text = _pm(_normed(runs, norm), "fair", _V2) + suffix
             cells.append(f"**{text}**" if norm == chosen else text)
         gain = _stat(_normed(runs, chosen), "fair", _V2)[0] - _stat(runs, "fair", _V2)[0]
         lines.append(f"| {method} | {' | '.join(cells)} | {gain:+.2f} |")

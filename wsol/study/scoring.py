@@ -9,7 +9,7 @@ the full BoxAcc(τ) curves of :class:`wsol.metrics.BoxAccumulator`, one per spli
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,14 +42,35 @@ __all__ = [
 
 MODE = "MaxBoxAccV2"
 
-# Score-map normalisations every run is scored under (name -> rule, IVR percentile); one is chosen per row on
-# the tuning split. IVR's percentile is a hyper-parameter (Kim et al., ICCV 2021), so it is tuned over a grid.
-NORM_VARIANTS: dict[str, tuple[str, float]] = {
-    "minmax": ("minmax", 0.6),
-    "max": ("max", 0.6),
-    "pas": ("pas", 0.6),
-    **{f"ivr{p:g}": ("ivr", p) for p in (0.1, 0.2, 0.3, 0.5, 0.6, 0.7, 0.8, 0.9)},
-}
+
+class _NormVariants(Mapping[str, tuple[str, float]]):
+    """Column name -> (rule, percentile) of every registered normalisation, read from the registry on each use.
+
+    A rule with a percentile grid (IVR's percentile is a hyper-parameter, Kim et al., ICCV 2021) gives one column
+    per percentile, ``ivr0.1``, ``ivr0.2``, ...; any other rule one column under its name.
+    """
+
+    def _table(self) -> dict[str, tuple[str, float]]:
+        from wsol.metrics.normalization import normalization_rules
+
+        return {name: variant for rule in normalization_rules() for name, variant in rule.study_variants().items()}
+
+    def __getitem__(self, name: str) -> tuple[str, float]:
+        return self._table()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._table())
+
+    def __len__(self) -> int:
+        return len(self._table())
+
+    def __repr__(self) -> str:
+        return f"NORM_VARIANTS({self._table()!r})"
+
+
+# Score-map normalisations every run is scored under (name -> rule, percentile), in the registry's order; one is
+# chosen per row on the tuning split.
+NORM_VARIANTS: Mapping[str, tuple[str, float]] = _NormVariants()
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,6 @@ from wsol.wsss.inference import (
     cam_function,
     label_map,
     multiscale_cams,
-    normalize_cams,
     present_classes,
 )
 from wsol.wsss.pipeline import PseudoMaskConfig, PseudoMaskRun, generate_pseudo_masks
@@ -27,7 +26,6 @@ __all__ = [
     "label_map",
     "load_label_png",
     "multiscale_cams",
-    "normalize_cams",
     "present_classes",
     "rle_decode",
     "rle_encode",

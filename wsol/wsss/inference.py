@@ -2,9 +2,10 @@
 
 After SEAM's ``infer_SEAM.py`` (docs/methods.md §1.5, §14.7): every scale/flip pass is upsampled (bilinear,
 ``align_corners=False``) to the original image size and flipped back; the passes are combined, negatives
-clipped, and each class map min-max normalised over space (SEAM's ``max_norm``). The label map is the
-argmax over ``[t, cam_1, ..., cam_K]`` with a constant background score ``t`` and only the image's classes
-competing. Everything here is pure torch, so it runs batched on any device.
+clipped, and each class map min-max normalised over space (SEAM's ``max_norm``,
+:func:`wsol.models.pcm.relu_minmax`). The label map is the argmax over ``[t, cam_1, ..., cam_K]`` with a
+constant background score ``t`` and only the image's classes competing. Everything here is pure torch, so it
+runs batched on any device.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from torch import Tensor, nn
 
 from wsol.data.schema import IGNORE_INDEX
 from wsol.models.cam_net import as_network
-from wsol.models.pcm import max_norm
 
 __all__ = [
     "SEAM_BG_THRESHOLD",
@@ -27,7 +27,6 @@ __all__ = [
     "cam_function",
     "label_map",
     "multiscale_cams",
-    "normalize_cams",
     "present_classes",
     "threshold_labels",
     "top_class",
@@ -133,16 +132,6 @@ def multiscale_cams(
     return logits, total / count
 
 
-def normalize_cams(maps: Tensor) -> Tensor:
-    """SEAM's normalisation of combined maps ``(K, H, W)`` or ``(B, K, H, W)``: ReLU, then per-map min-max.
-
-    See :func:`wsol.models.pcm.max_norm`; an all-zero map stays zero.
-    """
-    if maps.ndim == 3:
-        return max_norm(maps[None])[0]
-    return max_norm(maps)
-
-
 def present_classes(
     logits: Tensor,
     labels: Sequence[int] | None = None,
@@ -223,7 +212,7 @@ def label_map(
     ``np.argmax`` over ``[bg, cams]`` does in SEAM.
 
     Args:
-        maps: normalised maps ``(K, H, W)`` (see :func:`normalize_cams`).
+        maps: normalised maps ``(K, H, W)`` (see :func:`wsol.models.pcm.relu_minmax`).
         present: boolean ``(K,)`` mask of the classes allowed (see :func:`present_classes`).
         bg_threshold: constant background score.
         ignore_threshold: lower background score bounding the ignored band, or None for no ignore.

@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 from wsol.data.datasets import SampleDataset
 from wsol.data.schema import IGNORE_INDEX, Sample
 from wsol.models.contract import backbone_contract
+from wsol.models.pcm import relu_minmax
 from wsol.wsss.export import load_label_png, save_label_png, write_coco_json
 from wsol.wsss.inference import (
     SEAM_BG_THRESHOLD,
@@ -39,7 +40,6 @@ from wsol.wsss.inference import (
     Refine,
     cam_function,
     multiscale_cams,
-    normalize_cams,
     present_classes,
     threshold_labels,
     top_class,
@@ -158,7 +158,7 @@ def _compute_maps(
     scales = [s * factor for s in config.scales]
     logits, maps = multiscale_cams(cam_fn, x, scales, config.flip, (height, width), select=select)
     classes = select(logits)
-    norm = normalize_cams(maps)  # absent classes are zeroed in SEAM, i.e. never compete
+    norm = relu_minmax(maps)  # absent classes are zeroed in SEAM, i.e. never compete
     return {
         "maps": norm.half().cpu().numpy(),
         "classes": classes.cpu().numpy().astype(np.int16),
