@@ -2,7 +2,8 @@
 
 * :mod:`wsol.onnx.wrapper`: the exported module (:class:`ExportWrapper`) and its in-graph normalisations;
 * :mod:`wsol.onnx.models`: what is exported (a checkpoint of any registered method, or a backbone);
-* :mod:`wsol.onnx.export`: :func:`export_onnx`, graph surgery and the JSON sidecar;
+* :mod:`wsol.onnx.export`: :func:`export_onnx` and graph surgery;
+* :mod:`wsol.onnx.sidecar`: the JSON sidecar (:func:`~wsol.onnx.sidecar.build_sidecar`);
 * :mod:`wsol.onnx.parity`: :func:`check_parity`, onnxruntime against PyTorch.
 """
 
