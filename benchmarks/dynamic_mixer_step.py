@@ -84,7 +84,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    study = {"stem_stride": 2, "last_stride": 2, "width": 32}  # wsol.recipes.SMALL_DATA's ResNet-10
+    study = {"stem_stride": 2, "last_stride": 2, "width": 32}  # wsol.training.recipes.SMALL_DATA's ResNet-10
     run("study recipe", "resnet10", study, 64, 64, args)
     if not args.skip_224:
         run("ImageNet size", "resnet50", {}, args.batch_224, 224, args)

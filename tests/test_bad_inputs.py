@@ -619,7 +619,7 @@ def test_fuzzed_npz_archives_score_what_np_load_reads_or_are_refused_in_one_line
 
 def test_limit_options_given_as_integers_stay_integers(tmp_path):
     """``limit_train_batches: 1`` is one batch, not the whole epoch (1.0); fractions stay fractions."""
-    from wsol.lightning_cli import WSOLCLI
+    from wsol.training.lightning_cli import WSOLCLI
 
     config = _stage_config(tmp_path)
     text = config.read_text().replace(

@@ -243,7 +243,7 @@ def test_one_trainer_step_and_checkpoint_round_trip(cls, mixer, tiny_datamodule,
 def test_trains_from_a_yaml(class_path, init_args, tmp_path) -> None:
     from dataset_fixtures import write_tiny_imagenet
 
-    from wsol.lightning_cli import train
+    from wsol.training.lightning_cli import train
 
     write_tiny_imagenet(tmp_path / "data", per_class=2)
     config = {

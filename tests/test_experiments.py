@@ -8,8 +8,8 @@ import yaml
 from dataset_fixtures import write_tiny_imagenet, write_voc, write_wsoleval
 
 from wsol.data.voc import VOC_CLASSES
-from wsol.lightning_cli import WSOLCLI
 from wsol.models.wsoleval import VGG16CAM, InceptionV3CAM
+from wsol.training.lightning_cli import WSOLCLI
 
 EXPERIMENTS = sorted((Path(__file__).resolve().parents[1] / "experiments").glob("*.yaml"))
 DATASETS = {"cub": "cub", "imagenet": "imagenet", "voc12": "voc", "tinyimagenet10": "tiny_imagenet"}
@@ -112,7 +112,7 @@ def test_yamls_hold_overrides_only():
 
 
 def test_small_data_yaml_mirrors_the_quickstart_recipe():
-    from wsol.recipes import QUICKSTART
+    from wsol.training.recipes import QUICKSTART
 
     config = yaml.safe_load((EXPERIMENTS[0].parent / "cam_resnet10_tinyimagenet10.yaml").read_text())
     model = dict(config["model"]["init_args"])

@@ -20,7 +20,8 @@ MODEL = ["--backbone", "resnet10", "--backbone-kwargs", json.dumps({"width": 8})
 def _foreign_maps(folder: Path) -> int:
     """Low-resolution raw maps of the GT class, one ``<image_id>.npy`` each, as a foreign tool would save them."""
     from wsol.cams import create_cam, load_cam_model
-    from wsol.cams.runner import parse_data_spec, protocol_loader
+    from wsol.cams.runner import protocol_loader
+    from wsol.commands.arguments import parse_data_spec
 
     dataset = parse_data_spec("synthetic", "val", DATA_OPTIONS).open()
     model = load_cam_model(backbone="resnet10", num_classes=3, backbone_kwargs={"width": 8}, seed=3)

@@ -66,7 +66,7 @@ def test_scoring_a_run_leaves_its_log_and_config_alone_and_predict_over_an_earli
 
     # With --overwrite, killed after its first map: the earlier maps and metadata are gone, the manifest says
     # "running", and wsol evaluate refuses instead of scoring a mix of two runs.
-    from wsol.reference_output import ReferenceOutput
+    from wsol.evaluation.reference_output import ReferenceOutput
 
     real_save = ReferenceOutput.save_map
 

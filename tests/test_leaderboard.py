@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from wsol.cams import class_mapping, imagenet_class_indices
-from wsol.cams.runner import parse_data_spec
 from wsol.cli import main
+from wsol.commands.arguments import parse_data_spec
 
 DATA_OPTIONS = json.dumps({"train_per_class": 2, "val_per_class": 4, "image_size": 32, "num_classes": 3, "clutter": 2})
 MODEL = ["--backbone-kwargs", json.dumps({"width": 8}), "--seed", "3"]

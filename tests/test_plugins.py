@@ -272,8 +272,8 @@ def test_a_backbone_module_rebuilds_from_its_class_and_recorded_arguments(tmp_pa
 
 @pytest.mark.slow
 def test_a_yaml_class_path_backbone_trains_and_its_checkpoint_serves_every_command(tmp_path, monkeypatch):
-    from wsol.lightning_cli import train
     from wsol.onnx import load_checkpoint_model
+    from wsol.training.lightning_cli import train
 
     monkeypatch.setenv("WSOL_CACHE", str(tmp_path / "cache"))
     data = {"num_classes": 2, "train_per_class": 4, "val_per_class": 2, "image_size": 32}

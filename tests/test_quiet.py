@@ -12,9 +12,9 @@ def test_no_advertising_tips_and_no_leafspec_warning(tiny_datamodule, tmp_path, 
     model = CAM(backbone="resnet10", backbone_kwargs={"stem_stride": 2, "width": 8}, num_classes=3)
     with caplog.at_level(logging.INFO), warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("default")
-        import wsol.quiet
+        import wsol.training.quiet
 
-        wsol.quiet.quiet_lightning()  # re-applied after simplefilter reset the warning filters
+        wsol.training.quiet.quiet_lightning()  # re-applied after simplefilter reset the warning filters
         trainer = pl.Trainer(accelerator="cpu", max_epochs=1, limit_train_batches=1, limit_val_batches=1,
                              default_root_dir=tmp_path, enable_progress_bar=False)  # fmt: skip
         trainer.fit(model, datamodule=tiny_datamodule)

@@ -82,13 +82,30 @@ def test_deprecated_spelling_prints_one_line_and_stores_the_new_value(capsys):
     assert "--method" not in parser.format_help()  # old spellings are hidden from --help
 
 
-def test_study_data_spelling():
-    from wsol.commands.study import parse_study_data
+def test_one_data_parser_for_every_command(tmp_path):
+    from wsol.commands.arguments import parse_data, parse_data_spec
 
-    assert parse_study_data("synthetic") == ("synthetic", None)
-    assert parse_study_data("tiny_imagenet=/data/tin") == ("tiny_imagenet", "/data/tin")
-    assert parse_study_data("/data/tin") == ("tiny_imagenet", "/data/tin")
-    assert parse_study_data("/data/x", "folder") == ("folder", "/data/x")  # the deprecated --dataset
+    # wsol study: a bare folder is Tiny ImageNet; the deprecated --dataset names the reader of any bare text
+    assert parse_data("synthetic", folder_reader="tiny_imagenet") == ("synthetic", None)
+    assert parse_data("tiny_imagenet=/data/tin", folder_reader="tiny_imagenet") == ("tiny_imagenet", "/data/tin")
+    assert parse_data("/data/tin", folder_reader="tiny_imagenet") == ("tiny_imagenet", "/data/tin")
+    assert parse_data("/data/x", "tiny_imagenet", reader="folder") == ("folder", "/data/x")
+    assert parse_data("voc=/v", "tiny_imagenet", reader="folder") == ("voc", "/v")
+    # wsol cams / metadata / leaderboard / pseudo-masks: a bare folder is read by the reader its layout shows
+    (tmp_path / "tin").mkdir()
+    (tmp_path / "tin" / "wnids.txt").write_text("n0\n")
+    (tmp_path / "ref" / "metadata").mkdir(parents=True)
+    assert parse_data(str(tmp_path / "tin")) == ("tiny_imagenet", str(tmp_path / "tin"))
+    assert parse_data(str(tmp_path / "ref")) == ("wsoleval", str(tmp_path / "ref"))
+    assert parse_data("coco") == ("coco", None) and parse_data("voc=a=b") == ("voc", "a=b")
+    spec = parse_data_spec("synthetic", "train", {"b": 1, "a": 2})
+    assert (spec.reader, spec.root, spec.split, spec.options) == ("synthetic", None, "train", (("a", 2), ("b", 1)))
+    with pytest.raises(ValueError, match=r"^unknown dataset reader 'nope' in --data; registered: .*synthetic"):
+        parse_data("nope=/x", folder_reader="tiny_imagenet")
+    with pytest.raises(FileNotFoundError, match=r"^--data 'missing' is neither a registered dataset name nor a folder"):
+        parse_data("missing")
+    with pytest.raises(ValueError, match=r"^cannot tell the layout of .*; pass NAME=PATH with NAME one of "):
+        parse_data(str(tmp_path))
 
 
 def test_resolve_device_names_the_flag():

@@ -24,10 +24,10 @@ from wsol.data.datasets import ListDataset
 from wsol.data.sampling import EpochSampler, SeededSamples
 from wsol.data.schema import Sample
 from wsol.data.transforms import TrainTransform
-from wsol.lightning_cli import WSOLCLI, train
 from wsol.methods import HaS
-from wsol.resumable_csv import ResumableCSVLogger
 from wsol.seeding import derive_seed
+from wsol.training.lightning_cli import WSOLCLI, train
+from wsol.training.resumable_csv import ResumableCSVLogger
 
 DEMO = {"num_classes": 3, "train_per_class": 4, "val_per_class": 2, "image_size": 32, "clutter": 2}
 

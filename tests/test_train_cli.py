@@ -11,7 +11,7 @@ import yaml
 from dataset_fixtures import write_coco, write_folder, write_tiny_imagenet, write_voc, write_wsoleval
 
 from wsol.cli import main
-from wsol.lightning_cli import train
+from wsol.training.lightning_cli import train
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 
@@ -89,7 +89,7 @@ def test_fit_logs_tensorboard_and_csv_and_validate_rescores_the_checkpoint(tmp_p
     last = dict(zip(header, rows[-1].split(","), strict=True))
     capsys.readouterr()
     # Re-scoring the last checkpoint gives the numbers logged at the end of training.
-    from wsol.lightning_cli import run_stage
+    from wsol.training.lightning_cli import run_stage
 
     cli = run_stage("validate", [*common, "--ckpt_path", "last", "--trainer.logger", "false"], prog="wsol validate")
     scored = cli.trainer.callback_metrics
@@ -168,9 +168,9 @@ def test_backbone_given_by_class_path(tmp_path):
 
 
 def test_metric_names_are_safe_in_checkpoint_file_names(tmp_path):
-    from wsol.callbacks import ModelCheckpoint
+    from wsol.training.callbacks import SafeNameCheckpoint
 
-    callback = ModelCheckpoint(dirpath=tmp_path, filename="{epoch}-{val/MaxBoxAccV2:.2f}")
+    callback = SafeNameCheckpoint(dirpath=tmp_path, filename="{epoch}-{val/MaxBoxAccV2:.2f}")
     name = callback.format_checkpoint_name({"epoch": torch.tensor(3), "val/MaxBoxAccV2": torch.tensor(59.6667)})
     assert Path(name).name == "epoch=3-val_MaxBoxAccV2=59.67.ckpt" and Path(name).parent == tmp_path
 
@@ -186,3 +186,35 @@ def test_metric_names_are_safe_in_checkpoint_file_names(tmp_path):
     train(["--config", str(path), "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "1"])
     written = sorted(p.relative_to(tmp_path / "best").as_posix() for p in (tmp_path / "best").rglob("*.ckpt"))
     assert len(written) == 1 and re.fullmatch(r"epoch=0-val_MaxBoxAccV2=\d+\.\d\d\.ckpt", written[0]), written
+
+
+def test_spelt_out_metric_names_match_lightnings_inserted_names():
+    from wsol.training.callbacks import spell_out_metric_names
+
+    assert (
+        spell_out_metric_names("{epoch}-{val/MaxBoxAccV2:.2f}") == "epoch={epoch}-val_MaxBoxAccV2={val/MaxBoxAccV2:.2f}"
+    )
+    assert spell_out_metric_names("best_{a/b/c:03d}") == "best_a_b_c={a/b/c:03d}"
+    assert spell_out_metric_names("plain") == "plain"
+
+
+def test_config_checkpoints_are_configured_not_reclassed(tmp_path):
+    from pytorch_lightning.callbacks import ModelCheckpoint
+
+    from wsol.training.callbacks import SafeNameCheckpoint
+    from wsol.training.lightning_cli import WSOLCLI
+
+    dataset, data, _, _ = _write_layout("tiny_imagenet", tmp_path / "data")
+    config = str(_config(tmp_path, dataset, data))
+    metrics = {"epoch": torch.tensor(3), "val/MaxBoxAccV2": torch.tensor(59.6667)}
+    for class_path, kind in [("pytorch_lightning.callbacks.ModelCheckpoint", ModelCheckpoint),
+                             ("wsol.training.SafeNameCheckpoint", SafeNameCheckpoint)]:  # fmt: skip
+        init = {"dirpath": str(tmp_path), "monitor": "val/x", "filename": "{epoch}-{val/MaxBoxAccV2:.2f}"}
+        own = json.dumps([{"class_path": class_path, "init_args": init}])
+        (callback,) = WSOLCLI(["--config", config, "--trainer.callbacks", own]).trainer.checkpoint_callbacks
+        assert type(callback) is kind and callback.monitor == "val/x", class_path
+        assert Path(callback.format_checkpoint_name(dict(metrics))).name == "epoch=3-val_MaxBoxAccV2=59.67.ckpt"
+    old = '[{"class_path": "wsol.callbacks.ModelCheckpoint", "init_args": {"dirpath": "x"}}]'  # the name before
+    with pytest.warns(FutureWarning, match="write that class_path"):
+        (callback,) = WSOLCLI(["--config", config, "--trainer.callbacks", old]).trainer.checkpoint_callbacks
+    assert type(callback) is SafeNameCheckpoint

@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader
 from wsol.atomic import write_text
 from wsol.cams.base import CAMMethod
 from wsol.cams.models import CAMModel, class_mapping
-from wsol.data import EvalTransform, SampleDataset, collate, list_readers, read_dataset
+from wsol.data import EvalTransform, SampleDataset, collate, read_dataset
 from wsol.metrics import DEFAULT_PERCENTILE
 
 
@@ -41,33 +41,6 @@ class DataSpec:
 
     def open(self) -> SampleDataset:
         return read_dataset(self.reader, self.root, self.split, **dict(self.options))
-
-
-def parse_data_spec(text: str, split: str = "val", options: dict[str, Any] | None = None) -> DataSpec:
-    """``NAME`` (a registered reader, default root), ``NAME=PATH``, or a folder whose layout is recognised.
-
-    A folder holding ``wnids.txt`` is Tiny ImageNet; one holding ``metadata/`` is reference metadata
-    (``wsoleval``).
-
-    Raises:
-        ValueError: for a folder of unknown layout or an unknown reader name.
-    """
-    opts = tuple(sorted((options or {}).items()))
-    if "=" in text:
-        reader, root = text.split("=", 1)
-        if reader not in list_readers():
-            raise ValueError(f"unknown dataset reader {reader!r} in --data; registered: {', '.join(list_readers())}")
-        return DataSpec(reader, root, split, opts)
-    if text in list_readers():
-        return DataSpec(text, None, split, opts)
-    path = Path(text)
-    if not path.is_dir():
-        raise FileNotFoundError(f"--data {text!r} is neither a registered dataset name nor a folder")
-    if (path / "wnids.txt").is_file():
-        return DataSpec("tiny_imagenet", text, split, opts)
-    if (path / "metadata").is_dir():
-        return DataSpec("wsoleval", text, split, opts)
-    raise ValueError(f"cannot tell the layout of {path}; pass NAME=PATH with NAME one of {', '.join(list_readers())}")
 
 
 class _WithOriginals:

@@ -135,6 +135,55 @@ def add_data_arguments(p: argparse.ArgumentParser, several: bool = False) -> Non
     p.add_argument("--limit", type=int, default=None, help="only the first N images (for a quick look)")
 
 
+def parse_data(text: str, folder_reader: str | None = None, reader: str | None = None) -> tuple[str, str | None]:
+    """``--data`` -> ``(reader, folder)``, the folder ``None`` where the reader's default (``$WSOL_DATA/<folder>``)
+    is meant. The one parser of ``--data``, for every command.
+
+    ``NAME=PATH``: a registered reader and its folder. ``NAME``: a registered reader, its default folder. Anything
+    else is a folder: read by ``folder_reader`` when the command names one (``wsol quickstart`` and
+    ``wsol study`` read Tiny ImageNet), else by the reader its layout shows: ``wnids.txt`` is Tiny ImageNet,
+    ``metadata/`` is reference metadata (``wsoleval``). ``reader`` (a deprecated option such as the study's
+    ``--dataset NAME``) makes any text without ``=`` a folder read by it.
+
+    Raises:
+        ValueError: an unknown reader before ``=``, or a folder of unknown layout.
+        FileNotFoundError: neither a registered reader nor a folder (without ``folder_reader``).
+    """
+    from pathlib import Path
+
+    from wsol.data import list_readers
+
+    readers = list_readers()
+    if "=" in text:
+        name, root = text.split("=", 1)
+        if name not in readers:
+            raise ValueError(f"unknown dataset reader {name!r} in --data; registered: {', '.join(readers)}")
+        return name, root
+    if reader is not None:
+        return reader, text
+    if text in readers:
+        return text, None
+    if folder_reader is not None:
+        return folder_reader, text
+    path = Path(text)
+    if not path.is_dir():
+        raise FileNotFoundError(f"--data {text!r} is neither a registered dataset name nor a folder")
+    if (path / "wnids.txt").is_file():
+        return "tiny_imagenet", text
+    if (path / "metadata").is_dir():
+        return "wsoleval", text
+    raise ValueError(f"cannot tell the layout of {path}; pass NAME=PATH with NAME one of {', '.join(readers)}")
+
+
+def parse_data_spec(text: str, split: str = "val", options: dict[str, Any] | None = None) -> Any:
+    """:func:`parse_data` as the :class:`wsol.cams.runner.DataSpec` that ``wsol cams``, ``metadata`` and
+    ``leaderboard`` read (with the split and the reader's options)."""
+    from wsol.cams.runner import DataSpec
+
+    reader, root = parse_data(text)
+    return DataSpec(reader, root, split, tuple(sorted((options or {}).items())))
+
+
 def parse_json_option(text: str | None, flag: str) -> dict:
     """A JSON object given on the command line, or ``{}``."""
     if not text:

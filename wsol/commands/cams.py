@@ -14,6 +14,7 @@ from wsol.commands.arguments import (
     add_normalization_arguments,
     check_normalization_arguments,
     normalization_record,
+    parse_data_spec,
     parse_json_option,
     resolve_device,
 )
@@ -68,9 +69,9 @@ def run(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
     from wsol.cams import create_cam, load_cam_model
-    from wsol.cams.runner import dataset_class_map, parse_data_spec, protocol_loader, score_batches
+    from wsol.cams.runner import dataset_class_map, protocol_loader, score_batches
     from wsol.data.wsoleval_metadata import MetadataRecord
-    from wsol.reference_output import ReferenceOutput
+    from wsol.evaluation.reference_output import ReferenceOutput
 
     start = time.perf_counter()
     check_normalization_arguments(args)

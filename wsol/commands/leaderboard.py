@@ -45,8 +45,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from wsol.cams.leaderboard import ModelSpec, run_leaderboard
-    from wsol.cams.runner import parse_data_spec
-    from wsol.commands.arguments import check_normalization_arguments, parse_json_option, resolve_device
+    from wsol.commands.arguments import (
+        check_normalization_arguments,
+        parse_data_spec,
+        parse_json_option,
+        resolve_device,
+    )
 
     check_normalization_arguments(args)
     methods = [m.strip() for m in args.cam_methods.split(",") if m.strip()]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from wsol.commands.arguments import parse_json_option
+from wsol.commands.arguments import parse_data_spec, parse_json_option
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -37,7 +37,6 @@ def run(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
     from wsol.atomic import write_text
-    from wsol.cams.runner import parse_data_spec
     from wsol.data.wsoleval_metadata import MetadataRecord, write_metadata
 
     if args.limit is not None and args.limit < 1:

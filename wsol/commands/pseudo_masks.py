@@ -6,7 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
-from wsol.commands.arguments import add_deprecated, add_device_argument, parse_json_option, resolve_device
+from wsol.commands.arguments import add_deprecated, add_device_argument, parse_data, parse_json_option, resolve_device
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -92,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
     from wsol.wsss.store import file_digest
 
     options = parse_json_option(args.data_options, "--data-options")
-    name, _, root = args.data.partition("=")
+    name, root = parse_data(args.data)
     root = root or args.root
     if args.limit is not None and args.limit < 1:
         raise ValueError(f"--limit must be >= 1, got {args.limit}")

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from wsol.commands.arguments import add_deprecated, parse_json_option
+from wsol.commands.arguments import add_deprecated, parse_data, parse_json_option
 
 # Replaced by the registered rows when help is shown (the rows are not read to build the parser).
 ROWS_PLACEHOLDER = "<registered rows>"
@@ -170,19 +170,6 @@ def parse_regimes(text: str) -> dict[str, int | None]:
     return regimes
 
 
-def parse_study_data(text: str, reader: str | None = None) -> tuple[str, str | None]:
-    """``--data`` -> ``(reader, folder)``: ``NAME=PATH``, a registered reader ``NAME``, or a folder (read by
-    ``reader``, the deprecated ``--dataset``, default ``tiny_imagenet``)."""
-    from wsol.data import list_readers
-
-    name, sep, root = text.partition("=")
-    if sep:
-        return name, root
-    if reader is None and text in list_readers():
-        return text, None
-    return reader or "tiny_imagenet", text
-
-
 def _rows(args: argparse.Namespace) -> tuple[tuple, tuple[str, ...]]:
     """The rows of ``--methods`` (default: every registered row) and of ``--refresh``, checked against the
     registry (the built-in rows, then the plugins')."""
@@ -250,7 +237,7 @@ def run(args: argparse.Namespace) -> int:
     methods, args.refresh_rows = _rows(args)
     settings = _settings(args, args.out, args.seeds, run_seeds, not args.no_combination)
     options = parse_json_option(args.data_options, "--data-options")
-    name, root = parse_study_data(args.data, args.dataset)
+    name, root = parse_data(args.data, folder_reader="tiny_imagenet", reader=args.dataset)
     data = load_study_data(
         name,
         root,

@@ -3,7 +3,7 @@
 ``fit`` trains any method on any dataset (see ``experiments/``); ``validate`` and ``test`` score a model, typically
 a checkpoint given with ``--ckpt_path`` (``last``: the run folder's ``last.ckpt``), on the datamodule's
 validation split, so re-scoring a checkpoint needs no script; ``predict`` writes its score maps and metadata in
-the reference layout into ``--out`` (``wsol.prediction``), for ``wsol evaluate``.
+the reference layout into ``--out`` (``wsol.training.prediction``), for ``wsol evaluate``.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from wsol.lightning_cli import run_stage
+    from wsol.training.lightning_cli import run_stage
 
     run_stage(args.stage, list(args.args), prog=args.prog)
     return 0

@@ -24,6 +24,7 @@ import numpy as np
 from wsol.data import wsoleval_metadata as md
 from wsol.data._io import read_text, resize_nearest
 from wsol.evaluation.npz import NpyMember, NpzArchive
+from wsol.evaluation.reference_output import MANIFEST, is_unfinished
 from wsol.metrics import (
     DEFAULT_PERCENTILE,
     check_normalization,
@@ -31,7 +32,6 @@ from wsol.metrics import (
     resize_gt_boxes,
     upsample_cam_numpy,
 )
-from wsol.reference_output import MANIFEST, is_unfinished
 
 __all__ = ["ImageInput", "MetadataSource", "NpyMember", "NpzSource", "Source", "prepare_loaded_scoremap"]
 

@@ -15,9 +15,6 @@ from wsol.methods.mixup_cam import MixUpCAM
 from wsol.methods.registry import METHODS, get_method, list_methods, register_method
 from wsol.methods.seam import SEAM
 from wsol.methods.spg import SPG
-from wsol.quiet import quiet_lightning
-
-quiet_lightning()
 
 __all__ = [
     "METHODS",

@@ -245,7 +245,7 @@ class WSOLModule(pl.LightningModule):
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
         """The protocol's score maps of a batch, as validation makes them: each image's GT-class map (top-1 class
         without labels) upsampled bicubically to the input size and normalised; with the top-1 classes, ids and
-        boxes (in the input's pixels) for :class:`wsol.prediction.ReferenceLayoutWriter`."""
+        boxes (in the input's pixels) for :class:`wsol.training.prediction.ReferenceLayoutWriter`."""
         images = batch["image"]
         if "label" in batch and not self.hparams.multilabel:
             classes = batch["label"]

@@ -1,7 +1,7 @@
 """``wsol predict``: a model's score maps written in the reference benchmark's layout, for ``wsol evaluate``.
 
 :class:`ReferenceLayoutWriter` receives :meth:`wsol.methods.WSOLModule.predict_step`'s batches and writes them
-through :class:`wsol.reference_output.ReferenceOutput`, the writer ``wsol cams`` uses too:
+through :class:`wsol.evaluation.reference_output.ReferenceOutput`, the writer ``wsol cams`` uses too:
 ``OUT/scoremaps/<image_id>.npy`` (float64, the protocol's maps at the input size), ``OUT/metadata/`` (ids, labels,
 sizes and boxes in the input's pixels, ``class_names.txt`` beside it), ``OUT/predictions.txt`` (top-1 classes, for
 Top-1 Loc) and the manifest ``OUT/cams.json``, written as ``running`` before the first map and completed last.
@@ -19,7 +19,7 @@ import numpy as np
 from pytorch_lightning.callbacks import BasePredictionWriter
 
 from wsol.data.wsoleval_metadata import MetadataRecord
-from wsol.reference_output import ReferenceOutput
+from wsol.evaluation.reference_output import ReferenceOutput
 
 __all__ = ["ReferenceLayoutWriter"]
 

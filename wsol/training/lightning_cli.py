@@ -44,10 +44,10 @@ from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 from pytorch_lightning.loggers import Logger, TensorBoardLogger
 from pytorch_lightning.utilities.rank_zero import rank_zero_info
 
-from wsol.callbacks import ModelCheckpoint as SafeModelCheckpoint
 from wsol.data.datamodule import WSOLDataModule
 from wsol.methods.base import WSOLModule
-from wsol.resumable_csv import ResumableCSVLogger
+from wsol.training.callbacks import SafeNameCheckpoint, safe_checkpoint_names
+from wsol.training.resumable_csv import ResumableCSVLogger
 
 __all__ = ["WSOLCLI", "last_checkpoint", "train"]
 
@@ -137,14 +137,14 @@ class WSOLCLI(LightningCLI):
         configured = config.get("callbacks") or []
         for callback in configured if isinstance(configured, list) else [configured]:
             if type(callback) is ModelCheckpoint:  # metric names such as val/MaxBoxAccV2 safe in file names
-                callback.__class__ = SafeModelCheckpoint
+                safe_checkpoint_names(callback)
         if "callbacks" not in kwargs and config.get("enable_checkpointing") is not False:
             callbacks = config.get("callbacks") or []
             callbacks = list(callbacks) if isinstance(callbacks, list) else [callbacks]
             if not any(isinstance(c, ModelCheckpoint) for c in callbacks):
                 # save_on_train_epoch_end: with check_val_every_n_epoch > 1 Lightning would otherwise save only
                 # after a validation, i.e. not after most epochs.
-                last = SafeModelCheckpoint(
+                last = SafeNameCheckpoint(
                     dirpath=os.path.join(root, CHECKPOINT_DIR), save_last=True, save_on_train_epoch_end=True
                 )
                 kwargs["callbacks"] = [*callbacks, last]
@@ -215,7 +215,7 @@ def run_stage(stage: str, args: list[str] | None = None, prog: str = "wsol fit")
             rank_zero_info(f"wsol {stage}: {'resuming from' if stage == 'fit' else 'scoring'} {ckpt_path}")
     kwargs: dict[str, Any] = {}
     if stage == "predict":
-        from wsol.prediction import ReferenceLayoutWriter
+        from wsol.training.prediction import ReferenceLayoutWriter
 
         if not cli.config.get("out"):
             raise ValueError("wsol predict needs --out DIR (the score maps and metadata go there)")

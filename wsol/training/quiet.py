@@ -1,6 +1,6 @@
 """Quiet output: Lightning's advertising tips and known, unactionable deprecation warnings are filtered at the source.
 
-:func:`quiet_lightning` runs when :mod:`wsol.methods` is imported. It adds a filter to Lightning's rank-zero
+:func:`quiet_lightning` runs when :mod:`wsol` is imported. It adds a filter to Lightning's rank-zero
 logger that drops only the lines starting with "💡 Tip" (suggestions to install other products). It also ignores
 the ``LeafSpec`` deprecation (a FutureWarning from torch) that ``pytorch_lightning.utilities._pytree``
 triggers inside every training step, and, under DDP, Lightning's advice to ``sync_dist`` the ``val/`` metrics
