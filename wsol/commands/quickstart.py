@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from wsol.atomic import write_text
-from wsol.recipes import QUICKSTART
+from wsol.commands.arguments import parse_data
+from wsol.training.recipes import QUICKSTART
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -79,7 +80,8 @@ def _datamodule(args: argparse.Namespace) -> Any:
     """The demo's data: the generated set, or NAME=PATH / a Tiny ImageNet folder, at 64 px."""
     from wsol.data import WSOLDataModule
 
-    if args.data == "synthetic":
+    name, root = parse_data(args.data, folder_reader="tiny_imagenet")  # NAME[=PATH], or a Tiny ImageNet folder
+    if name == "synthetic" and root is None:
         options = {"train_per_class": args.train_per_class, "val_per_class": args.val_per_class, "seed": args.seed}
         return WSOLDataModule(
             "synthetic",
@@ -89,8 +91,6 @@ def _datamodule(args: argparse.Namespace) -> Any:
             val_options=options,
             train_scale=(0.6, 1.0),  # the demo's small objects: a crop keeps at least 60 % of the image
         )
-    name, sep, root = args.data.partition("=")  # NAME=PATH, or a Tiny ImageNet folder
-    name, root = (name, root) if sep else ("tiny_imagenet", args.data)
     return WSOLDataModule(
         name, root=root, image_size=64, batch_size=args.batch_size, train_scale=tuple(QUICKSTART["train_scale"])
     )
@@ -107,7 +107,7 @@ def _train(args: argparse.Namespace, out: Path) -> tuple[Any, Any, str]:
     pl.seed_everything(args.seed, workers=True, verbose=False)
     dm = _datamodule(args)
     dm.setup("fit")
-    model = CAM(num_classes=dm.num_classes, **QUICKSTART["model"])  # the one recipe source (wsol.recipes)
+    model = CAM(num_classes=dm.num_classes, **QUICKSTART["model"])  # the one recipe source (wsol.training.recipes)
     torch.set_num_threads(max(1, torch.get_num_threads()))
     trainer = pl.Trainer(
         max_epochs=args.epochs,
