@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from wsol.methods.base import WSOLModule
 from wsol.methods.registry import register_method
-from wsol.models.pcm import max_norm, with_background
+from wsol.models.pcm import relu_minmax, with_background
 from wsol.models.seam_net import SEAMNet
 
 __all__ = ["SEAM", "ecr_loss", "equivariant_transform", "er_loss", "max_onehot", "min_pool_loss"]
@@ -97,7 +97,7 @@ class SEAM(WSOLModule):
     Each batch goes through the network as ``I`` and ``A(I)``. The loss is
     ``L_cls + min_pool_weight * L_minpool + er_weight * L_ER + ecr_weight * L_ECR`` (all weights 1 in the
     code), with ``L_cls`` the mean of the two branches' classification losses (CE or BCE per ``multilabel``)
-    and the maps normalised by :func:`~wsol.models.pcm.max_norm` at each branch's input resolution, masked
+    and the maps normalised by :func:`~wsol.models.pcm.relu_minmax` at each branch's input resolution, masked
     by the classes present (a mixed target > 0), with background ``1 - max_c`` for ECR.
 
     The network is :class:`~wsol.models.seam_net.SEAMNet`. Its CAM head is a bias-free 1x1 conv after
@@ -189,11 +189,11 @@ class SEAM(WSOLModule):
 
         cam1, rv1, cam2, rv2 = up(cam1, images), up(rv1, images), up(cam2, images2), up(rv2, images2)
         min_pool = (min_pool_loss((rv1 * label)[:, 1:]) + min_pool_loss((rv2 * label)[:, 1:])) / 2
-        fg1 = self.apply_transform(max_norm(cam1)) * present  # A(F(I))
-        fg2 = max_norm(cam2) * present  # F(A(I))
+        fg1 = self.apply_transform(relu_minmax(cam1)) * present  # A(F(I))
+        fg2 = relu_minmax(cam2) * present  # F(A(I))
         er = er_loss(fg1, fg2)  # ER, Eq. (3) of arXiv 2004.04581
-        rv1 = self.apply_transform(max_norm(rv1)) * label  # A(F^o(I))
-        rv2 = max_norm(rv2) * label  # F^o(A(I))
+        rv1 = self.apply_transform(relu_minmax(rv1)) * label  # A(F^o(I))
+        rv2 = relu_minmax(rv2) * label  # F^o(A(I))
         # ECR, Eq. (6) of arXiv 2004.04581: each branch's PCM output against the other's plain CAM.
         ecr = ecr_loss(with_background(fg2), rv1, hp.ecr_top_ratio) + ecr_loss(
             with_background(fg1), rv2, hp.ecr_top_ratio

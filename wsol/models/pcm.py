@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["PCM", "max_norm", "pcm_input", "relu_minmax", "with_background"]
+__all__ = ["PCM", "pcm_input", "relu_minmax", "with_background"]
 
 
 def relu_minmax(cams: Tensor, eps: float = 1e-5) -> Tensor:
@@ -26,9 +26,6 @@ def relu_minmax(cams: Tensor, eps: float = 1e-5) -> Tensor:
     hi = cams.amax(dim=(-2, -1), keepdim=True)
     lo = cams.amin(dim=(-2, -1), keepdim=True)
     return F.relu(cams - lo - eps) / (hi - lo + eps)
-
-
-max_norm = relu_minmax  # the old name, still imported by wsol.methods.seam; remove once that module uses relu_minmax
 
 
 def with_background(fg: Tensor) -> Tensor:

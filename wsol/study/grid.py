@@ -14,8 +14,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from wsol.recipes import SMALL_DATA, merge
 from wsol.study.rows import RecipeOverrides, check_row
+from wsol.training.recipes import SMALL_DATA, merge
 
 __all__ = [
     "BASE_CONFIG",
@@ -30,7 +30,7 @@ __all__ = [
     "merge",
 ]
 
-# The plain CAM: the small-data recipe of wsol.recipes (ResNet-10 from scratch, 4x4 maps at 64 px, 12 epochs).
+# The plain CAM: the small-data recipe of wsol.training.recipes (ResNet-10 from scratch, 4x4 maps at 64 px, 12 epochs).
 BASE_CONFIG: dict[str, Any] = SMALL_DATA
 
 COMBO = "best_combo"

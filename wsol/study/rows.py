@@ -37,7 +37,7 @@ __all__ = [
 
 
 class RecipeOverrides(TypedDict, total=False):
-    """What a row's variant may override in the base recipe (:data:`wsol.recipes.SMALL_DATA`); nothing else.
+    """What a row's variant may override in the base recipe (:data:`wsol.training.recipes.SMALL_DATA`); nothing else.
 
     Attributes:
         method: registered training method (``wsol.methods.list_methods()``), e.g. ``"MixUpCAM"``.
@@ -167,7 +167,7 @@ def check_row_arguments(row: MethodSpec) -> None:
     """
     from wsol.augment import MIXERS
     from wsol.methods import METHODS, WSOLModule
-    from wsol.recipes import SMALL_DATA
+    from wsol.training.recipes import SMALL_DATA
 
     for variant, overrides in row.variants.items():
         for part, where in ((overrides, ""), (overrides.get("stage1") or {}, ", stage1")):
