@@ -27,19 +27,34 @@ V2 = "MaxBoxAccV2"
 def test_draws_are_seeded_disjoint_and_never_the_dev_classes():
     available = [f"n{i:08d}" for i in range(60)]
     dev = available[5:15]
-    draws = draw_classes(available, dev, n_draws=4, classes=10)
-    assert draws == draw_classes(list(reversed(available)), list(reversed(dev)), 4, 10)  # order-free, seeded
+    indexed = draw_classes(available, dev, n_draws=4, classes=10)
+    assert [i for i, _ in indexed] == [1, 2, 3, 4]
+    draws = [d for _, d in indexed]
+    assert indexed == draw_classes(list(reversed(available)), list(reversed(dev)), 4, 10)  # order-free, seeded
     flat = [w for d in draws for w in d]
     assert len(flat) == len(set(flat)) == 40 and not set(flat) & set(dev)
     assert all(d == sorted(d) and len(d) == 10 for d in draws)
     # Draw i is the subset tool's draw with seed i and the dev + earlier draws excluded: recut from its index.
     assert draws[0] == sorted(np.random.default_rng(1).choice(sorted(set(available) - set(dev)), 10, replace=False))
     # Another dev set changes the draws; too few classes left is refused with the draw's number.
-    assert draw_classes(available, available[:10], 4, 10) != draws
+    assert draw_classes(available, available[:10], 4, 10) != indexed
     with pytest.raises(ValueError, match="draw 5: only 6 classes left"):
         draw_classes(available, dev, n_draws=5, classes=11)
     with pytest.raises(ValueError, match=r"dev classes \['n99999999'\]"):
         draw_classes(available, ["n99999999"], 1)
+
+
+def test_a_draw_with_an_unusable_class_is_skipped_and_the_others_stay():
+    available = [f"n{i:08d}" for i in range(60)]
+    dev = available[5:15]
+    plain = draw_classes(available, dev, n_draws=4, classes=10)
+    broken = plain[1][1][3]  # a class of draw 2 that the source cannot serve
+    usable = [w for w in available if w != broken]
+    skipping = draw_classes(available, dev, n_draws=4, classes=10, usable=usable)
+    # Draws 1, 3 and 4 are the same classes as when every class is usable; draw 5 takes draw 2's place.
+    assert [i for i, _ in skipping] == [1, 3, 4, 5]
+    assert skipping[:3] == [plain[0], plain[2], plain[3]]
+    assert broken not in {w for _, d in skipping for w in d}
 
 
 def test_prepare_draws_cuts_once_and_refuses_a_folder_of_other_classes(tmp_path):
@@ -48,7 +63,8 @@ def test_prepare_draws_cuts_once_and_refuses_a_folder_of_other_classes(tmp_path)
     subset_tiny_imagenet(tmp_path / "full", tmp_path / "dev", wnids=["n00000002"])
     draws = prepare_draws(tmp_path / "full", tmp_path / "cut", tmp_path / "dev", n_draws=3, classes=2)
     assert [d.name for d in draws] == ["dev", "h1", "h2", "h3"]
-    assert [list(d.wnids) for d in draws[1:]] == draw_classes([f"n{i:08d}" for i in range(1, 8)], ["n00000002"], 3, 2)
+    want = draw_classes([f"n{i:08d}" for i in range(1, 8)], ["n00000002"], 3, 2)
+    assert [list(d.wnids) for d in draws[1:]] == [c for _, c in want]
     assert draws[1].words[draws[1].wnids[0]] == f"name{int(draws[1].wnids[0][1:])}"
     # Second call: no source needed, the folders are read back as they are.
     again = prepare_draws(None, tmp_path / "cut", tmp_path / "dev", n_draws=3, classes=2)
@@ -57,11 +73,16 @@ def test_prepare_draws_cuts_once_and_refuses_a_folder_of_other_classes(tmp_path)
     record = read_draws(tmp_path / "draws.json")
     assert record["h1"]["seed"] == 1 and record["dev"]["classes"] == {"n00000002": "name2"}
     assert str(tmp_path) not in (tmp_path / "draws.json").read_text()  # no machine path in the record
-    with pytest.raises(ValueError, match="h4 does not exist: pass --source"):
+    with pytest.raises(ValueError, match="holds 3 cut draws, 4 asked for: pass --source"):
         prepare_draws(None, tmp_path / "cut", tmp_path / "dev", n_draws=4, classes=2)
+    # A class whose training boxes the source lacks is never drawn: its draw is skipped, the others stay.
+    broken = draws[2].wnids[0]
+    (tmp_path / "full" / "train" / broken / f"{broken}_boxes.txt").unlink()
+    skipped = prepare_draws(tmp_path / "full", tmp_path / "cut2", tmp_path / "dev", n_draws=2, classes=2)
+    assert [d.name for d in skipped] == ["dev", "h1", "h3"] and skipped[2].wnids == draws[3].wnids
     # Another dev draw means other held-out draws: the folders cut for the first one are refused.
     subset_tiny_imagenet(tmp_path / "full", tmp_path / "dev2", wnids=["n00000005"])
-    with pytest.raises(ValueError, match="holds classes .* but draw h1 of this source is"):
+    with pytest.raises(ValueError, match=r"holds classes .* but draw h\d of this source is"):
         prepare_draws(tmp_path / "full", tmp_path / "cut", tmp_path / "dev2", n_draws=1, classes=2)
 
 
