@@ -194,8 +194,13 @@ def test_draws_command_cuts_trains_resumes_and_pools(tmp_path, capsys):
     for draw in ("dev", "h1"):
         assert (tmp_path / "out" / draw / "runs" / "all" / "cam" / "default" / "seed0.json").is_file()
         assert (tmp_path / "out" / draw / "results.md").is_file()
+    # The fused rows of the kept maps are pooled too (their caches sit beside the runs and are not runs).
+    assert (tmp_path / "out" / "h1" / "runs" / "all" / "cam" / "default" / "seed0.fused.json").is_file()
     pooled = (tmp_path / "out" / "pooled.md").read_text().splitlines()
-    assert pooled[2].startswith("Best WSOL row on held-out draws: **cam** (")
+    assert any(line.startswith("| cam+mbplus |") for line in pooled)
+    assert any(line.startswith("| cam_tta+mbplus |") for line in pooled)
+    # One of the WSOL rows is named (chosen on tune), never the box-supervised ceiling.
+    assert re.match(r"Best WSOL row on held-out draws: \*\*cam(\+mbplus|_tta\+mbplus)?\*\* \(", pooled[2])
     assert "fsl_all (reference, boxes)" in "\n".join(pooled)
     mtime = (tmp_path / "out" / "h1" / "runs" / "all" / "cam" / "default" / "seed0.json").stat().st_mtime
     assert main([*args, "--draws", "h1"]) == 0  # resumes: nothing retrained

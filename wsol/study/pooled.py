@@ -144,6 +144,8 @@ def collect_draw(name: str, folder: Path, regime: str = "all", derived: Sequence
     """
     grouped: dict[str, dict[str, list[dict[str, Any]]]] = {}
     for path in sorted((folder / "runs" / regime).glob("*/*/seed*.json")):
+        if not path.stem.removeprefix("seed").isdigit():
+            continue  # a run's companions (seed0.fused.json, ...) are not runs
         run = json.loads(path.read_text(encoding="utf-8"))
         grouped.setdefault(run["method"], {}).setdefault(run["variant"], []).append(run)
     for run in derived:
@@ -274,7 +276,7 @@ def _headline(best: Pooled | None, gap: float | None) -> str:
     if best is None:
         return "Best WSOL row on held-out draws: none yet (no WSOL row has runs on every held-out draw)."
     fraction = "—" if best.gap_fraction is None else f"{best.gap_fraction:.0f}%"
-    ceiling = "not measured yet" if gap is None else f"+{gap:.2f}"
+    ceiling = "not measured yet" if gap is None else f"{gap:+.2f}"
     return (
         f"Best WSOL row on held-out draws: **{best.row}** ({best.delta:+.2f} over the label-free baseline, 95% "
         f"interval [{best.low:+.2f}, {best.high:+.2f}]; {fraction} of the gap to the supervised ceiling, which is "
