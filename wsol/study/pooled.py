@@ -363,7 +363,8 @@ def write_pooled_report(
     for d in draws:
         info = classes.get(d.name, {})
         names = ", ".join(f"{w} {n}" for w, n in dict(info.get("classes", {})).items())
-        lines.append(f"| {d.name} | {info.get('seed', '—')} | {names} |")
+        seed = info.get("seed")
+        lines.append(f"| {d.name} | {'— (given)' if seed is None else seed} | {names} |")
     write_text(paths["markdown"], "\n".join(lines) + "\n")
 
     records = []
