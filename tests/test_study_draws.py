@@ -162,6 +162,13 @@ def test_pooled_rows_pair_each_seed_with_its_draws_baseline_and_choose_on_tune_o
     assert "| h1 | 1 | n1 cat |" in text
     assert paths["csv"].read_text().count("\n") == 1 + 1 + 2 * 3 * 2
     assert paths["plot"].stat().st_size > 1000
+    # With the ceiling measured on h1 only, the gap and the fraction read h1 alone, and the headline says so.
+    partial = _draws()
+    del partial[2].rows["fsl_all"]
+    a1 = {p.row: p for p in pool_rows(partial)}["a"]
+    assert a1.gap_fraction == pytest.approx(100 * 4 / (80 - 58))
+    line = write_pooled_report(tmp_path / "p", partial, {})["markdown"].read_text().splitlines()[2]
+    assert line.endswith("which is +22.00 above the baseline on the 1 of 2 held-out draws where it was measured)")
     # Sentinel: val changes move the numbers but no choice (baseline per draw, best row).
     shifted = _draws(val_shift=-20.0)
     assert [d.baseline[0] for d in shifted] == [d.baseline[0] for d in draws]

@@ -201,7 +201,8 @@ class Pooled:
         high: Upper end.
         per_draw: Draw -> mean delta over its seeds.
         tune_delta: The same margin on the tuning split (the ranking key).
-        gap_fraction: ``delta`` / the mean baseline → ceiling gap over the same draws (None without a ceiling).
+        gap_fraction: The mean delta over the draws where the ceiling has runs / the mean baseline → ceiling gap
+            there, in percent (None without a ceiling or with a gap ≤ 0).
         dev_delta: Mean (row − baseline) on the dev draw (None when absent).
     """
 
@@ -218,13 +219,14 @@ class Pooled:
     dev_delta: float | None
 
 
-def _gap(draws: Sequence[DrawScores], names: Sequence[str]) -> float | None:
-    gaps = []
+def _gaps(draws: Sequence[DrawScores], names: Sequence[str]) -> dict[str, float]:
+    """Draw -> (ceiling − label-free baseline) on val, for the draws of ``names`` where the ceiling has runs."""
+    gaps = {}
     for draw in draws:
         if draw.name in names and CEILING in draw.rows:
             ceiling = float(np.mean(list(draw.rows[CEILING].fair.values())))
-            gaps.append(ceiling - float(draw.baseline[1]["fair"][_V2]))
-    return float(np.mean(gaps)) if gaps and len(gaps) == len(names) else None
+            gaps[draw.name] = ceiling - float(draw.baseline[1]["fair"][_V2])
+    return gaps
 
 
 def pool_rows(draws: Sequence[DrawScores], dev: str = "dev") -> list[Pooled]:
@@ -241,7 +243,10 @@ def pool_rows(draws: Sequence[DrawScores], dev: str = "dev") -> list[Pooled]:
             deltas[draw.name] = [v - float(base["fair"][_V2]) for v in scores.fair.values()]
             tune.append(float(np.mean([v - float(base["tune"][_V2]) for v in scores.tune.values()])))
         mean, low, high = paired_interval(deltas)
-        gap = _gap(draws, [d.name for d in present])
+        # The fraction of the gap closed reads the draws where the ceiling was measured (the same draws on both sides).
+        gaps = _gaps(draws, [d.name for d in present])
+        gap = float(np.mean(list(gaps.values()))) if gaps else None
+        closed = float(np.mean([np.mean(deltas[name]) for name in gaps])) if gaps else None
         dev_draw = next((d for d in draws if d.name == dev and row in d.rows), None)
         dev_delta = None
         if dev_draw is not None:
@@ -259,7 +264,7 @@ def pool_rows(draws: Sequence[DrawScores], dev: str = "dev") -> list[Pooled]:
                 high=high,
                 per_draw={k: float(np.mean(v)) for k, v in deltas.items()},
                 tune_delta=float(np.mean(tune)),
-                gap_fraction=None if gap is None or gap <= 0 else 100.0 * mean / gap,
+                gap_fraction=None if gap is None or closed is None or gap <= 0 else 100.0 * closed / gap,
                 dev_delta=dev_delta,
             )
         )
@@ -272,15 +277,17 @@ def _best(pooled: Sequence[Pooled], n_held: int) -> Pooled | None:
     return max(eligible, key=lambda p: p.tune_delta) if eligible else None
 
 
-def _headline(best: Pooled | None, gap: float | None) -> str:
+def _headline(best: Pooled | None, gap: float | None, with_ceiling: int = 0, held: int = 0) -> str:
     if best is None:
         return "Best WSOL row on held-out draws: none yet (no WSOL row has runs on every held-out draw)."
     fraction = "—" if best.gap_fraction is None else f"{best.gap_fraction:.0f}%"
-    ceiling = "not measured yet" if gap is None else f"{gap:+.2f}"
+    ceiling = "not measured yet" if gap is None else f"{gap:+.2f} above the baseline"
+    if gap is not None and with_ceiling < held:
+        ceiling += f" on the {with_ceiling} of {held} held-out draws where it was measured"
     return (
         f"Best WSOL row on held-out draws: **{best.row}** ({best.delta:+.2f} over the label-free baseline, 95% "
         f"interval [{best.low:+.2f}, {best.high:+.2f}]; {fraction} of the gap to the supervised ceiling, which is "
-        f"{ceiling} above the baseline)"
+        f"{ceiling})"
     )
 
 
@@ -319,9 +326,10 @@ def write_pooled_report(
     held = [d for d in draws if d.name != dev]
     pooled = pool_rows(draws, dev)
     best = _best(pooled, len(held))
-    gap = _gap(draws, [d.name for d in held])
+    gaps = _gaps(draws, [d.name for d in held])
+    gap = float(np.mean(list(gaps.values()))) if gaps else None
     cam_seconds = [s for d in held if "cam" in d.rows for s in d.rows["cam"].seconds.values() if s]
-    lines = ["# Small-data study over class draws: pooled results", "", _headline(best, gap), ""]
+    lines = ["# Small-data study over class draws: pooled results", "", _headline(best, gap, len(gaps), len(held)), ""]
     target = _target_line(best, gap)
     lines += [target, ""] if target else []
     lines += [
