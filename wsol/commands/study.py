@@ -193,7 +193,6 @@ def _rows(args: argparse.Namespace) -> tuple[tuple, tuple[str, ...]]:
 
 def _settings(args: argparse.Namespace, out: str, seeds: int, run_seeds: tuple[int, ...], combination: bool) -> Any:
     """The runner's settings from the shared options (recipe overrides, device, τ step, progress)."""
-    from pathlib import Path
 
     import torch
 
@@ -256,7 +255,6 @@ def run(args: argparse.Namespace) -> int:
 
 def _data_folder(value: str | None, default: str, flag: str) -> Path:
     import os
-    from pathlib import Path
 
     if value:
         return Path(value)
@@ -285,7 +283,6 @@ def run_draws(args: argparse.Namespace) -> int:
     Returns:
         0 when every planned run of every draw has a result, 1 when some failed.
     """
-    from pathlib import Path
 
     from wsol.study import run_study
     from wsol.study.draws import prepare_draws, read_draws, write_draws
