@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -15,7 +16,7 @@ from hypothesis import strategies as st
 from wsol.augment import AutoMix, PuzzleMix, create_mixer, list_mixers
 from wsol.augment.automix import momentum_at
 from wsol.augment.block_transport import grid_cost, move_blocks, transport_plans
-from wsol.augment.puzzle_labels import block_masks, label_prior
+from wsol.augment.puzzle_labels import block_masks, integer_energies, label_energies, label_prior
 from wsol.methods import CAM, MixUpCAM, load_checkpoint, load_model
 
 FAST = settings(max_examples=15, deadline=None)
@@ -76,6 +77,32 @@ def test_hand_case_each_image_keeps_its_salient_half() -> None:
     out = mixer.mix_saliency(torch.cat([a, b]), one_hot(2, 2), torch.tensor([1, 0]), sal)
     assert (out.images[0, :, :, :4] == 0).all() and (out.images[0, :, :, 4:] == 1).all()
     assert out.lam.tolist() == [0.5, 0.5] and out.targets[0].tolist() == [0.5, 0.5]
+
+
+def test_a_block_holding_all_of_an_images_saliency_keeps_that_image_without_overflow() -> None:
+    # 8x8 blocks; image b's saliency all in block (3, 5), image a's spread evenly. Showing a there would lose all of
+    # b's saliency: at the solver's float precision that cost (~6.4e9) overflowed 32-bit ints (undefined labels).
+    n = 8
+    sal_a = torch.full((1, n, n), 1.0 / n**2)
+    sal_b = torch.zeros(1, n, n)
+    sal_b[0, 3, 5] = 1.0
+    images = torch.rand(1, 3, 64, 64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy's "invalid value encountered in cast" would fail here
+        masks = block_masks(sal_a, sal_b, images, images.clone(), 0.5)
+    assert masks[0, 3, 5] == 0.0  # b's one salient block shows b
+    assert (masks[0] == 1.0).sum() >= n * n // 4  # and a is shown elsewhere (its saliency is everywhere)
+    unary, pairwise, cost_v, cost_h = label_energies(sal_a, sal_b, images, images.clone(), 0.5, 3, 1.2, 0.5, 0.2, 4)
+    unary, cost_v, cost_h = unary[0], cost_v[0], cost_h[0]
+    u, smooth, v, h = integer_energies(unary, pairwise, cost_v, cost_h)
+    assert all(x.dtype == np.int32 for x in (u, smooth, v, h))
+    assert u.max() == 10_000_000 and u.min(axis=-1).max() == 0  # largest term at GCO's safe size; per block min 0
+    assert smooth.tolist() == [[0, 1, 4], [1, 0, 1], [4, 1, 0]]  # (k - l)^2: the squared label distance times 4
+    # One scale for every term: the ratio of a unary difference to an edge weight survives the conversion.
+    shifted = unary - unary.min(axis=-1, keepdims=True)
+    assert u.max() / v.max() == pytest.approx(shifted.max() / cost_v.max() * 4, rel=1e-4)
+    with pytest.raises(ValueError, match="unary holds NaN"):
+        integer_energies(np.full_like(unary, np.nan), pairwise, cost_v, cost_h)
 
 
 @FAST

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["boundary_mismatch", "label_energies", "label_prior", "solve_labels", "block_masks"]
+__all__ = ["block_masks", "boundary_mismatch", "integer_energies", "label_energies", "label_prior", "solve_labels"]
 
 # Energies are scaled so that a grid's saliency sums to about 1000 per block before the solver (as the reference).
 _SCALE = 1000.0
@@ -141,21 +141,70 @@ def label_energies(
     )
 
 
+# GCO's energy terms are 32-bit ints. Its Python binding turns float costs into ints by multiplying the unary
+# costs by 1e5, which overflows (undefined values, a numpy "invalid value encountered in cast" warning) once a
+# block holds more than ~1/3 of an image's saliency on an 8x8 grid. So every term is converted here, with one
+# scale for the whole grid: the largest term becomes at most GCO's safe coefficient (1e7), and the whole energy
+# stays inside int32 even if the library sums it in 32 bits.
+_MAX_TERM = 10_000_000
+_INT32_MAX = 2**31 - 1
+
+
+def integer_energies(
+    unary: np.ndarray, pairwise: np.ndarray, cost_v: np.ndarray, cost_h: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One grid's costs as int32 arrays for GCO, all scaled by one factor (the minimiser is unchanged up to
+    rounding at ``1e-7`` of the largest term). Each block's label costs are first shifted so its cheapest is 0.
+
+    The label costs ``pairwise`` are made integers by ``(L - 1)^2`` when that is exact (PuzzleMix's squared
+    label distance), otherwise by 1000; the edge weights take the same division.
+
+    Raises:
+        ValueError: a cost is NaN or infinite (a non-finite saliency map).
+    """
+    arrays = {"unary": unary, "pairwise": pairwise, "cost_v": cost_v, "cost_h": cost_h}
+    for name, array in arrays.items():
+        if not np.all(np.isfinite(array)):
+            raise ValueError(f"PuzzleMix labelling: {name} holds NaN or infinite costs (is the saliency finite?)")
+        if name != "unary" and np.any(array < 0):
+            raise ValueError(f"PuzzleMix labelling: {name} holds negative costs")
+    # A constant per block changes no minimiser: each block's cheapest label costs 0, so every term is >= 0.
+    unary = unary - unary.min(axis=-1, keepdims=True)
+    n_labels = pairwise.shape[0]
+    factor = float((n_labels - 1) ** 2)
+    if not np.allclose(pairwise * factor, np.rint(pairwise * factor), rtol=0.0, atol=1e-9):
+        factor = 1000.0
+    smooth = np.rint(pairwise * factor)
+    edges_v, edges_h = cost_v / factor, cost_h / factor
+    largest = max(
+        float(unary.max(initial=0.0)),
+        max(float(edges_v.max(initial=0.0)), float(edges_h.max(initial=0.0))) * float(smooth.max(initial=0.0)),
+    )
+    n_terms = unary.shape[0] * unary.shape[1] + cost_v.size + cost_h.size
+    target = min(_MAX_TERM, _INT32_MAX // max(1, n_terms))
+    scale = target / largest if largest > 0 else 1.0
+    return (
+        np.ascontiguousarray(np.rint(unary * scale), dtype=np.int32),
+        np.ascontiguousarray(smooth, dtype=np.int32),
+        np.ascontiguousarray(np.rint(edges_v * scale), dtype=np.int32),
+        np.ascontiguousarray(np.rint(edges_h * scale), dtype=np.int32),
+    )
+
+
 def solve_labels(unary: np.ndarray, pairwise: np.ndarray, cost_v: np.ndarray, cost_h: np.ndarray) -> np.ndarray:
-    """The α-β swap labelling of one grid (GCO), ``(n, n)`` ints in ``0..L-1``.
+    """The α-β swap labelling of one grid (GCO), ``(n, n)`` ints in ``0..L-1``; costs as :func:`label_energies`
+    returns them (float), converted by :func:`integer_energies`.
 
     Raises:
         ImportError: if ``gco-wrapper`` is not installed.
+        ValueError: a cost is NaN or infinite, or a label or edge cost negative.
     """
     try:
         import gco
     except ImportError as err:  # pragma: no cover - a dependency of wsol
         raise ImportError("PuzzleMix needs the graph-cut package gco-wrapper: pip install gco-wrapper") from err
     n = unary.shape[0]
-    labels = gco.cut_grid_graph(
-        np.ascontiguousarray(unary), pairwise, np.ascontiguousarray(cost_v), np.ascontiguousarray(cost_h),
-        algorithm="swap",
-    )  # fmt: skip
+    labels = gco.cut_grid_graph(*integer_energies(unary, pairwise, cost_v, cost_h), algorithm="swap")
     return np.asarray(labels, dtype=np.int64).reshape(n, unary.shape[1])
 
 
