@@ -679,8 +679,10 @@ def test_psol_row_trains_both_stages_without_reading_a_training_box(tmp_path, da
     assert seconds["stage1"] == stage1["seconds"]["total"] and seconds["stage1"] > 0 and seconds["stage2"] > 0
     assert seconds["stage1"] + seconds["stage2"] <= seconds["total"] + 1e-6
 
-    # Stage 1 is the run its recipe would be: same seed, same batches and crops, so the same weights and maps.
-    hires = train_and_score(RunSpec("cam_hires16", "default", "n3", 0, stage1["config"]), data_n3, settings)
+    # Stage 1 is the run its recipe would be: same seed, same batches and crops, so the same weights and maps
+    # (trained again here: the model store, which would load stage 1's weights, is off).
+    afresh = _settings(tmp_path, limit_train_batches=2, keep_models=False)
+    hires = train_and_score(RunSpec("cam_hires16", "default", "n3", 0, stage1["config"]), data_n3, afresh)
     assert len(collected) == 2 + 2 + 2 and collected[1] is made["raw"]  # stage-1 tune and pool, stage 2, hires
     assert np.array_equal(collected[0].maps, hires["_raw_maps"]["tune"].maps) and stage1["tune"] == hires["tune"]
     assert stage1["tau"] == float(hires["tune"]["tau"]["50"])

@@ -110,6 +110,12 @@ def _add_run_options(s: argparse.ArgumentParser) -> None:
     s.add_argument("--report-only", action="store_true", help="rewrite the report from finished runs, train nothing")
     s.add_argument("--lightning-bar", action="store_true", help="show Lightning's progress bar inside each run")
     s.add_argument("--no-progress", action="store_true", help="no progress bar over runs")
+    s.add_argument(
+        "--no-model-store",
+        action="store_true",
+        help="train every model afresh and keep none under OUT/models/ (by default a PSOL-style row's stage 1 "
+        "and the cam_hires16 run of the same seed share one trained model)",
+    )
 
 
 def _register_draws(studies: argparse._SubParsersAction) -> None:
@@ -219,6 +225,7 @@ def _settings(args: argparse.Namespace, out: str, seeds: int, run_seeds: tuple[i
         progress=not args.no_progress,
         refresh=args.refresh_rows,
         run_seeds=run_seeds,
+        keep_models=not args.no_model_store,
     )
 
 

@@ -75,6 +75,9 @@ class StudySettings:
         run_seeds: Train only the runs of these seeds (empty: every seed); several processes or machines sharing
             one ``out`` folder can split a grid by seed. Variants are still chosen on the first seed's runs, so a
             row waits until those exist.
+        keep_models: Keep label-only models that another row can reuse under ``<out>/models/`` and load them
+            instead of training again (:mod:`wsol.study.model_store`): a PSOL-style row's stage 1 and the
+            ``cam_hires16`` run of the same draw and seed are one model. About 20 MB per ResNet-10 model.
     """
 
     out: Path
@@ -88,6 +91,7 @@ class StudySettings:
     progress: bool = True
     refresh: Sequence[str] = ()
     run_seeds: Sequence[int] = ()
+    keep_models: bool = True
 
 
 def _fit(model: Any, loader: Any, config: dict[str, Any], settings: StudySettings) -> Any:
@@ -110,6 +114,64 @@ def _fit(model: Any, loader: Any, config: dict[str, Any], settings: StudySetting
     )
     trainer.fit(model, train_dataloaders=loader)
     return trainer
+
+
+def _stage1_recipes(base: dict[str, Any]) -> set[str]:
+    """Config hashes of every registered row's stage-1 recipe under ``base``: the plain runs worth keeping."""
+    from wsol.study.rows import study_rows
+
+    return {
+        config_hash(merge(merge(BASE_CONFIG, base), overrides["stage1"]))
+        for row in study_rows()
+        for overrides in row.variants.values()
+        if isinstance(overrides.get("stage1"), dict)
+    }
+
+
+@dataclass
+class _Trained:
+    """How a model came to be trained: by this run, or loaded from the study's model store."""
+
+    epochs: int
+    reused: dict[str, Any] | None = None  # the store's record, with load_seconds
+    saved_seconds: float = 0.0  # training seconds the store saved this run (its record's minus the load)
+
+
+def _fit_or_load(
+    model: Any, loader: Any, config: dict[str, Any], spec: RunSpec, data: StudyData, settings: StudySettings, keep: bool
+) -> _Trained:
+    """Train ``model``, or load the weights that an earlier run of the same recipe, regime, seed and data left in
+    the model store (:mod:`wsol.study.model_store`); with ``keep``, a model trained here is stored for later runs.
+    Only label-only recipes use the store.
+    """
+    from wsol.study.model_store import ModelStore, label_only, model_key
+
+    if not (settings.keep_models and label_only(config)):
+        return _Trained(_fit(model, loader, config, settings).current_epoch)
+    store = ModelStore.of(settings.out)
+    # The class names join the description: two draws of one dataset share its name and split sizes.
+    described = {**data.description, "classes": list(data.class_names)}
+    key = model_key(config, spec.regime, spec.seed, described, settings.limit_train_batches, settings.accelerator)
+    start = time.perf_counter()
+    record = store.load(key, model)
+    if record is not None:
+        load = time.perf_counter() - start
+        saved = max(0.0, float(record["seconds"]["train"]) - load)
+        return _Trained(int(record["epochs"]), {**record, "load_seconds": load}, saved)
+    trainer = _fit(model, loader, config, settings)
+    if keep:
+        train = time.perf_counter() - start
+        store.save(
+            key,
+            model,
+            {
+                "trained_by": spec.key,
+                "config_hash": config_hash(config),
+                "epochs": trainer.current_epoch,
+                "seconds": {"train": train, "per_epoch": train / max(1, trainer.current_epoch)},
+            },
+        )
+    return _Trained(trainer.current_epoch)
 
 
 def _box_regime(
@@ -208,22 +270,31 @@ def _pseudo_stage(spec: RunSpec, data: StudyData, settings: StudySettings) -> tu
     pl.seed_everything(spec.seed, workers=True, verbose=False)
     model = build_model(config, len(data.class_names), spec.seed)
     loader = data.train_loader(spec.regime, config["batch_size"], spec.seed, config["train_scale"], split="labels")
-    trainer = _fit(model, loader, config, settings)
+    fitted = _fit_or_load(model, loader, config, spec, data, settings, keep=True)
     trained = time.perf_counter()
     boxes, record = _box_regime(model, spec, data, settings)
     end = time.perf_counter()
+    # A model loaded from the store is timed as the run that trained it ("wall": this run's own seconds).
+    train = trained - start + fitted.saved_seconds
     record = {
         "config": config,
         "config_hash": config_hash(config),
         **record,
         "seconds": {
-            "train": trained - start,
+            "train": train,
             "pseudo_boxes": end - trained,
-            "total": end - start,
-            "per_epoch": (trained - start) / max(1, trainer.current_epoch),
+            "total": end - start + fitted.saved_seconds,
+            "wall": end - start,
+            "per_epoch": train / max(1, fitted.epochs),
         },
+        **({"reused_model": _reuse_note(fitted.reused)} if fitted.reused else {}),
     }
     return boxes, record
+
+
+def _reuse_note(record: dict[str, Any]) -> dict[str, Any]:
+    """What a result records of a model loaded from the store."""
+    return {"trained_by": record["trained_by"], "key": record["key"], "load_seconds": record["load_seconds"]}
 
 
 def train_and_score(spec: RunSpec, data: StudyData, settings: StudySettings) -> dict[str, Any]:
@@ -250,11 +321,14 @@ def train_and_score(spec: RunSpec, data: StudyData, settings: StudySettings) -> 
     rounds = int(config.get("rounds", 1))
     if rounds < 1 or (rounds > 1 and split != "pseudo"):
         raise ValueError(f"config of {spec.key}: rounds must be 1, or more with train_split 'pseudo', got {rounds}")
+    saved = 0.0  # training seconds that models loaded from the store saved (stage 1's or this run's own)
     if split == "pseudo":
         boxes, stage1 = _pseudo_stage(spec, data, settings)
+        saved = stage1["seconds"]["total"] - stage1["seconds"]["wall"]
     stage2_start = time.perf_counter()
     relabelled: list[dict[str, Any]] = []
     model: Any = None
+    fitted = _Trained(0)
     for round_ in range(rounds):
         if round_:  # self-training: the last localizer boxes the training images again, and a fresh one learns
             boxes, record = _box_regime(model, spec, data, settings)
@@ -265,8 +339,15 @@ def train_and_score(spec: RunSpec, data: StudyData, settings: StudySettings) -> 
         loader = data.train_loader(
             spec.regime, config["batch_size"], spec.seed, config["train_scale"], split=split, boxes=boxes
         )
-        trainer = _fit(model, loader, config, settings)
+        if rounds == 1 and split != "pseudo":
+            # A plain run loads a model the store holds; it keeps its own when a stage 1 can reuse it.
+            keep = config_hash(config) in _stage1_recipes(settings.base)
+            fitted = _fit_or_load(model, loader, config, spec, data, settings, keep)
+        else:
+            fitted = _Trained(_fit(model, loader, config, settings).current_epoch)
     trained = time.perf_counter()
+    stage2_train = trained - stage2_start + fitted.saved_seconds
+    saved += fitted.saved_seconds
     tune = collect_maps(model, data.eval_loader("tune"))
     val = collect_maps(model, data.eval_loader("val"))
     norms = normalization_scores(tune, val, settings.cam_curve_interval)
@@ -275,17 +356,20 @@ def train_and_score(spec: RunSpec, data: StudyData, settings: StudySettings) -> 
     val_tta = collect_maps_tta(model, data.eval_loader("val"))
     end = time.perf_counter()
     seconds = {
-        # Every stage's training (and the pseudo boxes) counts as training; per_epoch is this model's own.
-        "train": trained - start,
+        # Every stage's training (and the pseudo boxes) counts as training; per_epoch is this model's own. A model
+        # loaded from the store counts the seconds it took to train; "wall" is this run's own time.
+        "train": trained - start + saved,
         "eval": end - trained,
-        "total": end - start,
-        "per_epoch": (trained - stage2_start) / max(1, trainer.current_epoch),
+        "total": end - start + saved,
+        "per_epoch": stage2_train / max(1, fitted.epochs),
         "torch_threads": torch.get_num_threads(),
         "load_average_at_start": load,
     }
+    if saved:
+        seconds["wall"] = end - start
     if stage1 is not None:
         # stage2: the last localizer's training and scoring; earlier rounds count in train and total only.
-        seconds |= {"stage1": stage1["seconds"]["total"], "stage2": end - stage2_start}
+        seconds |= {"stage1": stage1["seconds"]["total"], "stage2": end - stage2_start + fitted.saved_seconds}
     return {
         "key": spec.key,
         "method": spec.method,
@@ -307,6 +391,7 @@ def train_and_score(spec: RunSpec, data: StudyData, settings: StudySettings) -> 
         "seconds": seconds,
         **({"stage1": stage1} if stage1 is not None else {}),
         **({"rounds": relabelled} if relabelled else {}),
+        **({"reused_model": _reuse_note(fitted.reused)} if fitted.reused else {}),
     }
 
 
