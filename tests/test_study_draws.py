@@ -169,6 +169,16 @@ def test_pooled_rows_pair_each_seed_with_its_draws_baseline_and_choose_on_tune_o
     assert a1.gap_fraction == pytest.approx(100 * 4 / (80 - 58))
     line = write_pooled_report(tmp_path / "p", partial, {})["markdown"].read_text().splitlines()[2]
     assert line.endswith("which is +22.00 above the baseline on the 1 of 2 held-out draws where it was measured)")
+    # The ceiling is the box-trained row with the better tuning score per draw: a 16x16 one that tunes higher on
+    # h2 replaces fsl_all there (gap (80 - 58 + 75 - 56) / 2), and one that tunes lower on h1 does not.
+    hires = _draws()
+    hires[1].rows["fsl_all_hires16"] = _row("fsl_all_hires16", [90, 90], [79, 79], "boxes")
+    hires[2].rows["fsl_all_hires16"] = _row("fsl_all_hires16", [75, 75], [71, 71], "boxes")
+    assert [d.ceiling for d in hires[1:]] == [("fsl_all", 80.0), ("fsl_all_hires16", 75.0)]
+    assert {p.row: p for p in pool_rows(hires)}["a"].gap_fraction == pytest.approx(100 * 3 / ((22 + 19) / 2))
+    text3 = write_pooled_report(tmp_path / "c", hires, {})["markdown"].read_text()
+    assert "| **supervised ceiling** (best on tune) | — | fsl_all 80.00 | fsl_all_hires16 75.00 |" in text3
+    assert _draws()[0].ceiling is None
     # Sentinel: val changes move the numbers but no choice (baseline per draw, best row).
     shifted = _draws(val_shift=-20.0)
     assert [d.baseline[0] for d in shifted] == [d.baseline[0] for d in draws]
