@@ -179,6 +179,16 @@ def test_pooled_rows_pair_each_seed_with_its_draws_baseline_and_choose_on_tune_o
     text3 = write_pooled_report(tmp_path / "c", hires, {})["markdown"].read_text()
     assert "| **supervised ceiling** (best on tune) | — | fsl_all 80.00 | fsl_all_hires16 75.00 |" in text3
     assert _draws()[0].ceiling is None
+    # A ceiling under a point above the baseline (h1: 58.5 vs 58; h2: 57 vs 56) gives no fraction: 3 / 0.75 would
+    # read 400%.
+    flat = _draws()
+    flat[1].rows["fsl_all"] = _row("fsl_all", [58.5, 58.5], [80, 80], "boxes")
+    flat[2].rows["fsl_all"] = _row("fsl_all", [57, 57], [70, 70], "boxes")
+    assert {p.row: p for p in pool_rows(flat)}["a"].gap_fraction is None
+    assert (
+        "; — of the gap to the supervised ceiling, which is +0.75 above the baseline)"
+        in (write_pooled_report(tmp_path / "f", flat, {})["markdown"].read_text().splitlines()[2])
+    )
     # Sentinel: val changes move the numbers but no choice (baseline per draw, best row).
     shifted = _draws(val_shift=-20.0)
     assert [d.baseline[0] for d in shifted] == [d.baseline[0] for d in draws]

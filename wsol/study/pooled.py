@@ -42,6 +42,9 @@ CEILING_ROWS = ("fsl_all", "fsl_all_hires16")
 TARGET_MARGIN = 5.0
 # Below this baseline -> ceiling gap (points), the target becomes closing half of the gap.
 GAP_FOR_FULL_MARGIN = 10.0
+# A fraction of the gap is given only where the gap is at least this many points: a smaller one (seed noise is
+# about a point here) turns a tenth of a point into thousands of percent, and a negative one flips its sign.
+MIN_GAP_FOR_FRACTION = 1.0
 _V2 = "MaxBoxAccV2"
 _NOT_LABEL_FREE = {"all_ones", "label_free_baseline"}
 
@@ -215,7 +218,7 @@ class Pooled:
         per_draw: Draw -> mean delta over its seeds.
         tune_delta: The same margin on the tuning split (the ranking key).
         gap_fraction: The mean delta over the draws where the ceiling has runs / the mean baseline → ceiling gap
-            there, in percent (None without a ceiling or with a gap ≤ 0).
+            there, in percent (None without a ceiling or with a gap under :data:`MIN_GAP_FOR_FRACTION`).
         dev_delta: Mean (row − baseline) on the dev draw (None when absent).
     """
 
@@ -276,7 +279,9 @@ def pool_rows(draws: Sequence[DrawScores], dev: str = "dev") -> list[Pooled]:
                 high=high,
                 per_draw={k: float(np.mean(v)) for k, v in deltas.items()},
                 tune_delta=float(np.mean(tune)),
-                gap_fraction=None if gap is None or closed is None or gap <= 0 else 100.0 * closed / gap,
+                gap_fraction=(
+                    None if gap is None or closed is None or gap < MIN_GAP_FOR_FRACTION else 100.0 * closed / gap
+                ),
                 dev_delta=dev_delta,
             )
         )
