@@ -154,8 +154,8 @@ def _register_draws(studies: argparse._SubParsersAction) -> None:
     d.add_argument(
         "--fusion-rows",
         default="cam,cam_hires16,psol2,psol_fused,c2am",
-        help="rows whose kept maps are fused with --fusion-cue (each run costs about a minute once, then cached; "
-        "default: %(default)s)",
+        help="rows whose kept maps are fused with --fusion-cue (each run once, then cached: 1 to 6 minutes on two "
+        "CPU cores for its plain and test-time augmented maps; default: %(default)s)",
     )
     _add_run_options(d)
     d.set_defaults(func=run_draws)
