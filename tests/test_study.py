@@ -364,6 +364,25 @@ def test_run_seeds_split_a_grid_across_processes(tmp_path, data_n3):
     assert run_study(data_n3, _settings(tmp_path), rows, train_fn=fake) == 0 and len(calls) == 7  # all done
 
 
+def test_a_process_given_a_subset_rewrites_the_whole_folders_report(tmp_path, data, data_n3):
+    # One process trains cam in both regimes; another, given cutmix and one regime, must leave a report with
+    # every finished run and must reuse the reference rows (they depend on the tuning and val splits only).
+    fake = lambda spec, data_, settings: _fake(spec, 50.0)  # noqa: E731
+    assert run_study(data, _settings(tmp_path), TWO_ROWS[:1], train_fn=fake) == 0
+    reference = sorted((tmp_path / "reference").glob("*.json"))
+    scored = {f: (f.read_bytes(), f.stat().st_mtime_ns) for f in reference if f.stem != "label_free_baseline"}
+    baseline = (tmp_path / "reference" / "label_free_baseline.json").read_bytes()
+    assert run_study(data_n3, _settings(tmp_path), TWO_ROWS[1:], train_fn=fake) == 0
+    rows = {(r["regime"], r["method"], r["seed"]) for r in csv.DictReader((tmp_path / "results.csv").open())}
+    runs = {(g, m, str(s)) for g in ("all", "n3") for m in ("cam",) for s in (0, 1)}
+    assert runs | {("n3", "cutmix", "0"), ("n3", "cutmix", "1")} <= rows
+    assert ("all", "cutmix", "0") not in rows
+    table = (tmp_path / "results.md").read_text()
+    assert "## Regime `all`" in table and "## Regime `n3`" in table
+    assert {f: (f.read_bytes(), f.stat().st_mtime_ns) for f in scored} == scored  # reused, not rescored
+    assert (tmp_path / "reference" / "label_free_baseline.json").read_bytes() == baseline
+
+
 def test_run_seeds_flag(tmp_path) -> None:
     from wsol.commands.study import parse_run_seeds
 

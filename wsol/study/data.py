@@ -19,7 +19,10 @@ from torch.utils.data import DataLoader
 
 from wsol.data import EvalTransform, ListDataset, Sample, SampleDataset, TrainTransform, collate, read_dataset
 
-__all__ = ["StudyData", "load_study_data", "split_per_class"]
+__all__ = ["PER_REGIME_KEYS", "StudyData", "load_study_data", "split_per_class"]
+
+#: The entries of :attr:`StudyData.description` that depend on the regimes a study was invoked with.
+PER_REGIME_KEYS = ("regimes", "n_train")
 
 
 def split_per_class(labels: Sequence[int], take: int | None, seed: int) -> tuple[list[int], list[int]]:
@@ -76,6 +79,13 @@ class StudyData:
     regimes: dict[str, list[int]]
     image_size: int
     description: dict[str, Any]
+
+    @property
+    def eval_description(self) -> dict[str, Any]:
+        """The description without its per-regime entries (:data:`PER_REGIME_KEYS`): what the tuning and val
+        splits depend on. Rows scored on those splits alone (the reference rows) are keyed by it, so a study
+        invoked with fewer regimes reuses them."""
+        return {k: v for k, v in self.description.items() if k not in PER_REGIME_KEYS}
 
     def regime_samples(self, regime: str, boxes: Sequence[np.ndarray] | None = None) -> list[Sample]:
         """The regime's pool images with their GT boxes and masks dropped, or replaced by ``boxes``.

@@ -121,7 +121,7 @@ def load_cue_maps(data: Any, split: str, folder: Path, names: Sequence[str] = SA
         "split": split,
         "image_size": data.image_size,
         "class_names": list(data.class_names),
-        "description": data.description,
+        "description": data.eval_description,
         "images_sha1": _fingerprint(images, [s.image_id for s in samples]),
     }
     path = Path(folder) / f"saliency_{split}.npz"
@@ -245,7 +245,7 @@ def label_free_rows(
     }
     base_key = {
         "cam_curve_interval": cam_curve_interval,
-        **data.description,
+        **data.eval_description,
         "class_names": list(data.class_names),
         "image_size": size,
         "images_sha1": images,

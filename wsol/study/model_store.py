@@ -49,9 +49,10 @@ def model_key(
     only this regime's count in, so a study invoked with fewer regimes finds the same models.
     """
     recipe = {k: v for k, v in config.items() if k != "train_split"}
-    per_regime = ("regimes", "n_train")
-    data = {k: v for k, v in data_description.items() if k not in per_regime}
-    data |= {k: dict(data_description.get(k) or {}).get(regime) for k in per_regime}
+    from wsol.study.data import PER_REGIME_KEYS
+
+    data = {k: v for k, v in data_description.items() if k not in PER_REGIME_KEYS}
+    data |= {k: dict(data_description.get(k) or {}).get(regime) for k in PER_REGIME_KEYS}
     payload = {
         "recipe": recipe,
         "regime": regime,

@@ -116,6 +116,16 @@ def _fit(model: Any, loader: Any, config: dict[str, Any], settings: StudySetting
     return trainer
 
 
+def _report_rows(methods: Sequence[MethodSpec]) -> tuple[MethodSpec, ...]:
+    """The rows a report covers: every registered row in registry order (``methods``' own spec where a name is
+    both), then the rows of ``methods`` that are not registered."""
+    from wsol.study.rows import study_rows
+
+    given = {m.name: m for m in methods}
+    registered = tuple(given.pop(row.name, row) for row in study_rows())
+    return (*registered, *given.values())
+
+
 def _stage1_recipes(base: dict[str, Any]) -> set[str]:
     """Config hashes of every registered row's stage-1 recipe under ``base``: the plain runs worth keeping."""
     from wsol.study.rows import study_rows
@@ -507,6 +517,19 @@ def run_study(
         return cache[spec.key]
 
     regimes = list(data.regimes)
+    # The report covers every finished run of the folder, not only this process's rows and regimes: a process
+    # given a subset (--methods, --regimes) rewrites the same report the whole grid would.
+    report_methods = _report_rows(methods)
+    report_regimes = regimes + sorted(
+        p.name for p in runs_dir.glob("*") if p.is_dir() and p.name not in regimes and any(p.glob("*/*/seed*.json"))
+    )
+
+    def report() -> None:
+        full = plan_runs(report_methods, report_regimes, settings.seeds, lookup, settings.base, settings.combination)
+        results = [r for s in full.specs if (r := lookup(s))]
+        results += _earlier_combinations(runs_dir, full, report_regimes, settings.combination)
+        write_report(out, results, references, full.notes, full.chosen)
+
     if dry_run:
         plan = plan_runs(methods, regimes, settings.seeds, lookup, settings.base, settings.combination)
         for spec in plan.specs:
@@ -545,10 +568,8 @@ def run_study(
             bar.update(1)
             plan = plan_runs(methods, regimes, settings.seeds, lookup, settings.base, settings.combination)
             bar.total = max(plan.total, bar.n)
-            write_report(out, [r for s in plan.specs if (r := lookup(s))], references, plan.notes, plan.chosen)
-    results = [r for s in plan.specs if (r := lookup(s))]
-    results += _earlier_combinations(runs_dir, plan, regimes, settings.combination)
-    write_report(out, results, references, plan.notes, plan.chosen)
+            report()
+    report()
     undecided = plan.total - len(plan.specs)
     if settings.run_seeds and not failed and not report_only and undecided > 0:
         # Runs still undecided wait for other seeds' results; every seed has some among them (a row's variant

@@ -347,7 +347,7 @@ def reference_rows(data: Any, folder: Path, cam_curve_interval: float = 0.001) -
     rows = {}
     for name, maps in (("center_gaussian", center_gaussian(size, size)), ("all_ones", all_ones(size, size))):
         path = folder / f"{name}.json"
-        key = {"cam_curve_interval": cam_curve_interval, **data.description}
+        key = {"cam_curve_interval": cam_curve_interval, **data.eval_description}
         if path.is_file():
             row = json.loads(path.read_text())
             if row.get("settings") == json.loads(json.dumps(key)):
