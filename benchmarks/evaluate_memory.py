@@ -28,7 +28,9 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_NPZ = ROOT.parent / "shared" / "reference" / "wsoleval" / "synth_200.npz"
+DEFAULT_NPZ = (
+    Path(os.environ.get("WSOL_REFERENCE", ROOT / ".." / "shared" / "reference" / "wsoleval")) / "synth_200.npz"
+)
 
 
 def write_npz(path: Path, source: Path, images: int, dtype: str = "float16") -> int:

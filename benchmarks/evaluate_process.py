@@ -29,7 +29,9 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_NPZ = ROOT.parent / "shared" / "reference" / "wsoleval" / "synth_200.npz"
+DEFAULT_NPZ = (
+    Path(os.environ.get("WSOL_REFERENCE", ROOT / ".." / "shared" / "reference" / "wsoleval")) / "synth_200.npz"
+)
 WSOL = [sys.executable, "-m", "wsol.cli"]
 
 PLAIN = """
