@@ -229,6 +229,38 @@ def test_automix_mask_mean_tracks_lambda() -> None:
     assert all(abs(m - lam) <= 0.1 + 0.02 for m, lam in zip(got, (0.3, 0.5, 0.7), strict=True)), got
 
 
+def test_automix_trains_its_block_on_a_batch_left_unmixed() -> None:
+    mixer = AutoMix(prob=0.0, seed=0)
+    system = system_with(mixer)
+    images, targets = torch.randn(4, 3, 32, 32), one_hot(4, 3)
+    out = mixer.mix_batch(system, images, targets)
+    assert out.images is images and out.mask is None and torch.equal(out.lam, torch.ones(4))
+    assert set(out.losses) == {"automix_block", "automix_mask"}  # no clean term: the network's batch is clean
+    out.extra_loss().backward()
+    block = list(system.mix_modules.mix_block.parameters())
+    assert block and all(p.grad is not None for p in block)  # DDP needs a gradient for every trainable parameter
+    assert any(p.grad.abs().sum() > 0 for p in block)
+
+
+@pytest.mark.slow  # two gloo ranks, four steps: about 20 s
+def test_automix_with_prob_below_one_trains_under_ddp_without_unused_parameters(tmp_path) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).with_name("ddp_train_mixer.py")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    # A rank waiting for a gradient that never comes hangs: the timeout turns that into a failure.
+    done = subprocess.run([sys.executable, str(script), "2", str(tmp_path)], capture_output=True, text=True,
+                          env=env, timeout=150)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
+    assert [r["world_size"] for r in ranks] == [2, 2] and ranks[0]["steps"] == 4
+    assert ranks[0]["block"] == ranks[1]["block"] and ranks[0]["net"] == ranks[1]["net"]  # gradients all-reduced
+
+
 # ------------------------------------------------------------------------------------- training and configs
 @pytest.mark.slow  # three one-step fits and their checkpoints: about 5 s
 @pytest.mark.parametrize(

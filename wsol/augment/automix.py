@@ -109,6 +109,8 @@ class AutoMix(Mixer):
     λ is within ``lam_margin`` of 0 or 1) and, with ``clean_weight``, on the clean batch.
 
     The extra losses come back in ``MixOutput.losses`` (``automix_clean``, ``automix_block``, ``automix_mask``).
+    A batch the network sees unmixed (``prob`` < 1, or a batch of one image) still trains the Mix Block (its two
+    losses; no clean term: the network's own loss is already on the clean batch), and the encoder still follows.
     The network's label weight is the mask's mean per image (``correct_lam``, the toolkit's convention; the paper
     uses λ, within ``mask_margin`` of it once the block has learnt). Defaults: the paper's CIFAR-100 ResNet-18.
 
@@ -176,28 +178,34 @@ class AutoMix(Mixer):
         modules = system.mix_modules
         if not isinstance(modules, AutoMixModules):
             raise TypeError("AutoMix.mix_batch needs a method built with this mixer (its mix_modules are AutoMix's)")
-        index = self.draw_pairing(images, targets)
-        if index is None:
-            return self.unmixed(images, targets)
+        index = self.draw_pairing(images, targets)  # None: the network's batch stays unmixed (prob, one image)
         index_block = self.pair_index(images.shape[0]).to(images.device)
-        lam, lam_block = self.sample_beta(), self.sample_beta()
+        lam = self.sample_beta() if index is not None else 1.0
+        lam_block = self.sample_beta()
         modules.follow(system.net, momentum_at(system.training_progress(), self.momentum, self.end_momentum))
         size = tuple(images.shape[-2:])
         with torch.no_grad():
             features = modules.features(images)
-            mask = modules.mix_block(features, lam, index, size).to(images.dtype)
-        # The Mix Block's sample: its mask keeps the graph; the frozen encoder judges the mix against λ.
+        # The Mix Block's sample, drawn on every batch, mixed or not: its mask keeps the graph; the frozen encoder
+        # judges the mix against λ. So every trainable parameter has a gradient at every step (DDP needs no
+        # find_unused_parameters) and the block's logged losses average over real samples only.
         mask_block = modules.mix_block(features, lam_block, index_block, size)
         mixed_block = mask_block * images + (1.0 - mask_block) * images[index_block]
         targets_block = lam_block * targets + (1.0 - lam_block) * targets[index_block]
         block_loss = system.classification_loss(modules.encoder(mixed_block), targets_block)
         mask_loss = F.relu((mask_block.float().mean() - lam_block).abs() - self.mask_margin)
+        losses = {"automix_block": self.block_weight * block_loss, "automix_mask": self.mask_weight * mask_loss}
+        if index is None:
+            out = self.unmixed(images, targets)
+            out.losses = losses
+            return out
         # The network's sample.
+        with torch.no_grad():
+            mask = modules.mix_block(features, lam, index, size).to(images.dtype)
         if min(lam, 1.0 - lam) <= self.lam_margin:
             mask = torch.full_like(mask, lam)
         mixed = mask * images + (1.0 - mask) * images[index]
         lam_t = mask.mean(dim=(1, 2, 3)) if self.correct_lam else torch.full_like(mask[:, 0, 0, 0], lam)
-        losses = {"automix_block": self.block_weight * block_loss, "automix_mask": self.mask_weight * mask_loss}
         if self.clean_weight > 0:
             losses["automix_clean"] = self.clean_weight * system.classification_loss(system(images), targets)
         out = MixOutput(mixed, self.mix_targets(targets, index, lam_t), lam_t, index, mask.expand_as(images[:, :1]))
