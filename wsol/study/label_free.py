@@ -100,8 +100,9 @@ def _read_cache(path: Path, key: Mapping[str, Any]) -> tuple[dict[str, np.ndarra
 def load_cue_maps(data: Any, split: str, folder: Path, names: Sequence[str] = SALIENCY_CUES) -> CueSplit:
     """The cue maps ``names`` of ``data``'s ``split`` (``"tune"`` or ``"val"``), computed once and cached.
 
-    The cache ``folder/saliency_<split>.npz`` is reused when its key (data description, class names, image size
-    and a SHA-1 of the images) matches; cues missing from it are computed and added, the others are not touched.
+    The cache ``folder/saliency_<split>.npz`` is reused when its key (data description less its per-regime entries,
+    class names, image size and a SHA-1 of the images) matches; cues missing from it are computed and added, the
+    others are not touched.
 
     Args:
         data: The study's splits (:class:`wsol.study.data.StudyData`).

@@ -48,9 +48,9 @@ def model_key(
     label-only model reads nothing else. Of the data description's per-regime entries (``regimes``, ``n_train``)
     only this regime's count in, so a study invoked with fewer regimes finds the same models.
     """
-    recipe = {k: v for k, v in config.items() if k != "train_split"}
     from wsol.study.data import PER_REGIME_KEYS
 
+    recipe = {k: v for k, v in config.items() if k != "train_split"}
     data = {k: v for k, v in data_description.items() if k not in PER_REGIME_KEYS}
     data |= {k: dict(data_description.get(k) or {}).get(regime) for k in PER_REGIME_KEYS}
     payload = {
