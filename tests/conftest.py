@@ -52,17 +52,13 @@ def coco_mini_root() -> Path:
 def one_step_trainer(root: Path, val_batches: int = 0, checkpoint_dir: Path | None = None) -> Any:
     """A quiet CPU Trainer for one training batch (and ``val_batches`` validation batches); with ``checkpoint_dir``
     it keeps ``last.ckpt`` there, else it writes no checkpoint."""
-    import pytorch_lightning as pl
     from pytorch_lightning.callbacks import ModelCheckpoint
+    from quiet import quiet_trainer
 
-    return pl.Trainer(
-        accelerator="cpu",
+    return quiet_trainer(
         max_epochs=1,
         limit_train_batches=1,
         limit_val_batches=val_batches,
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
         enable_checkpointing=checkpoint_dir is not None,
         default_root_dir=root,
         callbacks=[ModelCheckpoint(dirpath=checkpoint_dir, save_last=True)] if checkpoint_dir is not None else None,

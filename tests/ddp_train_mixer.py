@@ -12,9 +12,9 @@ import json
 import sys
 from pathlib import Path
 
-import pytorch_lightning as pl
 import torch
 from pytorch_lightning.strategies import DDPStrategy
+from quiet import quiet_trainer
 
 from wsol.augment import AutoMix
 from wsol.data import WSOLDataModule
@@ -28,16 +28,8 @@ def main(devices: int, out: Path) -> None:
     mixer = AutoMix(prob=0.5, seed=0, momentum=0.9, feature_layer=None)
     model = CAM(backbone="resnet10", backbone_kwargs={"width": 8, "stem_stride": 2}, num_classes=4, mixer=mixer)
     dm = WSOLDataModule("synthetic", image_size=32, batch_size=4, train_options=DATA, val_options=DATA)
-    trainer = pl.Trainer(
-        accelerator="cpu",
-        devices=devices,
-        strategy=DDPStrategy(find_unused_parameters=False),
-        max_steps=4,
-        limit_val_batches=0,
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        enable_checkpointing=False,
+    trainer = quiet_trainer(
+        devices=devices, strategy=DDPStrategy(find_unused_parameters=False), max_steps=4, limit_val_batches=0
     )
     trainer.fit(model, datamodule=dm)
     block = [p.detach().double().sum().item() for p in model.mix_modules.mix_block.parameters()]

@@ -11,8 +11,8 @@ import json
 import sys
 from pathlib import Path
 
-import pytorch_lightning as pl
 import torch
+from quiet import quiet_trainer
 
 from wsol.data import WSOLDataModule
 from wsol.methods import CAM
@@ -26,15 +26,7 @@ def main(devices: int, out: Path) -> None:
     model = CAM(backbone="resnet10", backbone_kwargs={"width": 8, "stem_stride": 2}, num_classes=5,
                 cam_curve_interval=0.01)  # fmt: skip
     dm = WSOLDataModule("synthetic", image_size=32, batch_size=4, train_options=DATA, val_options=DATA)
-    trainer = pl.Trainer(
-        accelerator="cpu",
-        devices=devices,
-        strategy="ddp" if devices > 1 else "auto",
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        enable_checkpointing=False,
-    )
+    trainer = quiet_trainer(devices=devices, strategy="ddp" if devices > 1 else "auto")
     metrics = trainer.validate(model, datamodule=dm, verbose=False)[0]
     record = {k: float(v) for k, v in metrics.items()}
     record["world_size"] = trainer.world_size

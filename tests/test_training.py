@@ -1,7 +1,7 @@
 import pytest
-import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import EMAWeightAveraging, ModelCheckpoint
+from quiet import quiet_trainer
 
 from wsol.methods import CAM
 
@@ -11,15 +11,7 @@ def _model(**kw):
 
 
 def _trainer(tmp_path, **kw):
-    defaults = dict(
-        accelerator="cpu",
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=tmp_path,
-    )
-    defaults.update(kw)
-    return pl.Trainer(**defaults)
+    return quiet_trainer(**{"enable_checkpointing": True, "default_root_dir": tmp_path, **kw})
 
 
 def test_fast_dev_run_on_demo_data(tiny_datamodule, tmp_path):

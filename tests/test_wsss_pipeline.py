@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import pytorch_lightning as pl
 import torch
+from quiet import quiet_trainer
 
 from wsol.cli import main
 from wsol.commands.pseudo_masks import parse_scales, parse_sweep
@@ -37,15 +38,7 @@ def demo_checkpoint(tmp_path_factory, one_thread):
     pl.seed_everything(0, verbose=False)
     dm = WSOLDataModule("synthetic", image_size=48, batch_size=16, train_options=DEMO, val_options=DEMO)
     model = CAM(**TINY, num_classes=3, lr=0.4, weight_decay=5e-4)
-    trainer = pl.Trainer(
-        accelerator="cpu",
-        max_epochs=10,
-        limit_val_batches=0,
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        enable_checkpointing=False,
-    )
+    trainer = quiet_trainer(max_epochs=10, limit_val_batches=0)
     trainer.fit(model, datamodule=dm)
     path = tmp_path_factory.mktemp("ckpt") / "cam.ckpt"
     trainer.save_checkpoint(path)
@@ -197,7 +190,7 @@ def test_settings_are_checked_before_any_work():
 def test_seam_checkpoint_is_detected_and_refined_by_its_pcm(tmp_path, one_thread):
     torch.manual_seed(0)
     seam = SEAM(**TINY, num_classes=3)
-    trainer = pl.Trainer(accelerator="cpu", max_epochs=0, logger=False, enable_progress_bar=False)
+    trainer = quiet_trainer(max_epochs=0)
     trainer.strategy.connect(seam)
     trainer.save_checkpoint(tmp_path / "seam.ckpt")
     model = load_checkpoint(tmp_path / "seam.ckpt")
