@@ -266,3 +266,41 @@ def test_fused_runs_cache_beside_each_run_and_recompute_when_maps_change(tmp_pat
     )
     with pytest.raises(ValueError, match="seed0.maps.npz: its tune boxes differ"):
         fusion.fused_runs(tmp_path, study_data, step=0.5, cam_curve_interval=0.05)
+
+
+def test_fused_runs_over_worker_processes_equal_the_one_process_records(tmp_path, study_data):
+    import shutil
+
+    from wsol.study import fusion
+    from wsol.study.scoring import write_maps
+
+    rng = np.random.default_rng(3)
+    boxes = {
+        s: [b.numpy().reshape(-1, 4) for batch in study_data.eval_loader(s) for b in batch["boxes"]]
+        for s in ("tune", "val")
+    }
+
+    def raw(split: str) -> RawMaps:
+        n = len(boxes[split])
+        return RawMaps(rng.normal(size=(n, 4, 4)).astype(np.float32), rng.random(n) > 0.5, boxes[split], 32)
+
+    one, two = tmp_path / "one", tmp_path / "two"
+    for seed in range(3):
+        run = one / "runs" / "n3" / "cam" / "default"
+        run.mkdir(parents=True, exist_ok=True)
+        (run / f"seed{seed}.json").write_text(json.dumps({"seed": seed, "seconds": {"total": 1.0}, "n_train": 6}))
+        write_maps(run / f"seed{seed}.maps.npz", {"tune": raw("tune"), "val": raw("val")})
+    shutil.copytree(one, two)
+    serial = fusion.fused_runs(one, study_data, step=0.5, cam_curve_interval=0.05)
+    spread = fusion.fused_runs(two, study_data, step=0.5, cam_curve_interval=0.05, workers=2, progress=True)
+    drop = lambda records: [{k: v for k, v in r.items() if k != "seconds"} for r in records]  # noqa: E731
+    assert [r["seed"] for r in spread] == [0, 1, 2] and drop(spread) == drop(serial)
+    for seed in range(3):
+        a, b = (json.loads((f / "runs/n3/cam/default" / f"seed{seed}.fused.json").read_text()) for f in (one, two))
+        assert a["settings"] == b["settings"] and a["kinds"]["plain"]["fair"] == b["kinds"]["plain"]["fair"]
+    # A worker's failure reaches the caller with the file's name; the runs already fused stay cached.
+    bad = two / "runs/n3/cam/default/seed1.maps.npz"
+    bad.write_bytes(b"not an npz")
+    with pytest.raises(ValueError, match="seed1.maps.npz: unreadable maps file"):
+        fusion.fused_runs(two, study_data, step=0.5, cam_curve_interval=0.05, workers=2)
+    assert (two / "runs/n3/cam/default/seed0.fused.json").is_file()

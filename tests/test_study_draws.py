@@ -234,6 +234,8 @@ def test_draws_command_cuts_trains_resumes_and_pools(tmp_path, capsys):
     assert (tmp_path / "out" / "h1" / "runs" / "all" / "cam" / "default" / "seed0.json").stat().st_mtime == mtime
     assert main([*args, "--draws", "h9"]) == 2
     assert "unknown --draws ['h9']" in capsys.readouterr().err
+    assert main([*args, "--fusion-workers", "0"]) == 2
+    assert "--fusion-workers must be >= 1, got 0" in capsys.readouterr().err
     # A one-class draw is refused in one line, not trained.
     subset_tiny_imagenet(tmp_path / "full", tmp_path / "one", wnids=["n00000001"])
     assert main(["study", "small-data", "--data", str(tmp_path / "one"), "--out", str(tmp_path / "o1")]) == 2

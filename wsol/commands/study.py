@@ -157,6 +157,12 @@ def _register_draws(studies: argparse._SubParsersAction) -> None:
         help="rows whose kept maps are fused with --fusion-cue (each run once, then cached: 1 to 6 minutes on two "
         "CPU cores for its plain and test-time augmented maps; default: %(default)s)",
     )
+    d.add_argument(
+        "--fusion-workers",
+        type=int,
+        default=None,
+        help="processes that fuse the runs not yet cached, one run each (default: one per CPU core)",
+    )
     _add_run_options(d)
     d.set_defaults(func=run_draws)
 
@@ -299,6 +305,8 @@ def run_draws(args: argparse.Namespace) -> int:
         raise ValueError(f"--seeds and --dev-seeds must be >= 1, got {args.seeds} and {args.dev_seeds}")
     if args.n_draws < 1:
         raise ValueError(f"--n-draws must be >= 1, got {args.n_draws}")
+    if args.fusion_workers is not None and args.fusion_workers < 1:
+        raise ValueError(f"--fusion-workers must be >= 1, got {args.fusion_workers}")
     run_seeds = parse_run_seeds(args.run_seeds, max(args.seeds, args.dev_seeds))
     methods, args.refresh_rows = _rows(args)
     regimes = parse_regimes(args.regime)
@@ -341,7 +349,15 @@ def run_draws(args: argparse.Namespace) -> int:
 
             data = datas.get(draw.name) or _draw_data(draw, args, regimes)
             rows = [r.strip() for r in args.fusion_rows.split(",") if r.strip()]
-            derived = fused_runs(folder, data, cue=args.fusion_cue, rows=rows, regimes=[regime])
+            derived = fused_runs(
+                folder,
+                data,
+                cue=args.fusion_cue,
+                rows=rows,
+                regimes=[regime],
+                workers=args.fusion_workers,
+                progress=not args.no_progress,
+            )
         scores.append(collect_draw(draw.name, folder, regime, derived))
     if scores:
         paths = write_pooled_report(out, scores, read_draws(out / "draws.json"))

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -222,6 +223,8 @@ def fused_runs(
     norms: Sequence[str] = CLASS_MAP_NORMS,
     step: float = 0.1,
     cam_curve_interval: float = 0.001,
+    workers: int | None = 1,
+    progress: bool = False,
 ) -> list[dict[str, Any]]:
     """Fuse every kept class map of a study folder with ``cue`` and the centre prior; one record per run and kind.
 
@@ -240,6 +243,9 @@ def fused_runs(
         norms: Class-map normalisations tried on the tuning split.
         step: Step of the weight grid.
         cam_curve_interval: Step of the τ grid.
+        workers: Processes that fuse the runs whose cache is stale, one run each at a time (None: one per CPU
+            core); each search is the same pure computation in any process, so the records do not depend on it.
+        progress: Show a progress bar over the runs being fused.
 
     Returns:
         Run-like records, one per run and kind: ``method`` (``<row>+<cue>`` or ``<row>_tta+<cue>``), ``variant``,
@@ -263,7 +269,8 @@ def fused_runs(
         "cam_curve_interval": cam_curve_interval,
         "cue_key": {s: c.key for s, c in cues.items()},
     }
-    records: list[dict[str, Any]] = []
+    found: dict[Path, tuple[Path, dict[str, Any] | None]] = {}  # maps -> (run result, valid cache or None)
+    stale: dict[Path, tuple[Path, dict[str, Any]]] = {}  # maps -> (cache file, its key)
     for maps_path in sorted((folder / "runs").glob("*/*/*/seed*.maps.npz")):
         regime, row, variant = maps_path.relative_to(folder / "runs").parts[:3]
         if (rows is not None and row not in rows) or (regimes is not None and regime not in regimes):
@@ -272,13 +279,27 @@ def fused_runs(
         run_path = maps_path.with_name(f"{stem}.json")
         if not run_path.is_file():
             continue  # maps without a finished result: the run is being rewritten
-        run = json.loads(run_path.read_text(encoding="utf-8"))
         cache_path = maps_path.with_name(f"{stem}.fused.json")
         key = json.loads(json.dumps({**settings, "maps_sha1": _sha1(maps_path)}))
         cached = _read_cached(cache_path)
-        if cached.get("settings") != key:
-            cached = {"settings": key, "kinds": _fuse_run(maps_path, cues, cue, norms, step, cam_curve_interval)}
-            write_json_atomic(cache_path, cached)
+        found[maps_path] = (run_path, cached if cached.get("settings") == key else None)
+        if found[maps_path][1] is None:
+            stale[maps_path] = (cache_path, key)
+    fresh: dict[Path, dict[str, Any]] = {}
+    from tqdm.auto import tqdm
+
+    with tqdm(total=len(stale), desc=f"fusing {folder.name}", unit="run", disable=not progress or not stale) as bar:
+        for maps_path, kinds in _fuse_runs(list(stale), cues, cue, norms, step, cam_curve_interval, workers):
+            cache_path, key = stale[maps_path]
+            fresh[maps_path] = {"settings": key, "kinds": kinds}
+            write_json_atomic(cache_path, fresh[maps_path])  # each run's search is kept as soon as it is done
+            bar.update()
+    records: list[dict[str, Any]] = []
+    for maps_path, (run_path, cached) in found.items():
+        cached = cached or fresh[maps_path]
+        regime, row, variant = maps_path.relative_to(folder / "runs").parts[:3]
+        stem = maps_path.name.removesuffix(".maps.npz")
+        run = json.loads(run_path.read_text(encoding="utf-8"))
         for kind, result in cached["kinds"].items():
             seconds = dict(run.get("seconds", {}))
             seconds["total"] = (seconds.get("total") or 0.0) + result["seconds"]
@@ -299,6 +320,51 @@ def fused_runs(
                 }
             )
     return records
+
+
+def _fuse_runs(
+    paths: Sequence[Path],
+    cues: dict[str, Any],
+    cue: str,
+    norms: Sequence[str],
+    step: float,
+    interval: float,
+    workers: int | None,
+) -> Iterator[tuple[Path, dict[str, dict[str, Any]]]]:
+    # ``(path, kinds)`` per run as each search ends: here, or spread over fresh ("spawn") processes that each
+    # receive the cue maps once and use one torch thread (the search is single-threaded numba and numpy). The
+    # first failure cancels the searches not yet started and is raised.
+    n = min(len(paths), (os.cpu_count() or 1) if workers is None else workers)
+    if n <= 1:
+        for path in paths:
+            yield path, _fuse_run(path, cues, cue, norms, step, interval)
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(n, mp_context=context, initializer=_worker_init, initargs=(cues,)) as pool:
+        futures = {pool.submit(_worker_fuse, path, cue, tuple(norms), step, interval): path for path in paths}
+        try:
+            for future in as_completed(futures):
+                yield futures[future], future.result()
+        except BaseException:
+            pool.shutdown(cancel_futures=True)
+            raise
+
+
+_WORKER_CUES: dict[str, Any] = {}
+
+
+def _worker_init(cues: dict[str, Any]) -> None:
+    import torch
+
+    torch.set_num_threads(1)
+    _WORKER_CUES.update(cues)
+
+
+def _worker_fuse(path: Path, cue: str, norms: Sequence[str], step: float, interval: float) -> dict[str, dict[str, Any]]:
+    return _fuse_run(path, _WORKER_CUES, cue, norms, step, interval)
 
 
 def _read_cached(path: Path) -> dict[str, Any]:
