@@ -217,11 +217,9 @@ def test_label_free_rows_cache_their_maps_and_name_the_baseline(tmp_path, study_
     np.testing.assert_array_equal(split.maps["mbd"], cue_maps("mbd", label_free.eval_images(study_data.tune, 32)))
 
 
-def test_fused_runs_cache_beside_each_run_and_recompute_when_maps_change(tmp_path, study_data, monkeypatch):
-    from wsol.study import fusion
-    from wsol.study.scoring import write_maps
-
-    rng = np.random.default_rng(2)
+def _random_maps(study_data, seed: int):
+    """The study data's tune/val boxes and a maker of random 4x4 raw maps over those images, per split."""
+    rng = np.random.default_rng(seed)
     boxes = {
         s: [b.numpy().reshape(-1, 4) for batch in study_data.eval_loader(s) for b in batch["boxes"]]
         for s in ("tune", "val")
@@ -230,6 +228,15 @@ def test_fused_runs_cache_beside_each_run_and_recompute_when_maps_change(tmp_pat
     def raw(split: str) -> RawMaps:
         n = len(boxes[split])
         return RawMaps(rng.normal(size=(n, 4, 4)).astype(np.float32), rng.random(n) > 0.5, boxes[split], 32)
+
+    return boxes, raw
+
+
+def test_fused_runs_cache_beside_each_run_and_recompute_when_maps_change(tmp_path, study_data, monkeypatch):
+    from wsol.study import fusion
+    from wsol.study.scoring import write_maps
+
+    boxes, raw = _random_maps(study_data, 2)
 
     run = tmp_path / "runs" / "n3" / "cam" / "default"
     run.mkdir(parents=True)
@@ -274,16 +281,7 @@ def test_fused_runs_over_worker_processes_equal_the_one_process_records(tmp_path
     from wsol.study import fusion
     from wsol.study.scoring import write_maps
 
-    rng = np.random.default_rng(3)
-    boxes = {
-        s: [b.numpy().reshape(-1, 4) for batch in study_data.eval_loader(s) for b in batch["boxes"]]
-        for s in ("tune", "val")
-    }
-
-    def raw(split: str) -> RawMaps:
-        n = len(boxes[split])
-        return RawMaps(rng.normal(size=(n, 4, 4)).astype(np.float32), rng.random(n) > 0.5, boxes[split], 32)
-
+    _, raw = _random_maps(study_data, 3)
     one, two = tmp_path / "one", tmp_path / "two"
     for seed in range(3):
         run = one / "runs" / "n3" / "cam" / "default"
