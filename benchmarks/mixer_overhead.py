@@ -15,34 +15,30 @@ import statistics
 import time
 
 import torch
+from interleaved import add_step_options, random_batch, setup
 
 from wsol.augment import create_mixer, list_mixers
+from wsol.augment.base import Mixer
 from wsol.methods.base import WSOLModule
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backbone", default="resnet10")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--image-size", type=int, default=64)
-    parser.add_argument("--num-classes", type=int, default=10)
-    parser.add_argument("--steps", type=int, default=20, help="timed rounds (one step per mixer each)")
-    parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=None)
+    add_step_options(parser, steps=20, warmup=3)
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
+    setup(args)
 
     module = WSOLModule(args.backbone, num_classes=args.num_classes, scale_lr=False)
     module.train()
     opt = torch.optim.SGD(module.parameters(), lr=1e-3, momentum=0.9)
     b, s = args.batch_size, args.image_size
-    batch = {
-        "image": torch.randn(b, 3, s, s),
-        "target": torch.eye(args.num_classes)[torch.randint(args.num_classes, (b,))],
-    }
-    mixers = {"none": None} | {name: create_mixer(name, seed=0) for name in list_mixers()}
+    batch = random_batch(b, s, args.num_classes)
+    built = {name: create_mixer(name, seed=0) for name in list_mixers()}
+    # The dynamic mixers read the training method (PuzzleMix its network, AutoMix the modules it was built with),
+    # so a mixer swapped onto one module cannot stand for them: benchmarks/dynamic_mixer_step.py times them.
+    dynamic = [name for name, m in built.items() if type(m).mix_batch is not Mixer.mix_batch]
+    mixers = {"none": None} | {name: m for name, m in built.items() if name not in dynamic}
     step_times: dict[str, list[float]] = {name: [] for name in mixers}
     mix_times: dict[str, list[float]] = {name: [] for name in mixers}
 
@@ -70,6 +66,7 @@ def main() -> None:
     )
     # ratio: median step vs median unmixed step; min ratio: fastest vs fastest (less sensitive to other load);
     # intrinsic: (unmixed step + mixer call alone) / unmixed step.
+    print(f"stateless mixers; {', '.join(dynamic)} (dynamic): benchmarks/dynamic_mixer_step.py")
     print(f"{'mixer':<10} {'step ms':>9} {'ratio':>7} {'min ratio':>9} {'mixer ms':>9} {'intrinsic':>9}")
     for name in mixers:
         med = statistics.median(step_times[name])

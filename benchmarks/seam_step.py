@@ -11,11 +11,9 @@ minimum ratios are reported.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 from collections.abc import Callable
 
-import torch
+from interleaved import add_step_options, print_ratios, random_batch, setup, time_steps
 
 from wsol.methods import CAM
 from wsol.methods.base import WSOLModule
@@ -26,16 +24,9 @@ from wsol.methods.seam import SEAM
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backbone", default="resnet10")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--image-size", type=int, default=64)
-    parser.add_argument("--num-classes", type=int, default=10)
-    parser.add_argument("--steps", type=int, default=10)
-    parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=None)
+    add_step_options(parser)
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
+    setup(args)
 
     common = {"backbone": args.backbone, "num_classes": args.num_classes, "scale_lr": False}
     builders: dict[str, Callable[[], WSOLModule]] = {
@@ -45,32 +36,10 @@ def main() -> None:
         "mixup_cam": lambda: MixUpCAM(**common),
     }
     modules = {name: build().train() for name, build in builders.items()}
-    optims = {name: torch.optim.SGD(m.parameters(), lr=1e-3, momentum=0.9) for name, m in modules.items()}
-    b, s = args.batch_size, args.image_size
-    batch = {
-        "image": torch.randn(b, 3, s, s),
-        "target": torch.eye(args.num_classes)[torch.randint(args.num_classes, (b,))],
-    }
-    times: dict[str, list[float]] = {name: [] for name in modules}
-    for round_ in range(args.warmup + args.steps):
-        for name, module in modules.items():
-            t0 = time.perf_counter()
-            loss, _ = module.loss(batch)
-            optims[name].zero_grad(set_to_none=True)
-            loss.backward()
-            optims[name].step()
-            if round_ >= args.warmup:
-                times[name].append(time.perf_counter() - t0)
-
-    base, base_min = statistics.median(times["cam"]), min(times["cam"])
-    print(
-        f"backbone={args.backbone} batch={b} size={s} steps={args.steps} "
-        f"threads={torch.get_num_threads()} (CPU shared: figures are noisy under load)"
-    )
-    print(f"{'method':<20} {'step ms':>9} {'vs CAM':>7} {'min vs CAM':>10}")
-    for name, values in times.items():
-        med = statistics.median(values)
-        print(f"{name:<20} {med * 1e3:9.1f} {med / base:7.2f} {min(values) / base_min:10.2f}")
+    batch = random_batch(args.batch_size, args.image_size, args.num_classes)
+    times = time_steps(modules, batch, args.steps, args.warmup, lambda m, b: m.loss(b)[0])
+    heading = f"backbone={args.backbone} batch={args.batch_size} size={args.image_size} steps={args.steps}"
+    print_ratios(times, "cam", heading)
 
 
 if __name__ == "__main__":
