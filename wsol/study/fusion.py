@@ -256,6 +256,8 @@ def fused_runs(
     Raises:
         ValueError: A run's maps do not belong to ``data`` (other images or boxes).
     """
+    from tqdm.auto import tqdm
+
     from wsol.study.label_free import load_cue_maps
 
     folder = Path(folder)
@@ -269,8 +271,9 @@ def fused_runs(
         "cam_curve_interval": cam_curve_interval,
         "cue_key": {s: c.key for s, c in cues.items()},
     }
-    found: dict[Path, tuple[Path, dict[str, Any] | None]] = {}  # maps -> (run result, valid cache or None)
-    stale: dict[Path, tuple[Path, dict[str, Any]]] = {}  # maps -> (cache file, its key)
+    # maps -> (regime, row, variant, stem, run result, cache); the stale ones -> (cache file, its key)
+    found: dict[Path, tuple[str, str, str, str, Path, dict[str, Any]]] = {}
+    stale: dict[Path, tuple[Path, dict[str, Any]]] = {}
     for maps_path in sorted((folder / "runs").glob("*/*/*/seed*.maps.npz")):
         regime, row, variant = maps_path.relative_to(folder / "runs").parts[:3]
         if (rows is not None and row not in rows) or (regimes is not None and regime not in regimes):
@@ -282,23 +285,18 @@ def fused_runs(
         cache_path = maps_path.with_name(f"{stem}.fused.json")
         key = json.loads(json.dumps({**settings, "maps_sha1": _sha1(maps_path)}))
         cached = _read_cached(cache_path)
-        found[maps_path] = (run_path, cached if cached.get("settings") == key else None)
-        if found[maps_path][1] is None:
+        found[maps_path] = (regime, row, variant, stem, run_path, cached)
+        if cached.get("settings") != key:
             stale[maps_path] = (cache_path, key)
-    fresh: dict[Path, dict[str, Any]] = {}
-    from tqdm.auto import tqdm
-
     with tqdm(total=len(stale), desc=f"fusing {folder.name}", unit="run", disable=not progress or not stale) as bar:
         for maps_path, kinds in _fuse_runs(list(stale), cues, cue, norms, step, cam_curve_interval, workers):
             cache_path, key = stale[maps_path]
-            fresh[maps_path] = {"settings": key, "kinds": kinds}
-            write_json_atomic(cache_path, fresh[maps_path])  # each run's search is kept as soon as it is done
+            cached = {"settings": key, "kinds": kinds}
+            write_json_atomic(cache_path, cached)  # each run's search is kept as soon as it is done
+            found[maps_path] = (*found[maps_path][:5], cached)
             bar.update()
     records: list[dict[str, Any]] = []
-    for maps_path, (run_path, cached) in found.items():
-        cached = cached or fresh[maps_path]
-        regime, row, variant = maps_path.relative_to(folder / "runs").parts[:3]
-        stem = maps_path.name.removesuffix(".maps.npz")
+    for regime, row, variant, stem, run_path, cached in found.values():
         run = json.loads(run_path.read_text(encoding="utf-8"))
         for kind, result in cached["kinds"].items():
             seconds = dict(run.get("seconds", {}))
