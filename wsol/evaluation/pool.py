@@ -1,11 +1,17 @@
-"""The evaluator's worker pool: chunks of images scored in parallel processes (results equal the serial run's)."""
+"""The house's process pool (:func:`map_in_processes`) and the evaluator's use of it: chunks of images scored in
+parallel processes (results equal the serial run's).
+
+A study report fuses the class maps of many runs over the same pool (:mod:`wsol.study.fusion`). Each caller keeps
+what is its own: the start method, what its workers set up once, and what a task is.
+"""
 
 from __future__ import annotations
 
 import multiprocessing
 import os
-from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from typing import Any, TypeVar
 
 import cv2
 
@@ -13,7 +19,46 @@ from wsol.evaluation.chunks import ChunkConfig, PartialResult, run_chunk
 from wsol.evaluation.sources import Source
 from wsol.metrics import warm_up_kernels
 
-__all__ = ["chunk_indices", "run_in_pool"]
+__all__ = ["chunk_indices", "map_in_processes", "run_in_pool"]
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def map_in_processes(
+    fn: Callable[[T], R],
+    tasks: Iterable[T],
+    workers: int,
+    *,
+    start_method: str | None = None,
+    initializer: Callable[..., object] | None = None,
+    initargs: tuple[Any, ...] = (),
+) -> Iterator[tuple[T, R]]:
+    """``(task, fn(task))`` for every task, in the order they finish, computed by ``workers`` processes.
+
+    Args:
+        fn: A module-level function (it is pickled by name into the workers).
+        tasks: The tasks, each pickled to a worker; keep them small and park what every task shares with
+            ``initializer``.
+        workers: How many processes (>= 1).
+        start_method: ``"fork"``, ``"spawn"``, ``"forkserver"`` or None for the platform's default.
+        initializer: Called once in each worker with ``initargs`` before its first task.
+
+    The first task that raises cancels the tasks not yet started and its exception is raised here; a consumer
+    that stops iterating early cancels them too.
+    """
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    context = multiprocessing.get_context(start_method)
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=initializer, initargs=initargs) as pool:
+        futures: dict[Future[R], T] = {pool.submit(fn, task): task for task in tasks}
+        try:
+            for future in as_completed(futures):
+                yield futures[future], future.result()
+        except BaseException:
+            pool.shutdown(cancel_futures=True)
+            raise
+
 
 # Set once per worker process by _init_worker, so tasks carry only image indices.
 _WORKER: tuple[Source, ChunkConfig] | None = None
@@ -50,7 +95,6 @@ def run_in_pool(
     # start method). OpenCV's thread count is set to 1 in the parent before the fork: a forked child
     # that reconfigured the pool it inherited (whose threads did not survive the fork) would deadlock.
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() and os.name == "posix" else None
-    context = multiprocessing.get_context(method)
     if method == "fork":
         source.preload()
         # Compiled once here (or loaded from numba's cache), the kernels are inherited by every worker.
@@ -59,15 +103,18 @@ def run_in_pool(
     cv2_threads = cv2.getNumThreads()
     cv2.setNumThreads(1)
     try:
-        with ProcessPoolExecutor(
-            max_workers=workers, mp_context=context, initializer=_init_worker, initargs=(source, config)
-        ) as pool:
-            chunks = chunk_indices(len(source), workers)
-            futures = {pool.submit(_run_worker_chunk, chunk): len(chunk) for chunk in chunks}
-            for future in as_completed(futures):
-                parts.append(future.result())
-                if on_images is not None:
-                    on_images(futures[future])
+        chunks = chunk_indices(len(source), workers)
+        for chunk, part in map_in_processes(
+            _run_worker_chunk,
+            chunks,
+            workers,
+            start_method=method,
+            initializer=_init_worker,
+            initargs=(source, config),
+        ):
+            parts.append(part)
+            if on_images is not None:
+                on_images(len(chunk))
     finally:
         cv2.setNumThreads(cv2_threads)
     return parts

@@ -337,18 +337,12 @@ def _fuse_runs(
         for path in paths:
             yield path, _fuse_run(path, cues, cue, norms, step, interval)
         return
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from functools import partial
 
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(n, mp_context=context, initializer=_worker_init, initargs=(cues,)) as pool:
-        futures = {pool.submit(_worker_fuse, path, cue, tuple(norms), step, interval): path for path in paths}
-        try:
-            for future in as_completed(futures):
-                yield futures[future], future.result()
-        except BaseException:
-            pool.shutdown(cancel_futures=True)
-            raise
+    from wsol.evaluation.pool import map_in_processes
+
+    search = partial(_worker_fuse, cue=cue, norms=tuple(norms), step=step, interval=interval)
+    yield from map_in_processes(search, paths, n, start_method="spawn", initializer=_worker_init, initargs=(cues,))
 
 
 _WORKER_CUES: dict[str, Any] = {}
