@@ -1,10 +1,10 @@
 """Interleaved training-step timing shared by the step benchmarks (``seam_step``, ``method_step``,
-``mixer_overhead``).
+``mixer_overhead``, ``dynamic_mixer_step``).
 
 Every module takes one step in turn, round after round, so a change of background load hits them alike; the
-median and the minimum step of each are compared with a baseline's measured in the same run. A step is the
-module's loss on one batch + backward + an SGD update. The scripts run as ``python benchmarks/<script>.py``, so
-this folder is on their import path.
+median and the minimum step of each are compared with one or more baselines measured in the same run. A step is
+the module's loss on one batch + backward + an optimizer update (on a GPU, synchronised before and after). The
+scripts run as ``python benchmarks/<script>.py``, so this folder is on their import path.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 
@@ -53,28 +53,52 @@ def time_steps(
     steps: int,
     warmup: int,
     loss: Callable[[torch.nn.Module, dict], torch.Tensor],
+    optimizer: Callable[[torch.nn.Module], torch.optim.Optimizer] | None = None,
+    before_step: Callable[[torch.nn.Module, int], object] | None = None,
 ) -> dict[str, list[float]]:
-    """Seconds of each module's timed steps (``loss(module, batch)`` + backward + SGD), interleaved by round."""
-    optims = {name: torch.optim.SGD(m.parameters(), lr=1e-3, momentum=0.9) for name, m in modules.items()}
+    """Seconds of each module's timed steps (``loss(module, batch)`` + backward + optimizer step), interleaved by
+    round.
+
+    ``optimizer(module)`` builds each module's optimizer (default: SGD over its parameters, lr 1e-3, momentum 0.9);
+    ``before_step(module, round)`` runs untimed before each step (e.g. to reseed a mixer per round).
+    """
+    make = optimizer or (lambda m: torch.optim.SGD(m.parameters(), lr=1e-3, momentum=0.9))
+    optims = {name: make(m) for name, m in modules.items()}
+    cuda = batch["image"].is_cuda
     times: dict[str, list[float]] = {name: [] for name in modules}
     for round_ in range(warmup + steps):
         for name, module in modules.items():
+            if before_step is not None:
+                before_step(module, round_)
+            if cuda:
+                torch.cuda.synchronize()
             start = time.perf_counter()
             value = loss(module, batch)
             optims[name].zero_grad(set_to_none=True)
             value.backward()
             optims[name].step()
+            if cuda:
+                torch.cuda.synchronize()
             if round_ >= warmup:
                 times[name].append(time.perf_counter() - start)
     return times
 
 
-def print_ratios(times: Mapping[str, list[float]], baseline: str, heading: str, what: str = "method") -> None:
-    """One line per module: median step ms, median vs the baseline's median, fastest vs the baseline's fastest."""
-    base, base_min = statistics.median(times[baseline]), min(times[baseline])
+def print_ratios(
+    times: Mapping[str, list[float]], baseline: str | Sequence[str], heading: str, what: str = "method"
+) -> None:
+    """One line per module: median step ms, then for each baseline the median vs the baseline's median and the
+    fastest vs the baseline's fastest."""
+    bases = [baseline] if isinstance(baseline, str) else list(baseline)
     width = max(len(what), *map(len, times)) + 2
+    cols = {b: (max(9, len(b) + 3), max(12, len(b) + 7)) for b in bases}  # widths of "vs b" and "min vs b"
     print(f"{heading} threads={torch.get_num_threads()} (CPU figures are noisy when other work shares the cores)")
-    print(f"{what:<{width}} {'step ms':>9} {'vs ' + baseline:>9} {'min vs ' + baseline:>12}")
+    header = "".join(f" {'vs ' + b:>{cols[b][0]}} {'min vs ' + b:>{cols[b][1]}}" for b in bases)
+    print(f"{what:<{width}} {'step ms':>9}{header}")
     for name, values in times.items():
-        med = statistics.median(values)
-        print(f"{name:<{width}} {med * 1e3:9.1f} {med / base:9.2f} {min(values) / base_min:12.2f}")
+        med, fastest = statistics.median(values), min(values)
+        ratios = "".join(
+            f" {med / statistics.median(times[b]):{cols[b][0]}.2f} {fastest / min(times[b]):{cols[b][1]}.2f}"
+            for b in bases
+        )
+        print(f"{name:<{width}} {med * 1e3:9.1f}{ratios}")

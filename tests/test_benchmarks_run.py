@@ -19,6 +19,7 @@ TINY = ["--batch-size", "2", "--image-size", "32", "--steps", "1", "--warmup", "
         ("seam_step.py", [], "cam", ["seam (rescale 0.3)", "seam (flip)", "mixup_cam"]),
         ("method_step.py", ["--rows", "cam,fsl,seam"], "cam", ["fsl", "seam"]),
         ("mixer_overhead.py", [], "none", ["cutmix", "fmix", "gmix", "hmix", "mixup", "resizemix"]),
+        ("dynamic_mixer_step.py", ["--skip-224", "--cpu"], "none", ["cutmix", "puzzlemix", "automix"]),
     ],
 )
 def test_step_benchmark_runs_and_reports_every_row(script: str, extra: list[str], baseline: str, rows: list[str]):
@@ -30,3 +31,5 @@ def test_step_benchmark_runs_and_reports_every_row(script: str, extra: list[str]
     assert float(lines[baseline][2]) == float(lines[baseline][3]) == 1.0  # median and fastest vs itself
     for row in rows:
         assert row in lines, f"{script}: no line for {row}\n{done.stdout}"
+    if script == "dynamic_mixer_step.py":  # the second baseline's columns
+        assert float(lines["cutmix"][4]) == float(lines["cutmix"][5]) == 1.0
