@@ -162,6 +162,12 @@ def test_pooled_rows_pair_each_seed_with_its_draws_baseline_and_choose_on_tune_o
     assert "| h1 | 1 | n1 cat |" in text
     assert paths["csv"].read_text().count("\n") == 1 + 1 + 2 * 3 * 2
     assert paths["plot"].stat().st_size > 1000
+    # A row measured on one held-out draw has no interval over draws to show.
+    lone = _draws()
+    lone[1].rows["c"] = _row("c", [64, 66], [61, 61])
+    lone_text = write_pooled_report(tmp_path / "l", lone, {})["markdown"].read_text()
+    assert "| c | 1 × 2 | **+7.00** | — (one draw) |" in lone_text
+    assert re.search(r"\| a \| 2 × 4 \| \*\*\+3\.00\*\* \| \[\+\d\.\d\d, \+\d\.\d\d\] \|", lone_text)
     # With the ceiling measured on h1 only, the gap and the fraction read h1 alone, and the headline says so.
     partial = _draws()
     del partial[2].rows["fsl_all"]

@@ -363,8 +363,10 @@ def write_pooled_report(
         name = f"{p.row} (reference, boxes)" if p.supervision == "boxes" else p.row
         seconds = [s for d in held if p.row in d.rows for s in d.rows[p.row].seconds.values() if s]
         ratio = f"{np.median(seconds) / np.median(cam_seconds):.2f}×" if seconds and cam_seconds else "—"
+        # A bootstrap over a single draw only resamples its seeds: no interval over draws to show.
+        interval = f"[{p.low:+.2f}, {p.high:+.2f}]" if len(p.draws) > 1 else "— (one draw)"
         lines.append(
-            f"| {name} | {len(p.draws)} × {p.runs} | **{p.delta:+.2f}** | [{p.low:+.2f}, {p.high:+.2f}] | "
+            f"| {name} | {len(p.draws)} × {p.runs} | **{p.delta:+.2f}** | {interval} | "
             f"{min(p.per_draw.values()):+.2f} | {p.tune_delta:+.2f} | {_fmt(p.gap_fraction, '.0f', '%')} | "
             f"{_fmt(p.dev_delta)} | {ratio} |"
         )
