@@ -80,3 +80,19 @@ def save_lightning_checkpoint(path: Path, model: Any, state: dict | None = None,
         path,
     )
     return path
+
+
+def fit_one_step_and_reload(model: Any, datamodule: Any, root: Path) -> Any:
+    """Train ``model`` on one batch of ``datamodule`` (asserting a finite loss and that some weight moved) and return
+    the module reloaded from the ``last.ckpt`` it kept; ``model`` is left in eval mode beside it."""
+    from wsol.methods import load_checkpoint
+
+    before = [p.detach().clone() for p in model.parameters()]
+    trainer = one_step_trainer(root, checkpoint_dir=root / "c")
+    trainer.fit(model, datamodule=datamodule)
+    assert torch.isfinite(trainer.callback_metrics["train/loss"])
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+    restored = load_checkpoint(root / "c" / "last.ckpt")
+    assert type(restored) is type(model) and not restored.training
+    model.eval()
+    return restored

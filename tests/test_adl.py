@@ -6,12 +6,11 @@ import copy
 
 import pytest
 import torch
-from conftest import one_step_trainer
+from conftest import fit_one_step_and_reload
 from torch import nn
 
 from wsol.methods.adl import ADL, AttentionDropout, default_adl_layers
 from wsol.methods.cam import CAM
-from wsol.methods.checkpoint import load_checkpoint
 from wsol.models import Backbone
 
 SMALL = {"backbone": "resnet10", "backbone_kwargs": {"stem_stride": 2, "width": 8}, "num_classes": 3}
@@ -155,16 +154,9 @@ def test_default_layers_need_a_sequential_body() -> None:
 def test_one_training_step_and_checkpoint_round_trip(tiny_datamodule, tmp_path) -> None:
     torch.manual_seed(0)
     model = ADL(seed=0, **SMALL)
-    before = [p.detach().clone() for p in model.parameters()]
-    trainer = one_step_trainer(tmp_path, checkpoint_dir=tmp_path / "c")
-    trainer.fit(model, datamodule=tiny_datamodule)
-    assert torch.isfinite(trainer.callback_metrics["train/loss"])
-    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
-    restored = load_checkpoint(tmp_path / "c" / "last.ckpt")
-    assert type(restored) is ADL and not restored.training
+    restored = fit_one_step_and_reload(model, tiny_datamodule, tmp_path)
     assert restored.hparams.adl_drop_rate == 0.75 and restored.hparams.adl_threshold == 0.9
     x = torch.randn(2, 3, 32, 32)
-    model.eval()
     with torch.no_grad():
         assert torch.equal(restored.cams(x), model.cams(x))
         # The rebuilt model has its hooks back: in training mode its features are not the plain network's.

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import one_step_trainer
+from conftest import fit_one_step_and_reload
 from torch import nn
 
 from wsol.augment import MixUp
 from wsol.methods.cam import CAM
-from wsol.methods.checkpoint import load_checkpoint
 from wsol.methods.has import HaS, hide_patches
 from wsol.models import Backbone
 
@@ -118,15 +117,8 @@ def test_bad_arguments(kwargs: dict, name: str) -> None:
 def test_one_training_step_and_checkpoint_round_trip(tiny_datamodule, tmp_path) -> None:
     torch.manual_seed(0)
     model = HaS(backbone="resnet10", backbone_kwargs={"stem_stride": 2, "width": 8}, num_classes=3, seed=0)
-    before = [p.detach().clone() for p in model.parameters()]
-    trainer = one_step_trainer(tmp_path, checkpoint_dir=tmp_path / "c")
-    trainer.fit(model, datamodule=tiny_datamodule)
-    assert torch.isfinite(trainer.callback_metrics["train/loss"])
-    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
-    restored = load_checkpoint(tmp_path / "c" / "last.ckpt")
-    assert type(restored) is HaS and not restored.training
+    restored = fit_one_step_and_reload(model, tiny_datamodule, tmp_path)
     assert restored.hparams.has_grid_size == 4 and restored.hparams.has_drop_rate == 0.5
     x = torch.randn(2, 3, 32, 32)
-    model.eval()
     with torch.no_grad():
         assert torch.equal(restored.cams(x), model.cams(x))
