@@ -47,3 +47,29 @@ def test_study_scatter_panels_points_and_lines(drawn, tmp_path) -> None:
     cam_all, psol_all = (c.lines[0].get_color() for c in axes[0].containers)
     (cam_n300,) = (c.lines[0].get_color() for c in axes[1].containers)
     assert cam_all == cam_n300 != psol_all
+
+
+def test_row_styles_are_distinct_beyond_the_palette() -> None:
+    styles = plots.row_styles([f"r{k}" for k in range(25)])
+    assert len(set(styles.values())) == 25
+    assert {styles[f"r{k}"][1] for k in range(10)} == {"o"} and styles["r10"][1] == "s"
+    assert styles["r0"][0] == styles["r10"][0]  # the colour comes round again with the next marker
+
+
+def test_draws_plot_orders_the_legend_stars_the_best_row_and_floors_outliers(drawn, tmp_path) -> None:
+    points = {
+        "dev": {"b": [61.0], "a": [66.0, 67.0], "z": [5.0, 60.0]},
+        "h1": {"a": [59.0], "b": [58.0]},
+    }
+    baseline, ceiling, prior = {"dev": 64.0, "h1": 57.5}, {"h1": 62.0}, {"dev": 62.0, "h1": 55.0}
+    path = plots.plot_draws(tmp_path / "d.png", points, baseline, ceiling, prior, highlight="a", order=["a", "b"])
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    (ax,) = drawn[0][0]
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels == ["label-free baseline", "supervised ceiling", "centre prior", "a (best)", "b", "z"]
+    low, high = ax.get_ylim()
+    assert high > 67.0  # 5 is more than 15 below every line (floor 40): not in the range
+    assert [t.get_text() for t in ax.texts] == ["5"]  # ... but written on the floor
+    stars = [y for line in ax.lines if line.get_marker() == "*" for y in line.get_ydata()]
+    assert sorted(stars) == [59.0, 66.0, 67.0]
+    assert low == pytest.approx(55.0 - 0.05 * 12.0 - 0.5)  # the lowest line, less the margin

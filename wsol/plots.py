@@ -302,6 +302,20 @@ def plot_study_scatter(
     return save_figure(fig, path, dpi=90)
 
 
+# Marker shapes cycled over the colours so that rows beyond the palette's size keep a style of their own.
+_MARKERS = ("o", "s", "^", "D", "v", "P", "X")
+# Points this far below the lowest line of their panel are drawn on the axis' floor, their value written beside.
+_FLOOR_BELOW_LINES = 15.0
+
+
+def row_styles(rows: Sequence[str]) -> dict[str, tuple[tuple[float, ...], str]]:
+    """A distinct ``(RGBA colour, marker)`` per row: ``tab10``'s ten colours, then the next marker shape with them
+    again (70 rows before a style repeats)."""
+    plt = pyplot()
+    cmap = plt.get_cmap("tab10")
+    return {row: (tuple(cmap(k % 10)), _MARKERS[(k // 10) % len(_MARKERS)]) for k, row in enumerate(rows)}
+
+
 def plot_draws(
     path: str | Path,
     points: Mapping[str, Mapping[str, Sequence[float]]],
@@ -309,34 +323,60 @@ def plot_draws(
     ceiling: Mapping[str, float],
     prior: Mapping[str, float] | None = None,
     ylabel: str = "MaxBoxAccV2 on val (τ from tune)",
+    highlight: str | None = None,
+    order: Sequence[str] = (),
 ) -> Path:
-    """One column per draw: every row's per-seed scores as points (one colour per row, side by side), and per draw
-    the label-free baseline (solid black), the supervised ceiling (dashed green) and the centre prior (dotted grey)
-    as short horizontal lines."""
+    """One column per draw: every row's per-seed scores as points (a colour and marker per row, side by side, rows
+    in ``order`` and then as they first appear in ``points``), and per draw the label-free baseline (solid black),
+    the supervised ceiling (dashed green) and the centre prior (dotted grey) as short horizontal lines. The
+    ``highlight`` row (e.g. the best one) is drawn as large stars. The y axis fits the lines and the points near
+    them: a point more than 15 points below every line is drawn on the axis' floor as a small triangle with its
+    value written beside it."""
     plt = pyplot()
     draws = list(points)
-    rows = list(dict.fromkeys(row for per_draw in points.values() for row in per_draw))
+    present = {row for per_draw in points.values() for row in per_draw}
+    rows = list(dict.fromkeys([r for r in order if r in present] + [r for d in points.values() for r in d]))
+    styles = row_styles([r for r in rows if r != highlight])
     fig, ax = plt.subplots(figsize=(max(6.0, 1.6 * len(draws) + 2.5), 5))
     width = 0.8
+    lines = [v for values in (baseline, ceiling, prior or {}) for v in values.values()]
+    values = [y for per_draw in points.values() for ys in per_draw.values() for y in ys]
+    floor = (min(lines) - _FLOOR_BELOW_LINES) if lines else min(values, default=0.0)
+    kept = [y for y in values if y >= floor] + lines
+    low, high = (min(kept), max(kept)) if kept else (0.0, 100.0)
+    low, high = low - 0.05 * (high - low) - 0.5, high + 0.05 * (high - low) + 0.5
+    handles: dict[str, Any] = {}  # legend entries: the lines, then the rows in their order
     for i, draw in enumerate(draws):
-        for name, values, style, colour in (
+        for name, per_draw, style, colour in (
             ("label-free baseline", baseline, "-", "black"),
             ("supervised ceiling", ceiling, "--", "green"),
             ("centre prior", prior or {}, ":", "grey"),
         ):
-            if draw in values:
-                label = name if i == min(j for j, d in enumerate(draws) if d in values) else None
-                ax.hlines(values[draw], i - width / 2, i + width / 2, colors=colour, linestyles=style, label=label)
+            if draw in per_draw:
+                line = ax.hlines(per_draw[draw], i - width / 2, i + width / 2, colors=colour, linestyles=style)
+                handles.setdefault(name, line)
         for k, row in enumerate(rows):
             ys = list(points[draw].get(row, ()))
             if not ys:
                 continue
             x = i - width / 2 + width * (k + 0.5) / max(1, len(rows))
-            colour = plt.get_cmap("tab20")(k % 20)
-            label = row if draw == next(d for d in draws if points[d].get(row)) else None
-            ax.plot([x] * len(ys), ys, "o", color=colour, ms=4, label=label)
+            if row == highlight:
+                colour, marker, size, edge = (0.0, 0.0, 0.0, 1.0), "*", 11, "black"
+            else:
+                (colour, marker), size, edge = styles[row], 4, "none"
+            shown = [y for y in ys if y >= floor]
+            (dots,) = ax.plot([x] * len(shown), shown, marker, color=colour, mec=edge, ms=size, ls="none")
+            handles.setdefault(row, dots)
+            for y in ys:
+                if y < floor:
+                    ax.plot([x], [low], "v", color=colour, ms=4, clip_on=False)
+                    ax.annotate(f"{y:.0f}", (x, low), fontsize=6, xytext=(2, 3), textcoords="offset points")
+    ax.set_ylim(low, high)
     ax.set_xticks(range(len(draws)), draws)
     ax.set(xlabel="class draw", ylabel=ylabel, title="per-draw scores (one point per seed)")
-    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    entries = [n for n in ("label-free baseline", "supervised ceiling", "centre prior") if n in handles]
+    entries += [r for r in rows if r in handles]
+    labels = [f"{e} (best)" if e == highlight else e for e in entries]
+    ax.legend([handles[e] for e in entries], labels, fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
     fig.tight_layout()
     return save_figure(fig, path, dpi=90)

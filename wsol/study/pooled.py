@@ -439,5 +439,7 @@ def write_pooled_report(
                 for d in draws
                 if "center_gaussian" in d.references
             },
+            highlight=best.row if best is not None else None,
+            order=[p.row for p in pooled],  # the table's order (by tuning margin); the dev draw's own rows after
         )
     return paths
