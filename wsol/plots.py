@@ -304,7 +304,7 @@ def plot_study_scatter(
 
 # Marker shapes cycled over the colours so that rows beyond the palette's size keep a style of their own.
 _MARKERS = ("o", "s", "^", "D", "v", "P", "X")
-# Points this far below the lowest line of their panel are drawn on the axis' floor, their value written beside.
+# Points this far below every line of the figure are drawn on the axis' floor, their value written beside.
 _FLOOR_BELOW_LINES = 15.0
 
 
